@@ -1,0 +1,1 @@
+"""The HSM layer: the only code in zrkeyring that speaks PKCS#11."""

@@ -1,0 +1,1 @@
+"""Client for zrChain's gRPC API: queries, transaction building and broadcasting."""
