@@ -1,0 +1,221 @@
+"""The controller's durable journal: what it has seen, computed and posted, in SQLite.
+
+The double-post guard (as tmkms persists its last signed height before a signature leaves): the
+signed transaction bytes are written and fsynced *before* they are broadcast. After a crash the
+controller re-broadcasts exactly those bytes (same hash, same account sequence, so at most one copy
+can ever be included) or, once the transaction's timeout height has passed without inclusion, knows
+it can never land and plans a fresh one. Results held here (public keys, signatures) are public data;
+no secret ever enters the journal.
+
+Request states, in order: seen → result (or reject) → posting → done. A request leaves `posting`
+only when its transaction's fate is known.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    kind TEXT NOT NULL,              -- 'key' or 'sign'
+    request_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    result BLOB,                     -- public key or signature (public data)
+    reject_reason TEXT,
+    tx_hash TEXT,
+    note TEXT,
+    first_seen REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (kind, request_id)
+);
+CREATE TABLE IF NOT EXISTS txs (
+    tx_hash TEXT PRIMARY KEY,
+    tx_bytes BLOB NOT NULL,
+    sequence INTEGER NOT NULL,
+    timeout_height INTEGER NOT NULL,
+    state TEXT NOT NULL,             -- 'sent', 'included', 'failed', 'expired'
+    code INTEGER,
+    log TEXT,
+    created REAL NOT NULL
+);
+"""
+
+
+class State(Enum):
+    SEEN = "seen"
+    RESULT = "result"
+    REJECT = "reject"
+    POSTING = "posting"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    request_id: int
+    state: State
+    attempt: int
+    result: bytes | None
+    reject_reason: str | None
+    tx_hash: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    tx_hash: str
+    tx_bytes: bytes
+    sequence: int
+    timeout_height: int
+    state: str
+
+
+class Journal:
+    """Thread-safe SQLite journal (WAL, synchronous=FULL so a committed row survives power loss)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # --- requests --------------------------------------------------------------------------------
+    def observe(self, kind: str, request_id: int) -> Entry:
+        """Record a request as seen (no-op if known) and return its entry."""
+        now = time.time()
+        self._write(
+            "INSERT OR IGNORE INTO requests (kind, request_id, state, first_seen, updated) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (kind, request_id, State.SEEN.value, now, now),
+        )
+        entry = self.get(kind, request_id)
+        assert entry is not None
+        return entry
+
+    def get(self, kind: str, request_id: int) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT kind, request_id, state, attempt, result, reject_reason, tx_hash, note "
+                "FROM requests WHERE kind=? AND request_id=?",
+                (kind, request_id),
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def entries(self, *states: State) -> list[Entry]:
+        wanted = {s.value for s in states}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, request_id, state, attempt, result, reject_reason, tx_hash, note "
+                "FROM requests WHERE state != 'done' OR ? ORDER BY request_id",
+                (State.DONE.value in wanted,),
+            ).fetchall()
+        return [_entry(r) for r in rows if r[2] in wanted]
+
+    def set_attempt(self, kind: str, request_id: int, attempt: int) -> None:
+        self._write(
+            "UPDATE requests SET attempt=?, updated=? WHERE kind=? AND request_id=?",
+            (attempt, time.time(), kind, request_id),
+        )
+
+    def record_result(self, kind: str, request_id: int, result: bytes) -> None:
+        self._set_state(kind, request_id, State.RESULT, result=result)
+
+    def record_reject(self, kind: str, request_id: int, reason: str) -> None:
+        self._set_state(kind, request_id, State.REJECT, reject_reason=reason)
+
+    def mark_done(self, kind: str, request_id: int, note: str) -> None:
+        self._set_state(kind, request_id, State.DONE, note=note)
+
+    def reopen(self, kind: str, request_id: int, note: str) -> None:
+        """Back to result/reject after a transaction that can no longer land (expired or failed)."""
+        entry = self.get(kind, request_id)
+        if entry is None or entry.state is not State.POSTING:
+            return
+        state = State.REJECT if entry.reject_reason is not None else State.RESULT
+        self._set_state(kind, request_id, state, note=note, clear_tx=True)
+
+    def _set_state(
+        self,
+        kind: str,
+        request_id: int,
+        state: State,
+        *,
+        result: bytes | None = None,
+        reject_reason: str | None = None,
+        note: str | None = None,
+        clear_tx: bool = False,
+    ) -> None:
+        self._write(
+            "UPDATE requests SET state=?, result=COALESCE(?, result), "
+            "reject_reason=COALESCE(?, reject_reason), note=COALESCE(?, note), "
+            "tx_hash=CASE WHEN ? THEN NULL ELSE tx_hash END, updated=? WHERE kind=? AND request_id=?",
+            (state.value, result, reject_reason, note, clear_tx, time.time(), kind, request_id),
+        )
+
+    # --- transactions ----------------------------------------------------------------------------
+    def record_tx(
+        self, tx_hash: str, tx_bytes: bytes, sequence: int, timeout_height: int, items: list[tuple[str, int]]
+    ) -> None:
+        """Durably record a signed transaction and the requests it answers, before it is broadcast."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO txs (tx_hash, tx_bytes, sequence, timeout_height, state, created) "
+                    "VALUES (?, ?, ?, ?, 'sent', ?)",
+                    (tx_hash, tx_bytes, sequence, timeout_height, now),
+                )
+                for kind, request_id in items:
+                    self._db.execute(
+                        "UPDATE requests SET state=?, tx_hash=?, updated=? WHERE kind=? AND request_id=?",
+                        (State.POSTING.value, tx_hash, now, kind, request_id),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def set_tx_state(self, tx_hash: str, state: str, code: int | None = None, log: str | None = None) -> None:
+        self._write("UPDATE txs SET state=?, code=?, log=? WHERE tx_hash=?", (state, code, log, tx_hash))
+
+    def open_txs(self) -> list[TxRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tx_hash, tx_bytes, sequence, timeout_height, state FROM txs "
+                "WHERE state='sent' ORDER BY created"
+            ).fetchall()
+        return [TxRecord(*r) for r in rows]
+
+    def items_of_tx(self, tx_hash: str) -> list[tuple[str, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, request_id FROM requests WHERE tx_hash=? ORDER BY request_id", (tx_hash,)
+            ).fetchall()
+        return [(k, int(r)) for k, r in rows]
+
+
+def _entry(row: tuple) -> Entry:
+    kind, request_id, state, attempt, result, reason, tx_hash, note = row
+    return Entry(kind, int(request_id), State(state), int(attempt), result, reason, tx_hash, note)
