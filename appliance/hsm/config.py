@@ -30,9 +30,7 @@ class HsmConfig:
         sources = [n for n in ("pin_file", "pin_env", "pin_credential") if getattr(self, n) is not None]
         if len(sources) != 1:
             found = ", ".join(sources) if sources else "none"
-            raise ConfigError(
-                f"hsm: set exactly one of pin_file, pin_env, pin_credential (found: {found})"
-            )
+            raise ConfigError(f"hsm: set exactly one of pin_file, pin_env, pin_credential (found: {found})")
         if not self.token_label:
             raise ConfigError("hsm.token_label: must not be empty")
 

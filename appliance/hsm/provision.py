@@ -61,9 +61,7 @@ def check_mechanisms(present: set[Any], required: tuple[Any, ...] = REQUIRED_MEC
     """Raise MechanismMissingError naming every required mechanism the token lacks."""
     missing = [mechanism_name(m) for m in required if m not in present]
     if missing:
-        raise MechanismMissingError(
-            f"the token lacks required PKCS#11 mechanism(s): {', '.join(missing)}"
-        )
+        raise MechanismMissingError(f"the token lacks required PKCS#11 mechanism(s): {', '.join(missing)}")
 
 
 def mechanism_name(mechanism: Any) -> str:

@@ -67,4 +67,3 @@ def identity_public_key(link: TokenLink) -> bytes:
     if len(point) != 32:
         raise HsmError(f"identity public key on the token has {len(point)} bytes, expected 32")
     return point
-
