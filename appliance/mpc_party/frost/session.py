@@ -1,0 +1,207 @@
+"""FROST signing as a sans-IO state machine: one `FrostSigner` per party per signing session.
+
+Every signer broadcasts its commitments, then its signature share, to every other signer; every
+signer then checks all shares and aggregates (each party posts its own fulfilment, so each needs
+the signature). Sequence::
+
+    s = FrostSigner(suite, key_share, session_id, signers=[1, 3], message=b"...", rng=rng)
+    c = s.commit()          # -> SigningCommitment (broadcast)
+    s.receive(peer_msg)     # SigningCommitment / SignatureShareMsg from the other signers, any order
+    z = s.sign()            # -> SignatureShareMsg (broadcast); needs every commitment; nonces consumed
+    sig = s.aggregate()     # -> signature bytes; needs every share; names a cheating signer
+
+The session id is agreed outside (from the chain request) and bound into every message; the message
+and the signer set are bound through the binding factors. A second `sign` or a replayed round raises
+`LocalProtocolError`; a duplicate, foreign or malformed peer message raises `ProtocolAbort` naming it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from appliance.mpc_party.dkg import KeyShare, PeerSet, read_header, write_header
+from appliance.mpc_party.frost import core
+from appliance.mpc_party.frost.ciphersuite import Ciphersuite
+from appliance.mpc_party.group import Group, Point, Rng, default_rng
+from appliance.mpc_party.wire import SESSION_ID_LEN, LocalProtocolError, ProtocolAbort, Writer
+
+KIND_FROST_COMMITMENT = 0x21
+KIND_FROST_SHARE = 0x22
+
+
+@dataclass(frozen=True)
+class SigningCommitment:
+    """Round 1, broadcast: header | D_i | E_i."""
+
+    KIND: ClassVar[int] = KIND_FROST_COMMITMENT
+    BROADCAST: ClassVar[bool] = True
+    group: Group = field(repr=False, compare=False)
+    session_id: bytes
+    sender: int
+    hiding: Point
+    binding: Point
+
+    def to_bytes(self) -> bytes:
+        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
+        return w.point(self.group, self.hiding).point(self.group, self.binding).getvalue()
+
+    @classmethod
+    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> SigningCommitment:
+        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
+        hiding, binding = r.point(group), r.point(group)
+        r.finish()
+        return cls(group, sid, claimed, hiding, binding)
+
+
+@dataclass(frozen=True)
+class SignatureShareMsg:
+    """Round 2, broadcast: header | z_i."""
+
+    KIND: ClassVar[int] = KIND_FROST_SHARE
+    BROADCAST: ClassVar[bool] = True
+    group: Group = field(repr=False, compare=False)
+    session_id: bytes
+    sender: int
+    share: int
+
+    def to_bytes(self) -> bytes:
+        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
+        return w.scalar(self.group, self.share).getvalue()
+
+    @classmethod
+    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> SignatureShareMsg:
+        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
+        share = r.scalar(group)
+        r.finish()
+        return cls(group, sid, claimed, share)
+
+
+FrostMessage = SigningCommitment | SignatureShareMsg
+_KINDS: dict[int, type] = {c.KIND: c for c in (SigningCommitment, SignatureShareMsg)}
+
+
+def decode_frost_message(group: Group, data: bytes, sender: int | None = None) -> FrostMessage:
+    """Parse any FROST signing message; malformed input raises ProtocolAbort naming `sender`."""
+    if len(data) < 2 or data[1] not in _KINDS:
+        raise ProtocolAbort("malformed message: unknown FROST message kind", sender)
+    return _KINDS[data[1]].from_bytes(group, data, sender)
+
+
+class SignState(enum.Enum):
+    COMMIT = "ready for round 1 (commit)"
+    WAITING_COMMITMENTS = "waiting for round-1 commitments"
+    WAITING_SHARES = "waiting for round-2 signature shares"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class FrostSigner:
+    """One signer's session. See the module docstring."""
+
+    def __init__(self, suite: Ciphersuite, key_share: KeyShare, session_id: bytes, signers: Sequence[int],
+                 message: bytes, rng: Rng = default_rng, *, taproot_merkle_root: bytes | None = None) -> None:
+        if key_share.group is not suite.group:
+            raise LocalProtocolError(f"{suite.name} needs a {suite.group.name} key share")
+        ids = sorted(set(signers))
+        if len(ids) != len(signers) or len(ids) < key_share.t or key_share.party_id not in ids:
+            raise LocalProtocolError(f"signer set {list(signers)} must be distinct, at least t={key_share.t} "
+                                     f"parties and include party {key_share.party_id}")
+        if not all(1 <= i <= key_share.n for i in ids):
+            raise LocalProtocolError(f"signer ids must lie in 1..{key_share.n}")
+        if len(session_id) != SESSION_ID_LEN:
+            raise LocalProtocolError(f"session id must be {SESSION_ID_LEN} bytes")
+        self.suite, self.share = suite, key_share
+        self.session_id, self.signers, self.message = bytes(session_id), tuple(ids), bytes(message)
+        self.key = suite.signing_key(key_share.group_public_key, taproot_merkle_root)
+        self._rng = rng
+        self._peers = PeerSet(self.session_id, key_share.party_id, set(ids) - {key_share.party_id})
+        self.state = SignState.COMMIT
+        self._nonces: core.SigningNonces | None = None
+        self._commitments: dict[int, core.Commitment] = {}
+        self._commit_msgs: dict[int, SigningCommitment] = {}
+        self._shares: dict[int, int] = {}
+        self._share_msgs: dict[int, SignatureShareMsg] = {}
+        self._package: core.SigningPackage | None = None
+
+    def _require(self, state: SignState, what: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"{what} called in state '{self.state.value}'")
+
+    def missing(self) -> dict[str, list[int]]:
+        peers = sorted(self._peers.peers)
+        return {"commitments": [p for p in peers if p not in self._commitments],
+                "shares": [p for p in peers if p not in self._shares]}
+
+    def commit(self) -> SigningCommitment:
+        self._require(SignState.COMMIT, "commit")
+        me = self.share.party_id
+        self._nonces = core.commit(self.suite, me, self.share.secret, self._rng)
+        own = self._nonces.commitment
+        assert own is not None
+        self._commitments[me] = own
+        self.state = SignState.WAITING_COMMITMENTS
+        return SigningCommitment(self.suite.group, self.session_id, me, own.hiding, own.binding)
+
+    def receive(self, msg: FrostMessage) -> None:
+        """Take one peer message. Validates before storing: a rejected message changes nothing."""
+        if self.state in (SignState.DONE, SignState.FAILED):
+            raise LocalProtocolError(f"receive called in state '{self.state.value}'")
+        g = self.suite.group
+        if isinstance(msg, SigningCommitment):
+            self._peers.check(msg, self._commit_msgs)
+            for p in (msg.hiding, msg.binding):
+                try:
+                    g.decode_point(p)
+                except ValueError as exc:
+                    raise ProtocolAbort(f"invalid nonce commitment: {exc}", msg.sender) from None
+            self._commit_msgs[msg.sender] = msg
+            self._commitments[msg.sender] = core.Commitment(msg.sender, msg.hiding, msg.binding)
+        elif isinstance(msg, SignatureShareMsg):
+            self._peers.check(msg, self._share_msgs)
+            if not 0 <= msg.share < g.order:
+                raise ProtocolAbort("signature share not reduced", msg.sender)
+            self._share_msgs[msg.sender] = msg
+            self._shares[msg.sender] = msg.share
+        else:
+            raise LocalProtocolError(f"not a FROST message: {type(msg).__name__}")
+
+    def sign(self) -> SignatureShareMsg:
+        """Round 2: once every commitment is in, produce this signer's share (consumes the nonces)."""
+        self._require(SignState.WAITING_COMMITMENTS, "sign")
+        if missing := self.missing()["commitments"]:
+            raise LocalProtocolError(f"sign needs commitments from parties {missing}")
+        assert self._nonces is not None
+        try:
+            self._package = core.signing_package(self.suite, self.key, list(self._commitments.values()),
+                                                 self.message)
+        except ValueError as exc:
+            self.state = SignState.FAILED
+            raise ProtocolAbort(str(exc)) from None
+        me = self.share.party_id
+        z = core.sign_share(self.suite, me, self.share.secret, self._nonces.take(), self._package)
+        self._nonces = None
+        self._shares[me] = z
+        self.state = SignState.WAITING_SHARES
+        return SignatureShareMsg(self.suite.group, self.session_id, me, z)
+
+    def aggregate(self) -> bytes:
+        """Check every signer's share against its verification share; return the signature."""
+        self._require(SignState.WAITING_SHARES, "aggregate")
+        if missing := self.missing()["shares"]:
+            raise LocalProtocolError(f"aggregate needs shares from parties {missing}")
+        pkg = self._package
+        assert pkg is not None
+        for i in self.signers:
+            vshare = self.share.verification_shares[i]
+            if not core.verify_share(self.suite, self._commitments[i], vshare, self._shares[i], pkg):
+                self.state = SignState.FAILED
+                raise ProtocolAbort("invalid signature share", i)
+        signature = core.aggregate(self.suite, self._shares, pkg)
+        if not self.suite.verify(self.key, self.message, signature):  # all shares valid: cannot happen
+            self.state = SignState.FAILED
+            raise ProtocolAbort("aggregated signature does not verify")
+        self.state = SignState.DONE
+        return signature
