@@ -26,10 +26,18 @@ from appliance.mpc_party.dkg import KeyShare, PeerSet, read_header, write_header
 from appliance.mpc_party.frost import core
 from appliance.mpc_party.frost.ciphersuite import Ciphersuite
 from appliance.mpc_party.group import Group, Point, Rng, default_rng
-from appliance.mpc_party.wire import SESSION_ID_LEN, LocalProtocolError, ProtocolAbort, Writer
+from appliance.mpc_party.wire import (
+    SESSION_ID_LEN,
+    LocalProtocolError,
+    ProtocolAbort,
+    Writer,
+    ct_equal,
+    transcript_hash,
+)
 
 KIND_FROST_COMMITMENT = 0x21
 KIND_FROST_SHARE = 0x22
+_VIEW_DOMAIN = b"zrkeyring/frost/view/v1"
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,11 @@ class SigningCommitment:
 
 @dataclass(frozen=True)
 class SignatureShareMsg:
-    """Round 2, broadcast: header | z_i."""
+    """Round 2, broadcast: header | z_i | view (32 bytes).
+
+    `view` hashes what the signer signed over (key, message, every signer's commitments), so a
+    signer that was shown different commitments, or a different message, is told apart from one
+    that sent a bad share."""
 
     KIND: ClassVar[int] = KIND_FROST_SHARE
     BROADCAST: ClassVar[bool] = True
@@ -66,17 +78,18 @@ class SignatureShareMsg:
     session_id: bytes
     sender: int
     share: int
+    view: bytes
 
     def to_bytes(self) -> bytes:
         w = write_header(Writer(), self.KIND, self.session_id, self.sender)
-        return w.scalar(self.group, self.share).getvalue()
+        return w.scalar(self.group, self.share).fixed(self.view, 32).getvalue()
 
     @classmethod
     def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> SignatureShareMsg:
         r, sid, claimed, _ = read_header(data, cls.KIND, sender)
-        share = r.scalar(group)
+        share, view = r.scalar(group), r.fixed(32)
         r.finish()
-        return cls(group, sid, claimed, share)
+        return cls(group, sid, claimed, share, view)
 
 
 FrostMessage = SigningCommitment | SignatureShareMsg
@@ -125,6 +138,7 @@ class FrostSigner:
         self._shares: dict[int, int] = {}
         self._share_msgs: dict[int, SignatureShareMsg] = {}
         self._package: core.SigningPackage | None = None
+        self._view = b""
 
     def _require(self, state: SignState, what: str) -> None:
         if self.state is not state:
@@ -181,11 +195,14 @@ class FrostSigner:
             self.state = SignState.FAILED
             raise ProtocolAbort(str(exc)) from None
         me = self.share.party_id
+        commitment_list = core.encode_group_commitment_list(self.suite, list(self._commitments.values()))
+        self._view = transcript_hash(_VIEW_DOMAIN, self.suite.context, self.session_id, self.key.public,
+                                     self.message, commitment_list)
         z = core.sign_share(self.suite, me, self.share.secret, self._nonces.take(), self._package)
         self._nonces = None
         self._shares[me] = z
         self.state = SignState.WAITING_SHARES
-        return SignatureShareMsg(self.suite.group, self.session_id, me, z)
+        return SignatureShareMsg(self.suite.group, self.session_id, me, z, self._view)
 
     def aggregate(self) -> bytes:
         """Check every signer's share against its verification share; return the signature."""
@@ -194,6 +211,11 @@ class FrostSigner:
             raise LocalProtocolError(f"aggregate needs shares from parties {missing}")
         pkg = self._package
         assert pkg is not None
+        for i, msg in sorted(self._share_msgs.items()):
+            if not ct_equal(msg.view, self._view):
+                self.state = SignState.FAILED
+                raise ProtocolAbort("signer signed a different message or commitment set "
+                                    "(it, or another signer, equivocated)", i)
         for i in self.signers:
             vshare = self.share.verification_shares[i]
             if not core.verify_share(self.suite, self._commitments[i], vshare, self._shares[i], pkg):
