@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from chain_client.proto_gen.tendermint.abci import types_pb2 as tendermint_dot_abci_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cosmos/base/abci/v1beta1/abci.proto\x12\x18\x63osmos.base.abci.v1beta1\x1a\x19google/protobuf/any.proto\x1a\x1btendermint/abci/types.proto\"\xfd\x01\n\nTxResponse\x12\x0e\n\x06height\x18\x01 \x01(\x03\x12\x0e\n\x06txhash\x18\x02 \x01(\t\x12\x11\n\tcodespace\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\t\x12\x0f\n\x07raw_log\x18\x06 \x01(\t\x12\x0c\n\x04info\x18\x08 \x01(\t\x12\x12\n\ngas_wanted\x18\t \x01(\x03\x12\x10\n\x08gas_used\x18\n \x01(\x03\x12 \n\x02tx\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\x12\x11\n\ttimestamp\x18\x0c \x01(\t\x12&\n\x06\x65vents\x18\r \x03(\x0b\x32\x16.tendermint.abci.Event\"/\n\x07GasInfo\x12\x12\n\ngas_wanted\x18\x01 \x01(\x04\x12\x10\n\x08gas_used\x18\x02 \x01(\x04\"x\n\x06Result\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03log\x18\x02 \x01(\t\x12&\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x16.tendermint.abci.Event\x12+\n\rmsg_responses\x18\x04 \x03(\x0b\x32\x14.google.protobuf.Anyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cosmos/base/abci/v1beta1/abci.proto\x12\x18\x63osmos.base.abci.v1beta1\x1a\x19google/protobuf/any.proto\x1a\x1btendermint/abci/types.proto\"\xfd\x01\n\nTxResponse\x12\x0e\n\x06height\x18\x01 \x01(\x03\x12\x0e\n\x06txhash\x18\x02 \x01(\t\x12\x11\n\tcodespace\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\t\x12\x0f\n\x07raw_log\x18\x06 \x01(\t\x12\x0c\n\x04info\x18\x08 \x01(\t\x12\x12\n\ngas_wanted\x18\t \x01(\x03\x12\x10\n\x08gas_used\x18\n \x01(\x03\x12 \n\x02tx\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\x12\x11\n\ttimestamp\x18\x0c \x01(\t\x12&\n\x06\x65vents\x18\r \x03(\x0b\x32\x16.tendermint.abci.Event\"/\n\x07GasInfo\x12\x12\n\ngas_wanted\x18\x01 \x01(\x04\x12\x10\n\x08gas_used\x18\x02 \x01(\x04\"x\n\x06Result\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03log\x18\x02 \x01(\t\x12&\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x16.tendermint.abci.Event\x12+\n\rmsg_responses\x18\x04 \x03(\x0b\x32\x14.google.protobuf.Any\">\n\tTxMsgData\x12+\n\rmsg_responses\x18\x02 \x03(\x0b\x32\x14.google.protobuf.AnyJ\x04\x08\x01\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,4 +39,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GASINFO']._serialized_end=424
   _globals['_RESULT']._serialized_start=426
   _globals['_RESULT']._serialized_end=546
+  _globals['_TXMSGDATA']._serialized_start=548
+  _globals['_TXMSGDATA']._serialized_end=610
 # @@protoc_insertion_point(module_scope)

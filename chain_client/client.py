@@ -1,0 +1,350 @@
+"""ChainClient: zrChain queries and transactions over gRPC, with retries and endpoint failover.
+
+- Transient gRPC errors (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with exponential backoff,
+  moving to the next configured endpoint each time, so one node going down does not stop a keyring.
+- Each signer's account number and sequence are cached; a "sequence mismatch" answer makes the client
+  re-query the account, re-sign and resend once.
+- `send` = BroadcastTx (SYNC) then GetTx until the tx is in a block; failures raise ChainTxError with
+  the node's code, codespace and raw_log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from chain_client.crypto import Signer, signer_address
+from chain_client.errors import (
+    ANTE_CODES,
+    TX_IN_CACHE,
+    WRONG_SEQUENCE,
+    ChainTxError,
+    ChainUnavailable,
+)
+from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
+from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
+from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxMsgData, TxResponse
+from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest
+from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
+from chain_client.proto_gen.zrchain.identity import query_pb2 as identity_query
+from chain_client.proto_gen.zrchain.identity.identity_pb2 import Keyring, Workspace
+from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
+from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
+from chain_client.tx import TxSpec, build_tx
+
+log = logging.getLogger("chain_client")
+M = TypeVar("M", bound=Message)
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_EXPECTED_SEQUENCE = re.compile(r"expected (\d+), got (\d+)")
+
+
+@dataclass
+class ClientConfig:
+    """How to reach the chain and pay for transactions (zrChain's public client: 300000 gas, 750000urock)."""
+
+    endpoints: list[str] = field(default_factory=lambda: ["127.0.0.1:9090"])
+    chain_id: str = "diamond-1"
+    gas_limit: int = 300_000
+    fee_amount: int = 750_000
+    simulate: bool = False  # ask the node for the gas (Simulate), then pay gas * gas_price
+    gas_adjustment: float = 1.3
+    gas_price: float = 2.5  # urock per gas when simulating
+    rpc_timeout_s: float = 5.0
+    attempts: int = 4  # rounds over all endpoints before giving up
+    backoff_s: float = 0.1
+    backoff_max_s: float = 2.0
+    inclusion_timeout_s: float = 30.0
+    poll_interval_s: float = 0.1
+
+
+@dataclass
+class _AccountState:
+    number: int
+    sequence: int
+
+
+def _status_value(enum: Any, status: int | str) -> int:
+    if isinstance(status, str):
+        return enum.Value(status)
+    return status
+
+
+class ChainClient:
+    """Thread-safe; one instance per process is enough."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        if not config.endpoints:
+            raise ValueError("ClientConfig.endpoints is empty")
+        self.config = config
+        self._channels: dict[str, grpc.Channel] = {}
+        self._methods: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._active = 0
+        self._guard = threading.Lock()
+        self._signer_locks: dict[str, threading.Lock] = {}
+        self._accounts: dict[str, _AccountState] = {}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self._methods.clear()
+
+    def __enter__(self) -> ChainClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport ---------------------------------------------------------------------------------
+
+    def _method(self, endpoint: str, path: str, response_cls: type[M]) -> Callable[..., M]:
+        with self._guard:
+            method = self._methods.get((endpoint, path))
+            if method is None:
+                channel = self._channels.get(endpoint)
+                if channel is None:
+                    channel = self._channels[endpoint] = grpc.insecure_channel(endpoint)
+                method = channel.unary_unary(
+                    path,
+                    request_serializer=lambda m: m.SerializeToString(),
+                    response_deserializer=response_cls.FromString,
+                )
+                self._methods[(endpoint, path)] = method
+            return method
+
+    def call(self, path: str, request: Message, response_cls: type[M]) -> M:
+        """One unary call with retry and failover on transient errors; other gRPC errors propagate."""
+        endpoints = self.config.endpoints
+        delay = self.config.backoff_s
+        last: grpc.RpcError | None = None
+        for round_ in range(self.config.attempts):
+            for _ in range(len(endpoints)):
+                endpoint = endpoints[self._active % len(endpoints)]
+                try:
+                    method = self._method(endpoint, path, response_cls)
+                    return method(request, timeout=self.config.rpc_timeout_s)
+                except grpc.RpcError as exc:
+                    if exc.code() not in TRANSIENT:
+                        raise
+                    last = exc
+                    log.warning("%s on %s: %s; trying the next endpoint", path, endpoint, exc.code().name)
+                    self._active = (self._active + 1) % len(endpoints)
+            if round_ + 1 < self.config.attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max_s)
+        detail = last.details() if last is not None else "no attempt made"
+        raise ChainUnavailable(f"no chain node answered {path} at {', '.join(endpoints)}: {detail}")
+
+    def _get_or_none(self, path: str, request: Message, response_cls: type[M]) -> M | None:
+        try:
+            return self.call(path, request, response_cls)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def _pages(self, path: str, request: Any, response_cls: type[M], field_name: str, limit: int) -> list:
+        items: list = []
+        request.pagination.CopyFrom(PageRequest(limit=limit))
+        while True:
+            response = self.call(path, request, response_cls)
+            items.extend(getattr(response, field_name))
+            if not response.pagination.next_key:
+                return items
+            request.pagination.CopyFrom(PageRequest(key=response.pagination.next_key, limit=limit))
+
+    # ---- queries -----------------------------------------------------------------------------------
+
+    def account(self, address: str) -> BaseAccount | None:
+        response = self._get_or_none(
+            "/cosmos.auth.v1beta1.Query/Account",
+            auth_query.QueryAccountRequest(address=address),
+            auth_query.QueryAccountResponse,
+        )
+        if response is None:
+            return None
+        return BaseAccount.FromString(response.account.value)
+
+    def key_requests(
+        self, keyring_addr: str = "", status: int | str = 0, workspace_addr: str = "", page_limit: int = 100
+    ) -> list[key_pb2.KeyReqResponse]:
+        """Every key request matching the filters (all pages); empty filters match everything."""
+        request = treasury_query.QueryKeyRequestsRequest(
+            keyring_addr=keyring_addr,
+            status=_status_value(key_pb2.KeyRequestStatus, status),
+            workspace_addr=workspace_addr,
+        )
+        path = "/zrchain.treasury.Query/KeyRequests"
+        return self._pages(path, request, treasury_query.QueryKeyRequestsResponse, "key_requests", page_limit)
+
+    def sign_requests(
+        self, keyring_addr: str = "", status: int | str = 0, page_limit: int = 100
+    ) -> list[mpcsign_pb2.SignReqResponse]:
+        request = treasury_query.QuerySignatureRequestsRequest(
+            keyring_addr=keyring_addr, status=_status_value(mpcsign_pb2.SignRequestStatus, status)
+        )
+        path = "/zrchain.treasury.Query/SignatureRequests"
+        return self._pages(
+            path, request, treasury_query.QuerySignatureRequestsResponse, "sign_requests", page_limit
+        )
+
+    def key_request(self, request_id: int) -> key_pb2.KeyReqResponse | None:
+        response = self._get_or_none(
+            "/zrchain.treasury.Query/KeyRequestByID",
+            treasury_query.QueryKeyRequestByIDRequest(id=request_id),
+            treasury_query.QueryKeyRequestByIDResponse,
+        )
+        return response.key_request if response is not None else None
+
+    def sign_request(self, request_id: int) -> mpcsign_pb2.SignReqResponse | None:
+        response = self._get_or_none(
+            "/zrchain.treasury.Query/SignatureRequestByID",
+            treasury_query.QuerySignatureRequestByIDRequest(id=request_id),
+            treasury_query.QuerySignatureRequestByIDResponse,
+        )
+        return response.sign_request if response is not None else None
+
+    def key(self, key_id: int) -> key_pb2.KeyResponse | None:
+        response = self._get_or_none(
+            "/zrchain.treasury.Query/KeyByID",
+            treasury_query.QueryKeyByIDRequest(id=key_id),
+            treasury_query.QueryKeyByIDResponse,
+        )
+        return response.key if response is not None else None
+
+    def keys(self, workspace_addr: str = "", page_limit: int = 100) -> list[key_pb2.KeyResponse]:
+        request = treasury_query.QueryKeysRequest(workspace_addr=workspace_addr)
+        path = "/zrchain.treasury.Query/Keys"
+        found = self._pages(path, request, treasury_query.QueryKeysResponse, "keys", page_limit)
+        return [entry.key for entry in found]
+
+    def keyring(self, keyring_addr: str) -> Keyring | None:
+        response = self._get_or_none(
+            "/zrchain.identity.Query/KeyringByAddress",
+            identity_query.QueryKeyringByAddressRequest(keyring_addr=keyring_addr),
+            identity_query.QueryKeyringByAddressResponse,
+        )
+        return response.keyring if response is not None else None
+
+    def workspace(self, workspace_addr: str) -> Workspace | None:
+        response = self._get_or_none(
+            "/zrchain.identity.Query/WorkspaceByAddress",
+            identity_query.QueryWorkspaceByAddressRequest(workspace_addr=workspace_addr),
+            identity_query.QueryWorkspaceByAddressResponse,
+        )
+        return response.workspace if response is not None else None
+
+    def get_tx(self, txhash: str) -> tx_service.GetTxResponse | None:
+        return self._get_or_none(
+            "/cosmos.tx.v1beta1.Service/GetTx", tx_service.GetTxRequest(hash=txhash), tx_service.GetTxResponse
+        )
+
+    # ---- transactions ------------------------------------------------------------------------------
+
+    def _signer_lock(self, address: str) -> threading.Lock:
+        with self._guard:
+            return self._signer_locks.setdefault(address, threading.Lock())
+
+    def _load_account(self, address: str) -> _AccountState:
+        account = self.account(address)
+        if account is None:
+            raise ChainTxError(9, "sdk", f"account {address} not found on chain (it has no funds)")
+        state = _AccountState(account.account_number, account.sequence)
+        self._accounts[address] = state
+        return state
+
+    def forget_account(self, address: str) -> None:
+        """Drop the cached sequence, e.g. after another process used the same key."""
+        self._accounts.pop(address, None)
+
+    def _gas_and_fee(self, signer: Signer, messages: Sequence[Message], spec: TxSpec) -> tuple[int, int]:
+        if not self.config.simulate:
+            return self.config.gas_limit, self.config.fee_amount
+        raw = build_tx(signer, messages, spec)
+        try:
+            response = self.call(
+                "/cosmos.tx.v1beta1.Service/Simulate",
+                tx_service.SimulateRequest(tx_bytes=raw),
+                tx_service.SimulateResponse,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return self.config.gas_limit, self.config.fee_amount
+            raise ChainTxError.from_simulate_detail(exc.details() or "") from None
+        gas = math.ceil(response.gas_info.gas_used * self.config.gas_adjustment)
+        return gas, math.ceil(gas * self.config.gas_price)
+
+    def broadcast(self, signer: Signer, messages: Sequence[Message], memo: str = "") -> str:
+        """Sign and broadcast (SYNC); returns the tx hash once the node admitted it to its mempool."""
+        address = signer_address(signer)
+        with self._signer_lock(address):
+            state = self._accounts.get(address) or self._load_account(address)
+            for attempt in range(2):
+                spec = TxSpec(self.config.chain_id, state.number, state.sequence, 0, 0, memo)
+                gas, fee = self._gas_and_fee(signer, messages, spec)
+                spec = TxSpec(self.config.chain_id, state.number, state.sequence, gas, fee, memo)
+                raw = build_tx(signer, messages, spec)
+                response = self.call(
+                    "/cosmos.tx.v1beta1.Service/BroadcastTx",
+                    tx_service.BroadcastTxRequest(tx_bytes=raw, mode=tx_service.BROADCAST_MODE_SYNC),
+                    tx_service.BroadcastTxResponse,
+                ).tx_response
+                if response.code == 0 or (response.code == TX_IN_CACHE and attempt == 0 and response.txhash):
+                    # TX_IN_CACHE: a retried call whose first try reached the node; the tx is in.
+                    state.sequence += 1
+                    return response.txhash
+                if response.code == WRONG_SEQUENCE and attempt == 0:
+                    log.info("sequence mismatch for %s (%s); re-reading account", address, response.raw_log)
+                    state = self._load_account(address)
+                    match = _EXPECTED_SEQUENCE.search(response.raw_log)
+                    if match:
+                        state.sequence = max(state.sequence, int(match.group(1)))
+                    continue
+                if response.code in ANTE_CODES:
+                    self.forget_account(address)
+                raise ChainTxError.from_response(response)
+        raise AssertionError("unreachable")
+
+    def wait_for_tx(self, txhash: str, timeout_s: float | None = None) -> TxResponse:
+        """Poll GetTx until the tx is in a block; raise ChainTxError if it failed there."""
+        deadline = time.monotonic() + (timeout_s or self.config.inclusion_timeout_s)
+        while True:
+            found = self.get_tx(txhash)
+            if found is not None:
+                response = found.tx_response
+                if response.code != 0:
+                    raise ChainTxError.from_response(response)
+                return response
+            if time.monotonic() >= deadline:
+                raise ChainTxError(0, "client", f"tx {txhash} not included within the timeout", txhash)
+            time.sleep(self.config.poll_interval_s)
+
+    def send(self, signer: Signer, messages: Sequence[Message], memo: str = "") -> TxResponse:
+        """Broadcast and wait for inclusion; several messages go in one transaction."""
+        txhash = self.broadcast(signer, messages, memo)
+        try:
+            return self.wait_for_tx(txhash)
+        except ChainTxError as exc:
+            if exc.code in ANTE_CODES:
+                self.forget_account(signer_address(signer))
+            raise
+
+
+def msg_responses(response: TxResponse, classes: Sequence[type[M]]) -> list[M]:
+    """Decode TxResponse.data (hex TxMsgData) into the given response types, one per message."""
+    data = TxMsgData.FromString(bytes.fromhex(response.data))
+    return [cls.FromString(any_msg.value) for cls, any_msg in zip(classes, data.msg_responses, strict=True)]
+
+
+def event_values(response: TxResponse, event_type: str, key: str) -> list[str]:
+    """Values of attribute `key` on every event of `event_type`, e.g. ("new_key_request", "request_id")."""
+    return [a.value for e in response.events if e.type == event_type for a in e.attributes if a.key == key]

@@ -1,0 +1,54 @@
+"""Builders for the messages a keyring party sends, with the party signature made by its Signer."""
+
+from __future__ import annotations
+
+from chain_client.crypto import Signer, party_signature, signer_address
+from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
+from chain_client.proto_gen.zrchain.treasury.tx_pb2 import (
+    MsgFulfilKeyRequest,
+    MsgFulfilSignatureRequest,
+    MsgNewKey,
+)
+
+MAX_REJECT_REASON = 512
+
+
+def fulfil_key_request(signer: Signer, request_id: int, public_key: bytes) -> MsgFulfilKeyRequest:
+    return MsgFulfilKeyRequest(
+        creator=signer_address(signer),
+        request_id=request_id,
+        status=key_pb2.KEY_REQUEST_STATUS_FULFILLED,
+        key=MsgNewKey(public_key=public_key),
+        keyring_party_signature=party_signature(signer, request_id),
+    )
+
+
+def reject_key_request(signer: Signer, request_id: int, reason: str) -> MsgFulfilKeyRequest:
+    """A rejection still carries a 64-byte party signature: the chain checks its length first."""
+    return MsgFulfilKeyRequest(
+        creator=signer_address(signer),
+        request_id=request_id,
+        status=key_pb2.KEY_REQUEST_STATUS_REJECTED,
+        reject_reason=reason[:MAX_REJECT_REASON],
+        keyring_party_signature=party_signature(signer, request_id),
+    )
+
+
+def fulfil_sign_request(signer: Signer, request_id: int, signed_data: bytes) -> MsgFulfilSignatureRequest:
+    return MsgFulfilSignatureRequest(
+        creator=signer_address(signer),
+        request_id=request_id,
+        status=mpcsign_pb2.SIGN_REQUEST_STATUS_FULFILLED,
+        signed_data=signed_data,
+        keyring_party_signature=party_signature(signer, request_id),
+    )
+
+
+def reject_sign_request(signer: Signer, request_id: int, reason: str) -> MsgFulfilSignatureRequest:
+    return MsgFulfilSignatureRequest(
+        creator=signer_address(signer),
+        request_id=request_id,
+        status=mpcsign_pb2.SIGN_REQUEST_STATUS_REJECTED,
+        reject_reason=reason[:MAX_REJECT_REASON],
+        keyring_party_signature=party_signature(signer, request_id),
+    )

@@ -1,0 +1,324 @@
+"""The state machine: check transactions into the mempool, then execute them block by block.
+
+CheckTx (BroadcastTx) decodes the tx, verifies the secp256k1 signature over SHA-256(SignDoc) with low S
+only, the account number (through the signature), the sequence, the chain id (through the signature)
+and the fee, against a "check state" that already counts the txs waiting in the mempool. A block
+then rejects overdue requests, executes the mempool in order (fee and sequence first, then every
+message on an overlay that is kept only if all of them succeed) and commits to SQLite once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from google.protobuf.message import DecodeError, Message
+
+from chain_client.address import account_address
+from chain_client.crypto import is_low_s, verify_digest
+from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxMsgData, TxResponse
+from chain_client.proto_gen.cosmos.crypto.secp256k1.keys_pb2 import PubKey
+from chain_client.proto_gen.cosmos.tx.signing.v1beta1.signing_pb2 import SIGN_MODE_DIRECT
+from chain_client.proto_gen.cosmos.tx.v1beta1.service_pb2 import GetTxResponse
+from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Tx, TxBody, TxRaw
+from chain_client.proto_gen.tendermint.abci.types_pb2 import Event
+from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack, sign_doc_bytes, tx_hash
+from chain_node import errors, identity, treasury
+from chain_node.context import Context
+from chain_node.errors import TxError
+from chain_node.genesis import Genesis
+from chain_node.store import Account, Overlay, Store
+
+log = logging.getLogger("chain_node")
+
+Handler = Callable[[Context, Message], Message]
+_MODULE_HANDLERS = {**identity.HANDLERS, **treasury.HANDLERS}
+HANDLERS: dict[str, tuple[type[Message], Handler]] = {
+    "/" + cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in _MODULE_HANDLERS.items()
+}
+GAS_PER_TX = 30_000
+GAS_PER_MSG = 6_000
+GAS_PER_BYTE = 10
+
+
+@dataclass
+class DecodedTx:
+    raw: bytes
+    hash: str
+    body: TxBody
+    auth_info: AuthInfo
+    tx_raw: TxRaw
+    messages: list[Message]
+    public_key: bytes
+    address: str
+    sequence: int
+    gas_limit: int
+    fee: int
+
+    @property
+    def gas_needed(self) -> int:
+        return gas_for(len(self.raw), len(self.messages))
+
+
+def gas_for(size: int, message_count: int) -> int:
+    """Deterministic gas: CheckTx, Simulate and block execution agree without running twice."""
+    return GAS_PER_TX + GAS_PER_BYTE * size + GAS_PER_MSG * message_count
+
+
+def decode_tx(raw: bytes) -> DecodedTx:
+    """Parse TxRaw bytes into messages and signer data; TxError code 2/6 when malformed."""
+    try:
+        tx_raw = TxRaw.FromString(raw)
+        body = TxBody.FromString(tx_raw.body_bytes)
+        auth_info = AuthInfo.FromString(tx_raw.auth_info_bytes)
+    except DecodeError as exc:
+        raise TxError(errors.TX_DECODE, f"tx parse error: {exc}") from None
+    if len(auth_info.signer_infos) != 1 or len(tx_raw.signatures) != 1:
+        raise TxError(errors.UNAUTHORIZED, "exactly one signer and one signature are supported")
+    signer_info = auth_info.signer_infos[0]
+    if signer_info.public_key.type_url != PUBKEY_TYPE_URL:
+        raise TxError(errors.INVALID_PUBKEY, f"unsupported key type {signer_info.public_key.type_url!r}")
+    if signer_info.mode_info.single.mode != SIGN_MODE_DIRECT:
+        raise TxError(errors.UNAUTHORIZED, "only SIGN_MODE_DIRECT is supported")
+    public_key = PubKey.FromString(signer_info.public_key.value).key
+    try:
+        address = account_address(public_key)
+    except ValueError as exc:
+        raise TxError(errors.INVALID_PUBKEY, str(exc)) from None
+    if not body.messages:
+        raise TxError(errors.INVALID_REQUEST, "must contain at least one message")
+    messages = []
+    for any_msg in body.messages:
+        entry = HANDLERS.get(any_msg.type_url)
+        if entry is None:
+            raise TxError(errors.UNKNOWN_REQUEST, f"unrecognized message type: {any_msg.type_url}")
+        try:
+            message = entry[0].FromString(any_msg.value)
+        except DecodeError as exc:
+            raise TxError(errors.TX_DECODE, f"cannot decode {any_msg.type_url}: {exc}") from None
+        if message.creator != address:
+            raise TxError(errors.UNAUTHORIZED, f"creator {message.creator} is not the tx signer {address}")
+        messages.append(message)
+    fee = auth_info.fee
+    if len(fee.amount) > 1 or (fee.amount and fee.amount[0].denom != FEE_DENOM):
+        raise TxError(errors.INSUFFICIENT_FEE, f"fee must be paid in {FEE_DENOM} only")
+    try:
+        fee_amount = int(fee.amount[0].amount) if fee.amount else 0
+    except ValueError:
+        raise TxError(errors.INSUFFICIENT_FEE, "fee amount is not an integer") from None
+    return DecodedTx(
+        raw=raw,
+        hash=tx_hash(raw),
+        body=body,
+        auth_info=auth_info,
+        tx_raw=tx_raw,
+        messages=messages,
+        public_key=public_key,
+        address=address,
+        sequence=signer_info.sequence,
+        gas_limit=fee.gas_limit,
+        fee=fee_amount,
+    )
+
+
+def _run_messages(ctx: Context, tx: DecodedTx) -> list[Message]:
+    return [HANDLERS[m.type_url][1](ctx, msg) for m, msg in zip(tx.body.messages, tx.messages, strict=True)]
+
+
+class App:
+    """Mempool, check state and block execution over one Store; every entry point holds `lock`."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.params = genesis.params
+        self.lock = threading.RLock()
+        self.mempool: list[DecodedTx] = []
+        self._mempool_hashes: set[str] = set()
+        self._check_accounts: dict[str, Account] = {}
+        if store.height == 0 and not store.data["account"]:
+            self._init_genesis()
+
+    def _init_genesis(self) -> None:
+        overlay = Overlay(self.store)
+        for account in self.genesis.accounts:
+            number = overlay.next_id("account_number") - 1  # Cosmos numbers accounts from 0
+            overlay.set("account", account.address, Account(account.address, number, 0, account.balance))
+        overlay.set("meta", "chain_id", self.genesis.chain_id)
+        overlay.commit()
+        self.store.commit()
+        log.info("genesis: chain %s, %d funded accounts", self.genesis.chain_id, len(self.genesis.accounts))
+
+    # ---- ante checks ---------------------------------------------------------------------------------
+
+    def _ante(self, tx: DecodedTx, account: Account | None, verify_signature: bool) -> None:
+        """Cosmos's ante handler: account, sequence, signature, gas and fee. Raises TxError."""
+        if account is None:
+            raise TxError(errors.UNKNOWN_ADDRESS, f"account {tx.address} not found (no funds on chain)")
+        if account.pub_key and account.pub_key != tx.public_key.hex():
+            raise TxError(errors.INVALID_PUBKEY, "public key does not match the account's")
+        if tx.sequence != account.sequence:
+            raise TxError(
+                errors.WRONG_SEQUENCE,
+                f"account sequence mismatch, expected {account.sequence}, got {tx.sequence}: "
+                "incorrect account sequence",
+            )
+        if verify_signature:
+            self._verify_signature(tx, account)
+        if tx.gas_limit < tx.gas_needed:
+            wanted, used = tx.gas_limit, tx.gas_needed
+            raise TxError(errors.OUT_OF_GAS, f"out of gas; gasWanted: {wanted}, gasUsed: {used}")
+        required = math.ceil(tx.gas_limit * self.params.min_gas_price)
+        if tx.fee < required:
+            got, want = f"{tx.fee}{FEE_DENOM}", f"{required}{FEE_DENOM}"
+            raise TxError(errors.INSUFFICIENT_FEE, f"insufficient fee; got: {got} required: {want}")
+        if account.balance < tx.fee:
+            raise TxError(
+                errors.INSUFFICIENT_FUNDS,
+                f"spendable balance {account.balance}{FEE_DENOM} is smaller than {tx.fee}{FEE_DENOM}: "
+                "insufficient funds",
+            )
+
+    def _verify_signature(self, tx: DecodedTx, account: Account) -> None:
+        signature = tx.tx_raw.signatures[0]
+        if len(signature) == 64 and not is_low_s(signature):
+            raise TxError(errors.UNAUTHORIZED, "signature is not in lower-S form: unauthorized")
+        doc = sign_doc_bytes(
+            tx.tx_raw.body_bytes, tx.tx_raw.auth_info_bytes, self.genesis.chain_id, account.account_number
+        )
+        if not verify_digest(tx.public_key, hashlib.sha256(doc).digest(), signature):
+            raise TxError(
+                errors.UNAUTHORIZED,
+                f"signature verification failed; please verify account number ({account.account_number}), "
+                f"sequence ({account.sequence}) and chain-id ({self.genesis.chain_id}): unauthorized",
+            )
+
+    @staticmethod
+    def _charge(tx: DecodedTx, account: Account) -> None:
+        account.balance -= tx.fee
+        account.sequence += 1
+        account.pub_key = tx.public_key.hex()
+
+    # ---- entry points --------------------------------------------------------------------------------
+
+    def check_tx(self, raw: bytes) -> TxResponse:
+        """BroadcastTx (SYNC): admit the tx to the mempool or say why not."""
+        txhash = tx_hash(raw)
+        try:
+            tx = decode_tx(raw)
+            with self.lock:
+                if txhash in self._mempool_hashes or self.store.get("tx", txhash) is not None:
+                    raise TxError(errors.TX_IN_MEMPOOL, "tx already exists in cache")
+                if len(self.mempool) >= 10 * self.params.max_block_txs:
+                    raise TxError(errors.MEMPOOL_FULL, "mempool is full")
+                account = self._check_account(tx.address)
+                self._ante(tx, account, verify_signature=True)
+                self._charge(tx, account)
+                self.mempool.append(tx)
+                self._mempool_hashes.add(txhash)
+        except TxError as exc:
+            log.info("tx %s refused: %s", txhash[:12], exc.log)
+            return TxResponse(txhash=txhash, code=exc.code, codespace=exc.codespace, raw_log=exc.log)
+        return TxResponse(txhash=txhash, gas_wanted=tx.gas_limit)
+
+    def _check_account(self, address: str) -> Account | None:
+        account = self._check_accounts.get(address)
+        if account is None:
+            stored = self.store.get("account", address)
+            if stored is None:
+                return None
+            account = self._check_accounts[address] = dataclasses.replace(stored)
+        return account
+
+    def simulate(self, raw: bytes) -> tuple[int, list[Event], list[Message]]:
+        """Run a tx against the current state without keeping anything; an empty signature is allowed."""
+        tx = decode_tx(raw)
+        with self.lock:
+            account = self._check_account(tx.address)
+            signed = bool(tx.tx_raw.signatures[0])
+            overlay = Overlay(self.store)
+            if account is not None:
+                overlay.set("account", tx.address, dataclasses.replace(account))
+            gas_limit, tx.gas_limit = tx.gas_limit, max(tx.gas_limit, tx.gas_needed)
+            fee, tx.fee = tx.fee, max(tx.fee, math.ceil(tx.gas_limit * self.params.min_gas_price))
+            try:
+                self._ante(tx, account, verify_signature=signed)
+            finally:
+                tx.gas_limit, tx.fee = gas_limit, fee
+            ctx = Context(store=Overlay(overlay), height=self.store.height + 1, params=self.params)
+            responses = _run_messages(ctx, tx)
+            return tx.gas_needed, ctx.events, responses
+
+    def produce_block(self) -> int:
+        """Execute one block: expire overdue requests, run the mempool, commit. Returns the height."""
+        with self.lock:
+            started = time.perf_counter()
+            height = self.store.height + 1
+            timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            txs = self.mempool[: self.params.max_block_txs]
+            self.mempool = self.mempool[self.params.max_block_txs :]
+            begin = Context(store=Overlay(self.store), height=height, params=self.params)
+            expired = treasury.expire_requests(begin, self.store)
+            begin.store.commit()
+            for event in begin.events:
+                log.info("block %d: %s %s", height, event.type, {a.key: a.value for a in event.attributes})
+            failed = sum(self._deliver(tx, height, timestamp) for tx in txs)
+            self.store.set("meta", "height", height)
+            self.store.set("meta", "time", timestamp)
+            self.store.commit()
+            self._check_accounts.clear()
+            self._mempool_hashes = {tx.hash for tx in self.mempool}
+            for tx in self.mempool:  # txs left for the next block stay counted in the check state
+                account = self._check_account(tx.address)
+                if account is not None:
+                    self._charge(tx, account)
+            if txs or expired:
+                log.info(
+                    "block %d: %d txs (%d failed), %d requests timed out, %.1f ms",
+                    height, len(txs), failed, expired, (time.perf_counter() - started) * 1000,
+                )
+            return height
+
+    def _deliver(self, tx: DecodedTx, height: int, timestamp: str) -> bool:
+        """Execute one tx into the store and record its result; returns True when it failed."""
+        response = TxResponse(height=height, txhash=tx.hash, gas_wanted=tx.gas_limit, timestamp=timestamp)
+        ante = Overlay(self.store)
+        try:
+            account = ante.get("account", tx.address)
+            self._ante(tx, account, verify_signature=False)  # the signature was checked at CheckTx
+            self._charge(tx, account)
+            ante.set("account", tx.address, account)
+            ante.commit()
+        except TxError as exc:
+            return self._record(tx, response, exc)
+        response.gas_used = tx.gas_needed
+        ctx = Context(store=Overlay(self.store), height=height, params=self.params)
+        try:
+            responses = _run_messages(ctx, tx)
+        except TxError as exc:
+            return self._record(tx, response, exc)
+        ctx.store.commit()
+        response.events.extend(ctx.events)
+        msg_data = TxMsgData(msg_responses=[pack(r) for r in responses])
+        response.data = msg_data.SerializeToString().hex().upper()
+        self.store.set("tx", tx.hash, GetTxResponse(tx=self._tx_message(tx), tx_response=response))
+        for event in ctx.events:
+            log.info("block %d: %s %s", height, event.type, {a.key: a.value for a in event.attributes})
+        return False
+
+    def _record(self, tx: DecodedTx, response: TxResponse, exc: TxError) -> bool:
+        response.code, response.codespace, response.raw_log = exc.code, exc.codespace, exc.log
+        self.store.set("tx", tx.hash, GetTxResponse(tx=self._tx_message(tx), tx_response=response))
+        log.info("block %d: tx %s from %s failed: %s", response.height, tx.hash[:12], tx.address, exc.log)
+        return True
+
+    @staticmethod
+    def _tx_message(tx: DecodedTx) -> Tx:
+        return Tx(body=tx.body, auth_info=tx.auth_info, signatures=list(tx.tx_raw.signatures))

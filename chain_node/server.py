@@ -1,0 +1,306 @@
+"""gRPC front end of the node: zrChain treasury/identity queries, Cosmos auth and tx services.
+
+Each handler takes the app lock only for the moment it reads state, so queries see whole blocks.
+A block thread calls `App.produce_block` every `block_time` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyMsg
+
+from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
+from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2_grpc as auth_grpc
+from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
+from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import GasInfo, Result
+from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest, PageResponse
+from chain_client.proto_gen.cosmos.crypto.secp256k1.keys_pb2 import PubKey
+from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
+from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
+from chain_client.proto_gen.zrchain.identity import query_pb2 as identity_query
+from chain_client.proto_gen.zrchain.identity import query_pb2_grpc as identity_grpc
+from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
+from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
+from chain_client.proto_gen.zrchain.treasury import query_pb2_grpc as treasury_grpc
+from chain_client.tx import PUBKEY_TYPE_URL, pack
+from chain_node.app import App
+from chain_node.errors import TxError
+from chain_node.genesis import Genesis
+from chain_node.store import OPEN_STATUSES, Store
+from chain_node.treasury import sign_request_keyring
+
+log = logging.getLogger("chain_node")
+T = TypeVar("T")
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
+
+
+def paginate(items: Iterable[tuple[int, T]], page: PageRequest) -> tuple[list[T], PageResponse]:
+    """Cosmos pagination over id-ordered items: start after `key` (8-byte id) or at `offset`."""
+    limit = min(page.limit or DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)
+    ordered = list(items)
+    if page.reverse:
+        ordered.reverse()
+    if page.key:
+        start = int.from_bytes(page.key, "big")
+        ordered = [(i, v) for i, v in ordered if (i <= start if page.reverse else i >= start)]
+    else:
+        ordered = ordered[page.offset :]
+    selected = ordered[:limit]
+    response = PageResponse()
+    if len(ordered) > limit:
+        response.next_key = ordered[limit][0].to_bytes(8, "big")
+    if page.count_total:
+        response.total = len(ordered) if not page.key else 0
+    return [v for _, v in selected], response
+
+
+def key_request_response(request: key_pb2.KeyRequest) -> key_pb2.KeyReqResponse:
+    return key_pb2.KeyReqResponse(
+        id=request.id,
+        creator=request.creator,
+        workspace_addr=request.workspace_addr,
+        keyring_addr=request.keyring_addr,
+        key_type=key_pb2.KeyType.Name(request.key_type),
+        status=key_pb2.KeyRequestStatus.Name(request.status),
+        keyring_party_signatures=request.keyring_party_sigs,
+        reject_reason=request.reject_reason,
+        index=request.index,
+        sign_policy_id=request.sign_policy_id,
+        mpc_btl=request.mpc_btl,
+        fee=request.fee,
+        public_key=request.public_key,
+    )
+
+
+def sign_request_response(request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignReqResponse:
+    response = mpcsign_pb2.SignReqResponse(
+        id=request.id,
+        creator=request.creator,
+        key_ids=request.key_ids,
+        key_type=key_pb2.KeyType.Name(request.key_type),
+        data_for_signing=request.data_for_signing,
+        status=mpcsign_pb2.SignRequestStatus.Name(request.status),
+        signed_data=request.signed_data,
+        keyring_party_sigs=request.keyring_party_sigs,
+        reject_reason=request.reject_reason,
+        parent_req_id=request.parent_req_id,
+        child_req_ids=request.child_req_ids,
+        cache_id=request.cache_id,
+        mpc_btl=request.mpc_btl,
+        fee=request.fee,
+        zenbtc_tx_bytes=request.zenbtc_tx_bytes,
+    )
+    if request.HasField("metadata"):
+        response.metadata.CopyFrom(request.metadata)
+    return response
+
+
+def key_response(key: key_pb2.Key) -> key_pb2.KeyResponse:
+    return key_pb2.KeyResponse(
+        id=key.id,
+        workspace_addr=key.workspace_addr,
+        keyring_addr=key.keyring_addr,
+        type=key_pb2.KeyType.Name(key.type),
+        public_key=key.public_key,
+        index=key.index,
+        sign_policy_id=key.sign_policy_id,
+    )
+
+
+def _not_found(context: grpc.ServicerContext, what: str) -> Any:
+    context.abort(grpc.StatusCode.NOT_FOUND, f"{what} not found")
+
+
+class _Base:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.store = app.store
+
+    def _requests(self, ns: str, status: int, keep: Callable[[Any], bool]) -> list[tuple[int, Any]]:
+        data = self.store.data[ns]
+        ids: Iterable[int] = sorted(self.store.open[ns]) if status in OPEN_STATUSES else data.keys()
+        return [(i, data[i]) for i in ids if (not status or data[i].status == status) and keep(data[i])]
+
+
+class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
+    def KeyRequests(self, request, context):  # noqa: N802 (gRPC method names)
+        def keep(r: key_pb2.KeyRequest) -> bool:
+            return (not request.keyring_addr or r.keyring_addr == request.keyring_addr) and (
+                not request.workspace_addr or r.workspace_addr == request.workspace_addr
+            )
+
+        with self.app.lock:
+            items, page = paginate(self._requests("keyreq", request.status, keep), request.pagination)
+            return treasury_query.QueryKeyRequestsResponse(
+                key_requests=[key_request_response(r) for r in items], pagination=page
+            )
+
+    def KeyRequestByID(self, request, context):  # noqa: N802
+        with self.app.lock:
+            found = self.store.get("keyreq", request.id)
+            if found is None:
+                return _not_found(context, f"key request {request.id}")
+            return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found))
+
+    def SignatureRequests(self, request, context):  # noqa: N802
+        def keep(r: mpcsign_pb2.SignRequest) -> bool:
+            return not request.keyring_addr or sign_request_keyring(self.store, r) == request.keyring_addr
+
+        with self.app.lock:
+            items, page = paginate(self._requests("signreq", request.status, keep), request.pagination)
+            return treasury_query.QuerySignatureRequestsResponse(
+                sign_requests=[sign_request_response(r) for r in items], pagination=page
+            )
+
+    def SignatureRequestByID(self, request, context):  # noqa: N802
+        with self.app.lock:
+            found = self.store.get("signreq", request.id)
+            if found is None:
+                return _not_found(context, f"sign request {request.id}")
+            return treasury_query.QuerySignatureRequestByIDResponse(sign_request=sign_request_response(found))
+
+    def Keys(self, request, context):  # noqa: N802
+        with self.app.lock:
+            keys = [
+                (k.id, k)
+                for k in self.store.values("key")
+                if not request.workspace_addr or k.workspace_addr == request.workspace_addr
+            ]
+            items, page = paginate(keys, request.pagination)
+            wrapped = [treasury_query.KeyAndWalletResponse(key=key_response(k)) for k in items]
+            return treasury_query.QueryKeysResponse(keys=wrapped, pagination=page)
+
+    def KeyByID(self, request, context):  # noqa: N802
+        with self.app.lock:
+            key = self.store.get("key", request.id)
+            if key is None:
+                return _not_found(context, f"key {request.id}")
+            return treasury_query.QueryKeyByIDResponse(key=key_response(key))
+
+
+class IdentityQuery(_Base, identity_grpc.QueryServicer):
+    def KeyringByAddress(self, request, context):  # noqa: N802
+        with self.app.lock:
+            keyring = self.store.get("keyring", request.keyring_addr)
+            if keyring is None:
+                return _not_found(context, f"keyring {request.keyring_addr}")
+            return identity_query.QueryKeyringByAddressResponse(keyring=keyring)
+
+    def WorkspaceByAddress(self, request, context):  # noqa: N802
+        with self.app.lock:
+            workspace = self.store.get("workspace", request.workspace_addr)
+            if workspace is None:
+                return _not_found(context, f"workspace {request.workspace_addr}")
+            return identity_query.QueryWorkspaceByAddressResponse(workspace=workspace)
+
+
+class AuthQuery(_Base, auth_grpc.QueryServicer):
+    def Account(self, request, context):  # noqa: N802
+        with self.app.lock:
+            account = self.store.get("account", request.address)
+            if account is None:
+                return _not_found(context, f"account {request.address}")
+            base = BaseAccount(
+                address=account.address, account_number=account.account_number, sequence=account.sequence
+            )
+            if account.pub_key:
+                pub = PubKey(key=bytes.fromhex(account.pub_key)).SerializeToString()
+                base.pub_key.CopyFrom(AnyMsg(type_url=PUBKEY_TYPE_URL, value=pub))
+            return auth_query.QueryAccountResponse(account=pack(base))
+
+
+class TxService(_Base, tx_grpc.ServiceServicer):
+    def BroadcastTx(self, request, context):  # noqa: N802
+        return tx_service.BroadcastTxResponse(tx_response=self.app.check_tx(request.tx_bytes))
+
+    def Simulate(self, request, context):  # noqa: N802
+        try:
+            gas, events, responses = self.app.simulate(request.tx_bytes)
+        except TxError as exc:
+            detail = f"{exc.log} (codespace {exc.codespace}, code {exc.code})"
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
+        return tx_service.SimulateResponse(
+            gas_info=GasInfo(gas_wanted=gas, gas_used=gas),
+            result=Result(events=events, msg_responses=[pack(r) for r in responses]),
+        )
+
+    def GetTx(self, request, context):  # noqa: N802
+        with self.app.lock:
+            found = self.store.get("tx", request.hash.upper())
+            if found is None:
+                return _not_found(context, f"tx {request.hash}")
+            return found
+
+
+@dataclass
+class NodeConfig:
+    data_dir: Path
+    listen: str = "127.0.0.1:9090"
+    block_time: float = 1.0
+
+
+class Node:
+    """One chain node: state, gRPC server and block thread."""
+
+    def __init__(self, genesis: Genesis, config: NodeConfig) -> None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.store = Store(config.data_dir / "state.sqlite")
+        stored_chain = self.store.get("meta", "chain_id")
+        if stored_chain is not None and stored_chain != genesis.chain_id:
+            raise ValueError(f"data dir holds chain {stored_chain!r}, genesis says {genesis.chain_id!r}")
+        self.app = App(self.store, genesis)
+        self._stop = threading.Event()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
+        )
+        treasury_grpc.add_QueryServicer_to_server(TreasuryQuery(self.app), self._server)
+        identity_grpc.add_QueryServicer_to_server(IdentityQuery(self.app), self._server)
+        auth_grpc.add_QueryServicer_to_server(AuthQuery(self.app), self._server)
+        tx_grpc.add_ServiceServicer_to_server(TxService(self.app), self._server)
+        self.port = self._server.add_insecure_port(config.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {config.listen}")
+        self._thread = threading.Thread(target=self._block_loop, name="blocks", daemon=True)
+
+    def start(self) -> None:
+        self._server.start()
+        self._thread.start()
+        log.info(
+            "node for chain %s listening on %s, height %d, block every %.2f s",
+            self.app.genesis.chain_id, self.config.listen, self.store.height, self.config.block_time,
+        )
+
+    def _block_loop(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            due = max(due + self.config.block_time, time.monotonic())
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            try:
+                self.app.produce_block()
+            except Exception:
+                log.exception("block production failed; stopping the node")
+                self._stop.set()
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.stop(grace=0.5).wait()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self.app.lock:
+            self.store.close()
+        log.info("node stopped at height %d", int(self.store.data["meta"].get("height", 0)))
