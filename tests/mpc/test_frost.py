@@ -270,3 +270,10 @@ def test_fuzzed_signing_messages_only_abort(data):
             s.signers[1].aggregate()
     except ProtocolAbort as exc:
         assert exc.culprit == 2
+
+
+def test_demo_step():
+    from appliance.mpc_party.frost.demo import demo_step
+
+    lines = demo_step()
+    assert any("PyNaCl" in line for line in lines) and any("coincurve" in line for line in lines)
