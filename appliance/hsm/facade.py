@@ -107,7 +107,11 @@ class Hsm:
     ) -> Hsm:
         """Like `open`, with the PIN given directly (tests, demo)."""
         link = TokenLink(HsmWorker.for_module(module), token_label, pin)
-        link.call(_check_token, required_mechanisms)
+        try:
+            link.call(_check_token, required_mechanisms)
+        except BaseException:
+            link.worker.call(link.close)
+            raise
         return cls(link)
 
     def __repr__(self) -> str:

@@ -2,8 +2,8 @@
 
 All methods run on the worker thread (see worker.py). A `TokenLink` holds the label and PIN, finds the
 token, logs in, caches key handles, and retries an operation once after a lost session
-(CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, device removal, or a module
-re-initialisation by another link in the same process).
+(CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, a stale key handle after a
+logout, device removal, or a module re-initialisation by another link in the same process).
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ LOST_SESSION_ERRORS: tuple[type[Exception], ...] = (
     p11.UserNotLoggedIn,
     p11.DeviceRemoved,
     p11.TokenNotPresent,
+    # cached key handles go stale when the process is logged out of the token (e.g. another handle on
+    # the same token closed its session): private objects vanish from view until the next login
+    p11.ObjectHandleInvalid,
+    p11.KeyHandleInvalid,
 )
 
 
@@ -118,7 +122,12 @@ class TokenLink:
         self._keys.clear()
         token = find_token(self.worker, self.label)
         try:
-            session = token.open(user_pin=self._pin, rw=True)
+            try:
+                session = token.open(user_pin=self._pin, rw=True)
+            except p11.UserAlreadyLoggedIn:
+                # Login state is per process and token: another link here is logged in, and every
+                # session of this process on the token shares that login.
+                session = token.open(rw=True)
         except p11.PinIncorrect:
             raise PinIncorrectError(f"token {self.label!r}: the user PIN was rejected (wrong PIN)") from None
         except p11.PinLocked:
