@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from appliance.mpc_party.group import Group, Point, Rng, commitment_eval, default_rng, eval_poly
 from appliance.mpc_party.wire import (
@@ -91,6 +91,53 @@ def read_header(data: bytes, kind: int, sender: int | None) -> tuple[Reader, byt
     return r, session_id, claimed, recipient
 
 
+class WireMessage:
+    """Base of every protocol message: the common header, then a body each class writes and reads.
+
+    Subclasses are frozen dataclasses with fields `group`, `session_id`, `sender` (and `recipient`
+    when point-to-point) followed by their body fields; they implement `_write_body` and `_read_body`.
+    """
+
+    KIND: ClassVar[int]
+    BROADCAST: ClassVar[bool] = True
+    group: Group
+    session_id: bytes
+    sender: int
+
+    def _write_body(self, w: Writer) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        recipient = 0 if self.BROADCAST else self.recipient  # type: ignore[attr-defined]
+        w = write_header(Writer(), self.KIND, self.session_id, self.sender, recipient)
+        self._write_body(w)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> Self:
+        r, sid, claimed, recipient = read_header(data, cls.KIND, sender)
+        fields: dict = {"group": group, "session_id": sid, "sender": claimed}
+        if not cls.BROADCAST:
+            fields["recipient"] = recipient
+        elif recipient != 0:
+            raise ProtocolAbort("broadcast message with a recipient", claimed)
+        fields.update(cls._read_body(r, group))
+        r.finish()
+        return cls(**fields)
+
+
+def decode_message(kinds: Mapping[int, type[WireMessage]], group: Group, data: bytes,
+                   sender: int | None = None) -> WireMessage:
+    """Parse a message of one of `kinds`; malformed input raises ProtocolAbort naming `sender`."""
+    if len(data) < 2 or data[1] not in kinds:
+        raise ProtocolAbort("malformed message: unknown message kind", sender)
+    return kinds[data[1]].from_bytes(group, data, sender)
+
+
 class PeerSet:
     """Bookkeeping that every session object shares: which peers exist and which sent what.
 
@@ -118,7 +165,7 @@ class PeerSet:
 
 
 @dataclass(frozen=True)
-class DkgCommitments:
+class DkgCommitments(WireMessage):
     """Round 1, broadcast: Feldman commitments C_k = a_k * G and a proof of knowledge of a_0.
 
     Keygen: t commitments (C_0..C_{t-1}) and the proof (R, z). Refresh: the constant term is zero, so
@@ -134,52 +181,44 @@ class DkgCommitments:
     proof_r: Point | None = None
     proof_z: int | None = None
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender).u8(self.mode)
-        w.points(self.group, self.commitments)
+    def _write_body(self, w: Writer) -> None:
+        w.u8(self.mode).points(self.group, self.commitments)
         if self.mode == MODE_KEYGEN:
             assert self.proof_r is not None and self.proof_z is not None
             w.point(self.group, self.proof_r).scalar(self.group, self.proof_z)
-        return w.getvalue()
 
     @classmethod
-    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> DkgCommitments:
-        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
         mode = r.u8()
         if mode not in (MODE_KEYGEN, MODE_REFRESH):
-            raise ProtocolAbort(f"unknown DKG mode {mode}", claimed)
-        commitments = tuple(r.points(group))
-        proof_r = proof_z = None
+            raise ProtocolAbort(f"unknown DKG mode {mode}", r.sender)
+        body = {"mode": mode, "commitments": tuple(r.points(group))}
         if mode == MODE_KEYGEN:
-            proof_r, proof_z = r.point(group), r.scalar(group)
-        r.finish()
-        return cls(group, sid, claimed, mode, commitments, proof_r, proof_z)
+            body["proof_r"], body["proof_z"] = r.point(group), r.scalar(group)
+        return body
 
 
 @dataclass(frozen=True)
-class DkgEcho:
+class DkgEcho(WireMessage):
     """Round 2, broadcast: hash of every round-1 broadcast this party received (its own included)."""
 
     KIND: ClassVar[int] = KIND_DKG_ECHO
     BROADCAST: ClassVar[bool] = True
+    group: Group = field(repr=False, compare=False)
     session_id: bytes
     sender: int
     digest: bytes
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
-        return w.fixed(self.digest, 32).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.fixed(self.digest, 32)
 
     @classmethod
-    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> DkgEcho:
-        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
-        digest = r.fixed(32)
-        r.finish()
-        return cls(sid, claimed, digest)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"digest": r.fixed(32)}
 
 
 @dataclass(frozen=True)
-class DkgShare:
+class DkgShare(WireMessage):
     """Round 2, point-to-point (must travel encrypted): f_sender(recipient)."""
 
     KIND: ClassVar[int] = KIND_DKG_SHARE
@@ -190,27 +229,21 @@ class DkgShare:
     recipient: int
     value: int = field(repr=False)
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender, self.recipient)
-        return w.scalar(self.group, self.value).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.scalar(self.group, self.value)
 
     @classmethod
-    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> DkgShare:
-        r, sid, claimed, recipient = read_header(data, cls.KIND, sender)
-        value = r.scalar(group)
-        r.finish()
-        return cls(group, sid, claimed, recipient, value)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"value": r.scalar(group)}
 
 
 DkgMessage = DkgCommitments | DkgEcho | DkgShare
-_DKG_KINDS: dict[int, type] = {c.KIND: c for c in (DkgCommitments, DkgEcho, DkgShare)}
+_DKG_KINDS: dict[int, type[WireMessage]] = {c.KIND: c for c in (DkgCommitments, DkgEcho, DkgShare)}
 
 
 def decode_dkg_message(group: Group, data: bytes, sender: int | None = None) -> DkgMessage:
     """Parse any DKG message; malformed input raises ProtocolAbort naming `sender`."""
-    if len(data) < 2 or data[1] not in _DKG_KINDS:
-        raise ProtocolAbort("malformed message: unknown DKG message kind", sender)
-    return _DKG_KINDS[data[1]].from_bytes(group, data, sender)
+    return decode_message(_DKG_KINDS, group, data, sender)  # type: ignore[return-value]
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -377,7 +410,7 @@ class DkgParty:
         assert self._coefficients is not None
         q = self.group.order
         self._echo_digest = self._view_digest()
-        echo = DkgEcho(self.session_id, self.party_id, self._echo_digest)
+        echo = DkgEcho(self.group, self.session_id, self.party_id, self._echo_digest)
         shares = [DkgShare(self.group, self.session_id, self.party_id, j, eval_poly(self._coefficients, j, q))
                   for j in sorted(self._peers.peers)]
         self._own_share = eval_poly(self._coefficients, self.party_id, q)

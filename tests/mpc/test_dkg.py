@@ -216,7 +216,7 @@ def test_equivocating_dealer_caught_by_echo():
         for s in shares:
             if s.recipient != 3:
                 run.deliver(s)
-    run.deliver(DkgEcho(run.sid, 3, r2[1][0].digest), to=1)
+    run.deliver(DkgEcho(SECP256K1, run.sid, 3, r2[1][0].digest), to=1)
     run.deliver(DkgShare(SECP256K1, run.sid, 3, 1, 0), to=1)
     err = expect_abort(run.parties[1].finish, 2)
     assert "echo mismatch" in err.reason

@@ -76,18 +76,21 @@ class Ciphersuite:
     def encode_signature(self, group_commitment: Point, z: int) -> bytes:
         return group_commitment + self.group.encode_scalar(z)
 
+    def decode_signature(self, signature: bytes) -> tuple[Point, int]:
+        """(R, z) from the suite's encoding; raises ValueError when malformed."""
+        n = self.group.point_len
+        if len(signature) != n + self.group.scalar_len:
+            raise ValueError("wrong signature length")
+        return self.group.decode_point(signature[:n]), self.group.decode_scalar(signature[n:])
+
     def verify(self, key: SigningKey, message: bytes, signature: bytes) -> bool:
-        """Verify with our own group code (cofactorless, as RFC 9591 defines it)."""
-        g, n = self.group, self.group.point_len
-        if len(signature) != n + g.scalar_len:
-            return False
+        """Verify with our own group code: z*G == R + c*PK (cofactorless, as RFC 9591 defines it)."""
         try:
-            r = g.decode_point(signature[:n])
-            z = g.decode_scalar(signature[n:])
+            r, z = self.decode_signature(signature)
         except ValueError:
             return False
-        c = self.challenge(r, key, message)
-        return g.base_mul(z) == g.add(r, g.mul(key.public, c))
+        g = self.group
+        return g.base_mul(z) == g.add(r, g.mul(key.public, self.challenge(r, key, message)))
 
 
 class Ed25519Sha512(Ciphersuite):
@@ -177,17 +180,10 @@ class Secp256k1Bip340(Secp256k1Sha256):
     def encode_signature(self, group_commitment: Point, z: int) -> bytes:
         return group_commitment[1:] + self.group.encode_scalar(z)
 
-    def verify(self, key: SigningKey, message: bytes, signature: bytes) -> bool:
+    def decode_signature(self, signature: bytes) -> tuple[Point, int]:
         if len(signature) != 64:
-            return False
-        try:
-            r = self.group.decode_point(b"\x02" + signature[:32])
-            z = self.group.decode_scalar(signature[32:])
-        except ValueError:
-            return False
-        g = self.group
-        c = self.challenge(r, key, message)
-        return g.base_mul(z) == g.add(r, g.mul(key.public, c))
+            raise ValueError("wrong signature length")
+        return self.group.decode_point(b"\x02" + signature[:32]), self.group.decode_scalar(signature[32:])
 
 
 FROST_ED25519 = Ed25519Sha512()

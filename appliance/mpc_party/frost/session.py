@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from appliance.mpc_party.dkg import KeyShare, PeerSet, read_header, write_header
+from appliance.mpc_party.dkg import KeyShare, PeerSet, WireMessage, decode_message
 from appliance.mpc_party.frost import core
 from appliance.mpc_party.frost.ciphersuite import Ciphersuite
 from appliance.mpc_party.group import Group, Point, Rng, default_rng
@@ -30,6 +30,7 @@ from appliance.mpc_party.wire import (
     SESSION_ID_LEN,
     LocalProtocolError,
     ProtocolAbort,
+    Reader,
     Writer,
     ct_equal,
     transcript_hash,
@@ -41,7 +42,7 @@ _VIEW_DOMAIN = b"zrkeyring/frost/view/v1"
 
 
 @dataclass(frozen=True)
-class SigningCommitment:
+class SigningCommitment(WireMessage):
     """Round 1, broadcast: header | D_i | E_i."""
 
     KIND: ClassVar[int] = KIND_FROST_COMMITMENT
@@ -52,20 +53,16 @@ class SigningCommitment:
     hiding: Point
     binding: Point
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
-        return w.point(self.group, self.hiding).point(self.group, self.binding).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.point(self.group, self.hiding).point(self.group, self.binding)
 
     @classmethod
-    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> SigningCommitment:
-        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
-        hiding, binding = r.point(group), r.point(group)
-        r.finish()
-        return cls(group, sid, claimed, hiding, binding)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"hiding": r.point(group), "binding": r.point(group)}
 
 
 @dataclass(frozen=True)
-class SignatureShareMsg:
+class SignatureShareMsg(WireMessage):
     """Round 2, broadcast: header | z_i | view (32 bytes).
 
     `view` hashes what the signer signed over (key, message, every signer's commitments), so a
@@ -80,27 +77,21 @@ class SignatureShareMsg:
     share: int
     view: bytes
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
-        return w.scalar(self.group, self.share).fixed(self.view, 32).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.scalar(self.group, self.share).fixed(self.view, 32)
 
     @classmethod
-    def from_bytes(cls, group: Group, data: bytes, sender: int | None = None) -> SignatureShareMsg:
-        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
-        share, view = r.scalar(group), r.fixed(32)
-        r.finish()
-        return cls(group, sid, claimed, share, view)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"share": r.scalar(group), "view": r.fixed(32)}
 
 
 FrostMessage = SigningCommitment | SignatureShareMsg
-_KINDS: dict[int, type] = {c.KIND: c for c in (SigningCommitment, SignatureShareMsg)}
+_KINDS: dict[int, type[WireMessage]] = {c.KIND: c for c in (SigningCommitment, SignatureShareMsg)}
 
 
 def decode_frost_message(group: Group, data: bytes, sender: int | None = None) -> FrostMessage:
     """Parse any FROST signing message; malformed input raises ProtocolAbort naming `sender`."""
-    if len(data) < 2 or data[1] not in _KINDS:
-        raise ProtocolAbort("malformed message: unknown FROST message kind", sender)
-    return _KINDS[data[1]].from_bytes(group, data, sender)
+    return decode_message(_KINDS, group, data, sender)  # type: ignore[return-value]
 
 
 class SignState(enum.Enum):
