@@ -39,7 +39,7 @@ def verify_bip340(shares, message: bytes, sig: bytes, merkle_root: bytes | None 
     xonly = coincurve.PublicKeyXOnly(pub.format()[1:])
     if merkle_root is not None:
         tweak = tagged_hash("TapTweak", xonly.format() + merkle_root)
-        xonly = xonly.tweak_add(tweak) or xonly
+        xonly.tweak_add(tweak)  # in place: the BIP-341 output key
     assert xonly.verify(sig, message), "coincurve rejected the BIP-340 signature"
 
 
