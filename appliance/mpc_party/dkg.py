@@ -91,16 +91,17 @@ def read_header(data: bytes, kind: int, sender: int | None) -> tuple[Reader, byt
     return r, session_id, claimed, recipient
 
 
+@dataclass(frozen=True)
 class WireMessage:
     """Base of every protocol message: the common header, then a body each class writes and reads.
 
-    Subclasses are frozen dataclasses with fields `group`, `session_id`, `sender` (and `recipient`
-    when point-to-point) followed by their body fields; they implement `_write_body` and `_read_body`.
-    """
+    Subclasses are frozen dataclasses that add `recipient` when point-to-point and then their body
+    fields; they implement `_write_body` and `_read_body`. `group` is how points and scalars are
+    encoded; it is not on the wire (the session fixes it)."""
 
     KIND: ClassVar[int]
     BROADCAST: ClassVar[bool] = True
-    group: Group
+    group: Group = field(repr=False, compare=False)
     session_id: bytes
     sender: int
 
@@ -173,9 +174,6 @@ class DkgCommitments(WireMessage):
 
     KIND: ClassVar[int] = KIND_DKG_COMMITMENTS
     BROADCAST: ClassVar[bool] = True
-    group: Group = field(repr=False, compare=False)
-    session_id: bytes
-    sender: int
     mode: int
     commitments: tuple[Point, ...]
     proof_r: Point | None = None
@@ -204,9 +202,6 @@ class DkgEcho(WireMessage):
 
     KIND: ClassVar[int] = KIND_DKG_ECHO
     BROADCAST: ClassVar[bool] = True
-    group: Group = field(repr=False, compare=False)
-    session_id: bytes
-    sender: int
     digest: bytes
 
     def _write_body(self, w: Writer) -> None:
@@ -223,9 +218,6 @@ class DkgShare(WireMessage):
 
     KIND: ClassVar[int] = KIND_DKG_SHARE
     BROADCAST: ClassVar[bool] = False
-    group: Group = field(repr=False, compare=False)
-    session_id: bytes
-    sender: int
     recipient: int
     value: int = field(repr=False)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from appliance.mpc_party.dkg import KeyShare, PeerSet, WireMessage, decode_message
@@ -47,9 +47,6 @@ class SigningCommitment(WireMessage):
 
     KIND: ClassVar[int] = KIND_FROST_COMMITMENT
     BROADCAST: ClassVar[bool] = True
-    group: Group = field(repr=False, compare=False)
-    session_id: bytes
-    sender: int
     hiding: Point
     binding: Point
 
@@ -71,9 +68,6 @@ class SignatureShareMsg(WireMessage):
 
     KIND: ClassVar[int] = KIND_FROST_SHARE
     BROADCAST: ClassVar[bool] = True
-    group: Group = field(repr=False, compare=False)
-    session_id: bytes
-    sender: int
     share: int
     view: bytes
 
