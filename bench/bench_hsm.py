@@ -6,12 +6,11 @@ Every call goes through the worker thread and the `Hsm` facade, as a party daemo
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 from appliance.hsm import Hsm
-from appliance.hsm.softhsm import activate, init_token, make_token_dir
+from appliance.hsm.softhsm import activated, init_token, make_token_dir
 from appliance.hsm.store import ShareMeta, share_aad
 from bench.common import Result, rate_per_s
 
@@ -19,20 +18,14 @@ SECONDS = 2.0
 
 
 def run() -> list[Result]:
-    previous = os.environ.get("SOFTHSM2_CONF")
-    with tempfile.TemporaryDirectory(prefix="zrk-bench-hsm-") as tmp:
-        conf = make_token_dir(Path(tmp))
-        activate(conf)
-        try:
-            token = init_token(conf)
-            with Hsm.connect(token.module, token.label, token.user_pin) as hsm:
-                hsm.provision()
-                return _measure(hsm)
-        finally:
-            if previous is None:
-                os.environ.pop("SOFTHSM2_CONF", None)
-            else:
-                os.environ["SOFTHSM2_CONF"] = previous
+    with (
+        tempfile.TemporaryDirectory(prefix="zrk-bench-hsm-") as tmp,
+        activated(make_token_dir(Path(tmp))) as conf,
+    ):
+        token = init_token(conf)
+        with Hsm.connect(token.module, token.label, token.user_pin) as hsm:
+            hsm.provision()
+            return _measure(hsm)
 
 
 def _measure(hsm: Hsm) -> list[Result]:

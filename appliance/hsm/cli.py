@@ -12,21 +12,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("hsm", help="provision and inspect the party's HSM token")
     commands = group.add_subparsers(dest="hsm_command", metavar="SUBCOMMAND", required=True)
 
-    init = commands.add_parser(
-        "init",
-        help="create the sealing, identity and chain keys on the token (idempotent)",
-        description="Create any missing key on the token; print the public keys and the chain address.",
-    )
-    init.add_argument("--config", required=True, help="TOML file with an [hsm] section")
-    init.set_defaults(handler=run_init)
-
-    status = commands.add_parser(
-        "status",
-        help="show token info, mechanisms present/missing and keys present",
-        description="Log in to the token and report what is there; changes nothing.",
-    )
-    status.add_argument("--config", required=True, help="TOML file with an [hsm] section")
-    status.set_defaults(handler=run_status)
+    for name, handler, help_text, description in (
+        (
+            "init",
+            run_init,
+            "create the sealing, identity and chain keys on the token (idempotent)",
+            "Create any missing key on the token; print the public keys and the chain address.",
+        ),
+        (
+            "status",
+            run_status,
+            "show token info, mechanisms present/missing and keys present",
+            "Log in to the token and report what is there; changes nothing. Exits 3 if not ready.",
+        ),
+    ):
+        command = commands.add_parser(name, help=help_text, description=description)
+        command.add_argument("--config", required=True, help="TOML file with an [hsm] section")
+        command.set_defaults(handler=handler)
 
 
 def run_init(args: argparse.Namespace) -> int:

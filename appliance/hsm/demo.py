@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
@@ -12,27 +11,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.hsm.errors import SealError
 from appliance.hsm.facade import Hsm
-from appliance.hsm.softhsm import activate, init_token, make_token_dir
+from appliance.hsm.softhsm import activated, init_token, make_token_dir
 from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share, share_aad
 
 
 def demo_step() -> list[str]:
-    previous = os.environ.get("SOFTHSM2_CONF")
-    try:
-        return _run()
-    finally:  # later demo steps in this process must not inherit the throwaway token directory
-        if previous is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
-        else:
-            os.environ["SOFTHSM2_CONF"] = previous
-
-
-def _run() -> list[str]:
     lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="zrk-hsm-demo-") as tmp:
-        conf = make_token_dir(Path(tmp))
-        activate(conf)
-        token = init_token(conf, label="zrkeyring-demo")
+    # `activated` restores SOFTHSM2_CONF afterwards: later demo steps must not inherit this directory
+    with (
+        tempfile.TemporaryDirectory(prefix="zrk-hsm-demo-") as tmp,
+        activated(make_token_dir(Path(tmp))) as conf,
+    ):
+        token = init_token(conf)  # a random label: never match a token from an earlier directory
         lines.append(f"SoftHSM token {token.label!r} in {token.token_dir} (own SOFTHSM2_CONF)")
         with Hsm.connect(token.module, token.label, token.user_pin) as hsm:
             created = hsm.provision()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,20 @@ def make_token_dir(root: Path) -> Path:
 def activate(conf: Path) -> None:
     """Point this process's SoftHSM at `conf` (takes effect at the next C_Initialize)."""
     os.environ["SOFTHSM2_CONF"] = str(conf)
+
+
+@contextmanager
+def activated(conf: Path) -> Iterator[Path]:
+    """`activate(conf)` for the duration of a block, then restore the previous SOFTHSM2_CONF."""
+    previous = os.environ.get("SOFTHSM2_CONF")
+    activate(conf)
+    try:
+        yield Path(conf)
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
 
 
 def init_token(conf: Path, label: str | None = None, user_pin: str | None = None) -> SoftHsmToken:

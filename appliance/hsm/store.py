@@ -170,45 +170,39 @@ class ShareStore:
 
     def commit(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
         """Make a pending version active; the previous active version becomes retired (not deleted)."""
-        with self._tx() as db:
-            state = self._state(db, keyring, key_id, party_index, share_version)
-            if state is not ShareState.PENDING:
-                raise StoreError(
-                    f"share version {share_version} is {state}, only a pending one can be committed"
-                )
-            db.execute(
-                "UPDATE shares SET state='retired' WHERE keyring=? AND key_id=? AND party_index=? "
-                "AND state='active'",
-                (keyring, key_id, party_index),
-            )
-            db.execute(
-                "UPDATE shares SET state='active' WHERE keyring=? AND key_id=? AND party_index=? "
-                "AND share_version=?",
-                (keyring, key_id, party_index, share_version),
-            )
+        self._transition((keyring, key_id, party_index, share_version), {ShareState.PENDING}, "commit")
 
     def retire(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
         """Explicitly retire a version (an abandoned pending refresh, or a key taken out of service)."""
-        with self._tx() as db:
-            state = self._state(db, keyring, key_id, party_index, share_version)
-            if state is ShareState.RETIRED:
-                return
-            db.execute(
-                "UPDATE shares SET state='retired' WHERE keyring=? AND key_id=? AND party_index=? "
-                "AND share_version=?",
-                (keyring, key_id, party_index, share_version),
-            )
+        self._transition((keyring, key_id, party_index, share_version), set(ShareState), "retire")
 
     def delete_retired(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
         """Delete one version's row; refused unless it was retired first."""
+        self._transition((keyring, key_id, party_index, share_version), {ShareState.RETIRED}, "delete")
+
+    _REFUSALS = {
+        "commit": "only a pending one can be committed",
+        "delete": "retire it before deleting",
+    }
+
+    def _transition(self, ids: tuple[str, int, int, int], allowed: set[ShareState], action: str) -> None:
+        """Check the row's state and apply `action` in one IMMEDIATE transaction."""
+        where = "keyring=? AND key_id=? AND party_index=? AND share_version=?"
         with self._tx() as db:
-            state = self._state(db, keyring, key_id, party_index, share_version)
-            if state is not ShareState.RETIRED:
-                raise StoreError(f"share version {share_version} is {state}; retire it before deleting")
-            db.execute(
-                "DELETE FROM shares WHERE keyring=? AND key_id=? AND party_index=? AND share_version=?",
-                (keyring, key_id, party_index, share_version),
-            )
+            state = self._state(db, *ids)
+            if state not in allowed:
+                raise StoreError(f"share version {ids[3]} is {state}; {self._REFUSALS[action]}")
+            if action == "delete":
+                db.execute(f"DELETE FROM shares WHERE {where}", ids)  # noqa: S608
+                return
+            if action == "commit":
+                db.execute(
+                    "UPDATE shares SET state='retired' WHERE keyring=? AND key_id=? AND party_index=? "
+                    "AND state='active'",
+                    ids[:3],
+                )
+            target = ShareState.ACTIVE if action == "commit" else ShareState.RETIRED
+            db.execute(f"UPDATE shares SET state=? WHERE {where}", (target.value, *ids))  # noqa: S608
 
     # --- reads -------------------------------------------------------------------------------------
     def active(self, keyring: str, key_id: int, party_index: int) -> ShareRecord | None:

@@ -57,7 +57,8 @@ def present_tokens(worker: HsmWorker) -> list[Any]:
     for slot in worker.lib.get_slots(token_present=True):
         try:
             token = slot.get_token()
-        except (p11.TokenNotPresent, p11.TokenNotRecognised):
+        except (p11.TokenNotPresent, p11.TokenNotRecognised, p11.GeneralError):
+            # GeneralError: SoftHSM answers so for a token whose files were deleted since C_Initialize
             continue
         if token.flags & 0x400:  # CKF_TOKEN_INITIALIZED
             tokens.append(token)

@@ -12,13 +12,12 @@ The system SoftHSM config (/etc/softhsm, /var/lib/softhsm) is never used.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from appliance.hsm.softhsm import SoftHsmToken, activate, init_token, make_token_dir, write_hsm_config
+from appliance.hsm.softhsm import SoftHsmToken, activated, init_token, make_token_dir, write_hsm_config
 
 __all__ = ["SoftHsmToken", "write_hsm_config", "softhsm_dir", "softhsm_token", "softhsm_token_factory"]
 
@@ -26,14 +25,8 @@ __all__ = ["SoftHsmToken", "write_hsm_config", "softhsm_dir", "softhsm_token", "
 @pytest.fixture(scope="session")
 def softhsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The session's SoftHSM conf file (its token folder is next to it, in `tokens/`)."""
-    previous = os.environ.get("SOFTHSM2_CONF")
-    conf = make_token_dir(tmp_path_factory.mktemp("softhsm"))
-    activate(conf)
-    yield conf
-    if previous is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = previous
+    with activated(make_token_dir(tmp_path_factory.mktemp("softhsm"))) as conf:
+        yield conf
 
 
 @pytest.fixture
