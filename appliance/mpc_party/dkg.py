@@ -440,22 +440,28 @@ class DkgParty:
                 raise ProtocolAbort("echo mismatch: this party saw different round-1 broadcasts "
                                     "(it, or a dealer, equivocated)", j)
         full = {j: self._full_commitments(m) for j, m in self._commitments.items()}
-        for j in sorted(self._shares):
-            value = self._shares[j].value
-            if not 0 <= value < g.order or not ct_equal(g.base_mul(value), commitment_eval(g, full[j], me)):
-                raise ProtocolAbort("secret share does not match the dealer's commitments", j)
+        for j, msg in sorted(self._shares.items()):
+            if not 0 <= msg.value < g.order:
+                raise ProtocolAbort("secret share not reduced", j)
         secret = (self._own_share + sum(s.value for s in self._shares.values())) % g.order
-        # Aggregate commitments first: one Feldman evaluation per party instead of one per dealer.
+        # Aggregate commitments over dealers first: one Feldman evaluation per party instead of one
+        # per dealer. Our own verification share then checks the sum of every share we received in
+        # one go; only when it fails do we check the dealers one by one to name the culprit.
         summed = [g.sum(full[j][k] for j in full) for k in range(self.t)]
         vshares = {m: commitment_eval(g, summed, m) for m in range(1, self.n + 1)}
+        if not ct_equal(g.base_mul(secret), vshares[me]):
+            for j, msg in sorted(self._shares.items()):
+                if not ct_equal(g.base_mul(msg.value), commitment_eval(g, full[j], me)):
+                    raise ProtocolAbort("secret share does not match the dealer's commitments", j)
+            raise ProtocolAbort("inconsistent DKG result")  # every share checks out: cannot happen
         if self._old is None:
             group_key = summed[0]
         else:
             group_key = self._old.group_public_key
             vshares = {m: g.add(self._old.verification_shares[m], vshares[m]) for m in vshares}
             secret = (secret + self._old.secret) % g.order
-        if group_key == g.identity or not ct_equal(g.base_mul(secret), vshares[me]):
-            raise ProtocolAbort("inconsistent DKG result")
+        if group_key == g.identity:
+            raise ProtocolAbort("the dealers' constant terms sum to zero")
         return KeyShare(g, me, self.n, self.t, secret, group_key, vshares, self.session_id)
 
 

@@ -277,3 +277,17 @@ def test_demo_step():
 
     lines = demo_step()
     assert any("PyNaCl" in line for line in lines) and any("coincurve" in line for line in lines)
+
+
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_property_fresh_dkg_any_shape_and_subset(data):
+    """A fresh DKG of a random shape, then a random qualifying subset signs, for both curves."""
+    n = data.draw(st.integers(1, 6), label="n")
+    t = data.draw(st.integers(1, n), label="t")
+    ids = sorted(data.draw(st.sets(st.integers(1, n), min_size=t, max_size=n), label="signers"))
+    message = data.draw(st.binary(min_size=32, max_size=32), label="message")
+    ed = run_dkg(n, t, FROST_ED25519)
+    verify_ed25519(ed[0].group_public_key, message, sign(FROST_ED25519, [ed[i - 1] for i in ids], message))
+    k1 = run_dkg(n, t, FROST_SECP256K1)
+    verify_bip340(k1, message, sign(FROST_SECP256K1_BIP340, [k1[i - 1] for i in ids], message))
