@@ -24,3 +24,19 @@ def test_dkg_then_frost_sign_through_sessions() -> None:
                            for i in signers])
     assert sigs[0] == sigs[1]
     nacl.signing.VerifyKey(key).verify(message, sigs[0])
+
+
+def test_keyshare_codec_round_trip_and_rejects() -> None:
+    import pytest
+
+    from appliance.mpc_party.dkg import run_local_dkg
+    from appliance.mpc_party.group import SECP256K1
+    from appliance.mpc_party.sharecodec import ShareCodecError, decode_keyshare, encode_keyshare
+
+    for group in (ED25519, SECP256K1):
+        share = run_local_dkg(group, 3, 2)[1]
+        data = encode_keyshare(share)
+        assert decode_keyshare(data) == share
+        for bad in (data[:-1], data + b"\0", b"\x02" + data[1:]):
+            with pytest.raises(ShareCodecError):
+                decode_keyshare(bad)
