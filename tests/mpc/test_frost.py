@@ -178,6 +178,8 @@ def test_signer_set_checks():
             FrostSigner(FROST_ED25519, shares[0], sid, ids, b"m")
     with pytest.raises(LocalProtocolError):
         FrostSigner(FROST_SECP256K1, shares[0], sid, [1, 2], b"m")  # wrong group
+    with pytest.raises(LocalProtocolError):
+        FrostSigner(FROST_ED25519, shares[0], sid, [1, 2], b"m", taproot_merkle_root=b"")  # no Taproot here
 
 
 @pytest.mark.parametrize("suite", [FROST_ED25519, FROST_SECP256K1, FROST_SECP256K1_BIP340],

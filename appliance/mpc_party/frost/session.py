@@ -113,7 +113,10 @@ class FrostSigner:
             raise LocalProtocolError(f"session id must be {SESSION_ID_LEN} bytes")
         self.suite, self.share = suite, key_share
         self.session_id, self.signers, self.message = bytes(session_id), tuple(ids), bytes(message)
-        self.key = suite.signing_key(key_share.group_public_key, taproot_merkle_root)
+        try:
+            self.key = suite.signing_key(key_share.group_public_key, taproot_merkle_root)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
         self._rng = rng
         self._peers = PeerSet(self.session_id, key_share.party_id, set(ids) - {key_share.party_id})
         self.state = SignState.COMMIT
