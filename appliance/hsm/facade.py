@@ -11,6 +11,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from pkcs11 import TokenFlag
+
 from appliance.hsm import seal as _seal
 from appliance.hsm import signing as _signing
 from appliance.hsm.config import HsmConfig, read_pin
@@ -73,7 +75,7 @@ def _status(link: TokenLink, required: tuple[Any, ...]) -> HsmStatus:
         token_serial=token.serial.decode("ascii", "replace"),
         token_model=token.model,
         token_manufacturer=token.manufacturer_id,
-        pin_count_low=bool(token.flags & 0x10000),  # CKF_USER_PIN_COUNT_LOW
+        pin_count_low=bool(token.flags & TokenFlag.USER_PIN_COUNT_LOW),
         mechanisms_present=[mechanism_name(m) for m in required if m in present],
         mechanisms_missing=[mechanism_name(m) for m in required if m not in present],
         keys=keys_present(link),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from asn1crypto.core import ObjectIdentifier, PrintableString
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_named_curve_parameters
@@ -22,7 +23,13 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from appliance.hsm.errors import KeyMissingError, MechanismMissingError
 from appliance.hsm.token import TokenLink
 
-ED25519_OID = "1.3.101.112"  # id-Ed25519 (RFC 8410); SoftHSM 2.6.1 accepts it as CKA_EC_PARAMS
+# CKA_EC_PARAMS for Ed25519, tried in order: the id-Ed25519 OID (RFC 8410), then the PKCS#11 3.0
+# printable curve name. SoftHSM 2.6.1 accepts both; some HSMs know only one of them.
+ED25519_PARAMS: tuple[bytes, ...] = (
+    ObjectIdentifier("1.3.101.112").dump(),
+    PrintableString("edwards25519").dump(),
+)
+SECP256K1_PARAMS: tuple[bytes, ...] = (encode_named_curve_parameters("secp256k1"),)
 
 
 @dataclass(frozen=True)
@@ -129,44 +136,51 @@ def provision(link: TokenLink) -> dict[str, str]:
         report[SEAL_KEY.label] = "created"
     else:
         report[SEAL_KEY.label] = "present"
-    for spec, key_type, curve, mechanism in (
-        (IDENTITY_KEY, KeyType.EC_EDWARDS, ED25519_OID, Mechanism.EC_EDWARDS_KEY_PAIR_GEN),
-        (CHAIN_KEY, KeyType.EC, "secp256k1", Mechanism.EC_KEY_PAIR_GEN),
+    for spec, key_type, params, mechanism in (
+        (IDENTITY_KEY, KeyType.EC_EDWARDS, ED25519_PARAMS, Mechanism.EC_EDWARDS_KEY_PAIR_GEN),
+        (CHAIN_KEY, KeyType.EC, SECP256K1_PARAMS, Mechanism.EC_KEY_PAIR_GEN),
     ):
         if find_key(session, spec, ObjectClass.PRIVATE_KEY) is not None:
             report[spec.label] = "present"
             continue
-        _generate_signing_pair(session, spec, key_type, curve, mechanism)
+        _generate_signing_pair(session, spec, key_type, params, mechanism)
         report[spec.label] = "created"
     link.drop_cached_keys()
     return report
 
 
-def _generate_signing_pair(session: Any, spec: KeySpec, key_type: Any, curve: str, mechanism: Any) -> None:
-    try:
-        session.generate_keypair(
-            key_type,
-            mechanism=mechanism,
-            label=spec.label,
-            id=spec.key_id,
-            store=True,
-            public_template={
-                Attribute.EC_PARAMS: encode_named_curve_parameters(curve),
-                Attribute.TOKEN: True,
-                Attribute.VERIFY: True,
-                Attribute.ENCRYPT: False,
-                Attribute.WRAP: False,
-                Attribute.DERIVE: False,
-            },
-            private_template={
-                **_LOCKED_DOWN,
-                Attribute.SIGN: True,
-                Attribute.DECRYPT: False,
-                Attribute.UNWRAP: False,
-            },
-        )
-    except (p11.MechanismInvalid, p11.DomainParamsInvalid) as exc:
-        raise MechanismMissingError(
-            f"the token cannot generate {spec.name} keys ({mechanism_name(mechanism)}, curve {curve}): "
-            f"{type(exc).__name__}"
-        ) from None
+def _generate_signing_pair(
+    session: Any, spec: KeySpec, key_type: Any, params: tuple[bytes, ...], mechanism: Any
+) -> None:
+    """Generate a sign-only pair, trying each accepted encoding of the curve parameters in turn."""
+    for attempt, ec_params in enumerate(params):
+        try:
+            session.generate_keypair(
+                key_type,
+                mechanism=mechanism,
+                label=spec.label,
+                id=spec.key_id,
+                store=True,
+                public_template={
+                    Attribute.EC_PARAMS: ec_params,
+                    Attribute.TOKEN: True,
+                    Attribute.VERIFY: True,
+                    Attribute.ENCRYPT: False,
+                    Attribute.WRAP: False,
+                    Attribute.DERIVE: False,
+                },
+                private_template={
+                    **_LOCKED_DOWN,
+                    Attribute.SIGN: True,
+                    Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False,
+                },
+            )
+            return
+        except (p11.MechanismInvalid, p11.DomainParamsInvalid, p11.AttributeValueInvalid) as exc:
+            if attempt + 1 < len(params):
+                continue
+            raise MechanismMissingError(
+                f"the token cannot generate {spec.name} keys ({mechanism_name(mechanism)}): "
+                f"{type(exc).__name__}"
+            ) from None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from pkcs11 import TokenFlag
 from pkcs11 import exceptions as p11
 
 from appliance.hsm.errors import HsmError, PinIncorrectError, PinLockedError, TokenNotFoundError
@@ -60,7 +61,7 @@ def present_tokens(worker: HsmWorker) -> list[Any]:
         except (p11.TokenNotPresent, p11.TokenNotRecognised, p11.GeneralError):
             # GeneralError: SoftHSM answers so for a token whose files were deleted since C_Initialize
             continue
-        if token.flags & 0x400:  # CKF_TOKEN_INITIALIZED
+        if token.flags & TokenFlag.TOKEN_INITIALIZED:
             tokens.append(token)
     return tokens
 

@@ -73,3 +73,23 @@ def test_chain_address_is_bech32_of_the_public_key(hsm):
     address = hsm.chain_address()
     assert address == account_address(hsm.chain_public_key())
     assert address.startswith("zen1")
+
+
+def _raw_token_signatures(link, digests):
+    """CKM_ECDSA straight from the token, before this layer's low-S step."""
+    from pkcs11 import Mechanism, ObjectClass
+
+    from appliance.hsm.provision import CHAIN_KEY, find_key
+
+    key = find_key(link.session, CHAIN_KEY, ObjectClass.PRIVATE_KEY)
+    return [bytes(key.sign(d, mechanism=Mechanism.ECDSA)) for d in digests]
+
+
+def test_the_token_itself_gives_high_s_which_the_layer_fixes(hsm):
+    digests = [hashlib.sha256(b"raw %d" % i).digest() for i in range(64)]
+    raw = hsm.submit(_raw_token_signatures, digests).result()
+    high = [sig for sig in raw if int.from_bytes(sig[32:], "big") > SECP256K1_HALF_N]
+    assert high, "expected SoftHSM to produce some high-S signatures (the known trap)"
+    public = hsm.chain_public_key()
+    for digest, sig in zip(digests, raw, strict=True):
+        verify_chain_signature(public, digest, low_s(sig))
