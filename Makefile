@@ -63,3 +63,6 @@ proto: setup
 
 clean:
 	rm -rf $(VENV) bench/out build *.egg-info
+
+# Packaging and other optional target groups live beside what they build.
+-include packaging/*.mk
