@@ -282,7 +282,11 @@ class App:
             if txs or expired:
                 log.info(
                     "block %d: %d txs (%d failed), %d requests timed out, %.1f ms",
-                    height, len(txs), failed, expired, (time.perf_counter() - started) * 1000,
+                    height,
+                    len(txs),
+                    failed,
+                    expired,
+                    (time.perf_counter() - started) * 1000,
                 )
             return height
 

@@ -278,7 +278,10 @@ class Node:
         self._thread.start()
         log.info(
             "node for chain %s listening on %s, height %d, block every %.2f s",
-            self.app.genesis.chain_id, self.config.listen, self.store.height, self.config.block_time,
+            self.app.genesis.chain_id,
+            self.config.listen,
+            self.store.height,
+            self.config.block_time,
         )
 
     def _block_loop(self) -> None:

@@ -7,11 +7,6 @@ so they do not depend on each other's state.
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,16 +21,10 @@ from chain_client.crypto import SoftwareSigner
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params
+from chain_node.local import LocalNode
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAIN_ID = "zrtest-1"
 BALANCE = 10**15
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def verify_ecdsa(public_key: bytes, digest: bytes, signature: bytes) -> None:
@@ -53,76 +42,11 @@ def ecdsa_valid(public_key: bytes, digest: bytes, signature: bytes) -> bool:
         return False
 
 
-class NodeProcess:
-    """`zrkeyring-chain start` as a subprocess; `kill()` is SIGKILL, `start()` restarts on the same data."""
-
-    def __init__(self, tmp: Path, genesis: Genesis, block_time: float = 0.1, port: int | None = None) -> None:
-        self.tmp = tmp
-        self.genesis_path = tmp / "genesis.json"
-        self.genesis_path.write_text(genesis.to_json())
-        self.data_dir = tmp / "data"
-        self.block_time = block_time
-        self.port = port or free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = tmp / "node.log"
-
-    def start(self) -> None:
-        log = self.log_path.open("a")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chain_node.cli",
-                "start",
-                "--genesis",
-                str(self.genesis_path),
-                "--data-dir",
-                str(self.data_dir),
-                "--listen",
-                self.endpoint,
-                "--block-time",
-                str(self.block_time),
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("node did not start listening")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text()
-
-
 @dataclass
 class World:
     """A running node plus funded software keys: an owner, five parties and a poor account."""
 
-    node: NodeProcess
+    node: LocalNode
     client: ChainClient
     owner: SoftwareSigner
     parties: list[SoftwareSigner]
@@ -197,7 +121,7 @@ def make_world(tmp: Path, block_time: float = 0.1, default_btl: int = 20) -> Wor
     accounts = [GenesisAccount(s.address(), BALANCE) for s in [owner, *parties]]
     accounts.append(GenesisAccount(poor.address(), 1000))
     genesis = Genesis(chain_id=CHAIN_ID, params=Params(default_btl=default_btl), accounts=accounts)
-    node = NodeProcess(tmp, genesis, block_time=block_time)
+    node = LocalNode(tmp, genesis, block_time=block_time)
     node.start()
     client = ChainClient(ClientConfig(endpoints=[node.endpoint], chain_id=CHAIN_ID, poll_interval_s=0.03))
     world = World(node=node, client=client, owner=owner, parties=parties, poor=poor)

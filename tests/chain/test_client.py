@@ -14,7 +14,8 @@ from chain_client.messages import fulfil_key_request
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.tx import TxSpec, build_tx, sign_doc_bytes
-from tests.chain.conftest import CHAIN_ID, free_port, verify_ecdsa
+from chain_node.local import free_port
+from tests.chain.conftest import CHAIN_ID, verify_ecdsa
 
 
 class HighSSigner(SoftwareSigner):
