@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from appliance.mpc_party import dkg
-from appliance.mpc_party.dkg import PeerSet, read_header, write_header
+from appliance.mpc_party.dkg import PeerSet, WireMessage, decode_message
 from appliance.mpc_party.dkls23.common import (
     GROUP,
     KIND_OT1,
@@ -41,60 +41,62 @@ from appliance.mpc_party.dkls23.common import (
 )
 from appliance.mpc_party.dkls23.keyshare import Dkls23Key, PairSetup, delta_bits
 from appliance.mpc_party.dkls23.ot_base import VsotReceiver, VsotSender
-from appliance.mpc_party.group import Rng, default_rng
-from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort, Writer
+from appliance.mpc_party.group import Group, Rng, default_rng
+from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort, Reader, Writer
 
-# step -> (kind, number of fixed-width items, item width, items are points)
-_OT_LAYOUT = {
-    1: (KIND_OT1, 2, 33, True),  # B, proof R  (+ scalar z)
-    2: (KIND_OT2, OT_WIDTH, 33, True),
-    3: (KIND_OT3, OT_WIDTH, 32, False),
-    4: (KIND_OT4, OT_WIDTH, 32, False),
-    5: (KIND_OT5, 2 * OT_WIDTH, 32, False),
-}
-_KIND_TO_STEP = {v[0]: k for k, v in _OT_LAYOUT.items()}
+# step -> (number of fixed-width items, item width, items are points)
+_OT_LAYOUT = {1: (2, 33, True), 2: (OT_WIDTH, 33, True), 3: (OT_WIDTH, 32, False),
+              4: (OT_WIDTH, 32, False), 5: (2 * OT_WIDTH, 32, False)}
 
 
 @dataclass(frozen=True)
-class OtSetupMessage:
-    """One VSOT step between a pair, p2p. `step` 1, 3, 5 come from Bob, 2 and 4 from Alice."""
+class OtSetupMessage(WireMessage):
+    """One VSOT step between a pair, p2p. Steps 1, 3, 5 come from the base-OT sender (future OT
+    extension receiver, Bob); 2 and 4 from the base-OT receiver (Alice). One subclass per step."""
 
+    STEP: ClassVar[int]
     BROADCAST: ClassVar[bool] = False
-    step: int
-    session_id: bytes
-    sender: int
     recipient: int
     items: tuple[bytes, ...]
     z: int = 0  # the proof scalar (step 1 only)
 
-    def to_bytes(self) -> bytes:
-        kind, count, width, _ = _OT_LAYOUT[self.step]
-        w = write_header(Writer(), kind, self.session_id, self.sender, self.recipient)
+    @property
+    def step(self) -> int:
+        return self.STEP
+
+    def _write_body(self, w: Writer) -> None:
+        count, width, _ = _OT_LAYOUT[self.STEP]
         if len(self.items) != count:
             raise LocalProtocolError("OT setup message has the wrong number of items")
         for item in self.items:
             w.fixed(item, width)
-        if self.step == 1:
+        if self.STEP == 1:
             w.scalar(GROUP, self.z)
-        return w.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, sender: int | None = None) -> OtSetupMessage:
-        step = _KIND_TO_STEP[data[1]]
-        kind, count, _, points = _OT_LAYOUT[step]
-        r, sid, claimed, recipient = read_header(data, kind, sender)
-        items = tuple(r.point(GROUP) if points else r.fixed(32) for _ in range(count))
-        z = r.scalar(GROUP) if step == 1 else 0
-        r.finish()
-        return cls(step, sid, claimed, recipient, items, z)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        count, _, points = _OT_LAYOUT[cls.STEP]
+        items = tuple(r.point(group) if points else r.fixed(32) for _ in range(count))
+        return {"items": items, "z": r.scalar(group) if cls.STEP == 1 else 0}
+
+
+def _step_class(step: int, kind: int) -> type[OtSetupMessage]:
+    return dataclass(frozen=True)(type(f"OtSetup{step}", (OtSetupMessage,), {
+        "__annotations__": {}, "STEP": step, "KIND": kind, "__module__": __name__,
+        "__doc__": f"VSOT step {step}."}))
+
+
+OT_STEPS = {step: _step_class(step, kind)
+            for step, kind in ((1, KIND_OT1), (2, KIND_OT2), (3, KIND_OT3), (4, KIND_OT4), (5, KIND_OT5))}
+_KINDS = {c.KIND: c for c in OT_STEPS.values()}
 
 
 KeygenMessage = dkg.DkgMessage | OtSetupMessage
 
 
 def decode_keygen_message(data: bytes, sender: int | None = None) -> KeygenMessage:
-    if len(data) >= 2 and data[1] in _KIND_TO_STEP:
-        return OtSetupMessage.from_bytes(data, sender)
+    if len(data) >= 2 and data[1] in _KINDS:
+        return decode_message(_KINDS, GROUP, data, sender)  # type: ignore[return-value]
     return dkg.decode_dkg_message(GROUP, data, sender)
 
 
@@ -159,7 +161,7 @@ class KeygenSession:
             raise
 
     def _msg(self, step: int, j: int, items, z: int = 0) -> OtSetupMessage:
-        return OtSetupMessage(step, self.session_id, self.me, j, tuple(items), z)
+        return OT_STEPS[step](GROUP, self.session_id, self.me, j, tuple(items), z)
 
     def receive(self, msg: KeygenMessage) -> None:
         if self.state in (KeygenState.ROUND1, KeygenState.DONE, KeygenState.FAILED):

@@ -57,8 +57,9 @@ def presign(keys: Sequence[Dkls23Key], rng: Rng = default_rng, session_id: bytes
     sid = session_id if session_id is not None else rng(SESSION_ID_LEN)
     signers = [k.party_id for k in keys]
     sessions = {k.party_id: SignSession(k, sid, signers, rng) for k in keys}
-    deliver(sessions, [m for s in sessions.values() for m in s.round1()], decode_sign_message, "sign1", tamper)
-    deliver(sessions, [m for s in sessions.values() for m in s.round2()], decode_sign_message, "sign2", tamper)
+    for name in ("round1", "round2"):
+        out = [m for s in sessions.values() for m in getattr(s, name)()]
+        deliver(sessions, out, decode_sign_message, "sign" + name[-1], tamper)
     return [s.finish() for s in sessions.values()]
 
 

@@ -33,7 +33,7 @@ from typing import ClassVar
 import coincurve
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from appliance.mpc_party.dkg import PeerSet, read_header, write_header
+from appliance.mpc_party.dkg import PeerSet, WireMessage, decode_message
 from appliance.mpc_party.dkls23 import mul
 from appliance.mpc_party.dkls23.common import (
     GROUP,
@@ -47,8 +47,15 @@ from appliance.mpc_party.dkls23.common import (
     pair_id,
 )
 from appliance.mpc_party.dkls23.keyshare import Dkls23Key
-from appliance.mpc_party.group import EncodingError, Point, Rng, default_rng
-from appliance.mpc_party.wire import SESSION_ID_LEN, LocalProtocolError, ProtocolAbort, Writer, ct_equal
+from appliance.mpc_party.group import EncodingError, Group, Point, Rng, default_rng
+from appliance.mpc_party.wire import (
+    SESSION_ID_LEN,
+    LocalProtocolError,
+    ProtocolAbort,
+    Reader,
+    Writer,
+    ct_equal,
+)
 
 _U_LEN = OT_WIDTH * M_OT // 8
 
@@ -57,38 +64,31 @@ _U_LEN = OT_WIDTH * M_OT // 8
 
 
 @dataclass(frozen=True)
-class SignRound1:
+class SignRound1(WireMessage):
     """Round 1, p2p (sender acts as Bob toward the recipient): commitment to R_sender, KOS matrix."""
 
     KIND: ClassVar[int] = KIND_SIGN1
     BROADCAST: ClassVar[bool] = False
-    session_id: bytes
-    sender: int
     recipient: int
     commitment: bytes
     bob: mul.BobMessage = field(repr=False)
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender, self.recipient)
-        return w.fixed(self.commitment, 32).fixed(self.bob.u, _U_LEN).fixed(self.bob.check, 32).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.fixed(self.commitment, 32).fixed(self.bob.u, _U_LEN).fixed(self.bob.check, 32)
 
     @classmethod
-    def from_bytes(cls, data: bytes, sender: int | None = None) -> SignRound1:
-        r, sid, claimed, recipient = read_header(data, cls.KIND, sender)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
         com, u, check = r.fixed(32), r.fixed(_U_LEN), r.fixed(32)
-        r.finish()
-        return cls(sid, claimed, recipient, com, mul.BobMessage(u, check))
+        return {"commitment": com, "bob": mul.BobMessage(u, check)}
 
 
 @dataclass(frozen=True)
-class SignRound2:
+class SignRound2(WireMessage):
     """Round 2, p2p (sender acts as Alice toward the recipient): opening of R_sender, multiplication
     response, and Gamma^u, Gamma^v binding the response to R_sender and pk_sender."""
 
     KIND: ClassVar[int] = KIND_SIGN2
     BROADCAST: ClassVar[bool] = False
-    session_id: bytes
-    sender: int
     recipient: int
     big_r: Point
     salt: bytes
@@ -96,45 +96,34 @@ class SignRound2:
     gamma_u: Point
     gamma_v: Point
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender, self.recipient)
+    def _write_body(self, w: Writer) -> None:
         w.point(GROUP, self.big_r).fixed(self.salt, 32)
         w.fixed(self.alice.tau, mul.AliceMessage.SIZES[0]).fixed(self.alice.r, mul.AliceMessage.SIZES[1])
         w.scalar(GROUP, self.alice.u).point(GROUP, self.gamma_u).point(GROUP, self.gamma_v)
-        return w.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, sender: int | None = None) -> SignRound2:
-        r, sid, claimed, recipient = read_header(data, cls.KIND, sender)
-        big_r, salt = r.point(GROUP), r.fixed(32)
-        tau, rr, u = r.fixed(mul.AliceMessage.SIZES[0]), r.fixed(mul.AliceMessage.SIZES[1]), r.scalar(GROUP)
-        gu, gv = r.point(GROUP), r.point(GROUP)
-        r.finish()
-        return cls(sid, claimed, recipient, big_r, salt, mul.AliceMessage(tau, rr, u), gu, gv)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        big_r, salt = r.point(group), r.fixed(32)
+        tau, rr, u = r.fixed(mul.AliceMessage.SIZES[0]), r.fixed(mul.AliceMessage.SIZES[1]), r.scalar(group)
+        return {"big_r": big_r, "salt": salt, "alice": mul.AliceMessage(tau, rr, u),
+                "gamma_u": r.point(group), "gamma_v": r.point(group)}
 
 
 @dataclass(frozen=True)
-class SignRound3:
+class SignRound3(WireMessage):
     """Round 3, broadcast: the digest being signed and the shares (u_i, w_i)."""
 
     KIND: ClassVar[int] = KIND_SIGN3
-    BROADCAST: ClassVar[bool] = True
-    session_id: bytes
-    sender: int
     digest: bytes
     u: int
     w: int
 
-    def to_bytes(self) -> bytes:
-        w = write_header(Writer(), self.KIND, self.session_id, self.sender)
-        return w.fixed(self.digest, 32).scalar(GROUP, self.u).scalar(GROUP, self.w).getvalue()
+    def _write_body(self, w: Writer) -> None:
+        w.fixed(self.digest, 32).scalar(GROUP, self.u).scalar(GROUP, self.w)
 
     @classmethod
-    def from_bytes(cls, data: bytes, sender: int | None = None) -> SignRound3:
-        r, sid, claimed, _ = read_header(data, cls.KIND, sender)
-        digest, u, w = r.fixed(32), r.scalar(GROUP), r.scalar(GROUP)
-        r.finish()
-        return cls(sid, claimed, digest, u, w)
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"digest": r.fixed(32), "u": r.scalar(group), "w": r.scalar(group)}
 
 
 SignMessage = SignRound1 | SignRound2 | SignRound3
@@ -142,9 +131,7 @@ _KINDS: dict[int, type] = {c.KIND: c for c in (SignRound1, SignRound2, SignRound
 
 
 def decode_sign_message(data: bytes, sender: int | None = None) -> SignMessage:
-    if len(data) < 2 or data[1] not in _KINDS:
-        raise ProtocolAbort("malformed message: unknown signing message kind", sender)
-    return _KINDS[data[1]].from_bytes(data, sender)
+    return decode_message(_KINDS, GROUP, data, sender)  # type: ignore[return-value]
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -264,7 +251,7 @@ class SignSession:
             msg, st = mul.bob_start(pair_id(self.ctx, j, self.me), list(setup.seeds0), list(setup.seeds1),
                                     self._phi, self._rng)
             self._bob[j] = st
-            out.append(SignRound1(self.session_id, self.me, j, com, msg))
+            out.append(SignRound1(GROUP, self.session_id, self.me, j, com, msg))
         self.state = SignState.WAITING_ROUND1
         return out
 
@@ -307,7 +294,7 @@ class SignSession:
             alice, c = mul.alice_respond(pair_id(self.ctx, self.me, j), setup.delta, list(setup.seeds_delta),
                                          self._in1[j].bob, [self._r, sk], self._rng, peer=j)
             self._c[j] = c
-            out.append(SignRound2(self.session_id, self.me, j, self._big_r, self._salt, alice,
+            out.append(SignRound2(GROUP, self.session_id, self.me, j, self._big_r, self._salt, alice,
                                   GROUP.base_mul(c[0]), GROUP.base_mul(c[1])))
         self.state = SignState.WAITING_ROUND2
         return out
@@ -388,7 +375,7 @@ class Presignature:
         m = int.from_bytes(digest, "big") % Q
         w = (m * self._phi + self.r * self._v) % Q
         self._digest = bytes(digest)
-        self._own = SignRound3(self.session_id, self.me, self._digest, self._u, w)
+        self._own = SignRound3(GROUP, self.session_id, self.me, self._digest, self._u, w)
         self._phi = self._v = 0
         return self._own
 

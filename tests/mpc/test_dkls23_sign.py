@@ -1,0 +1,147 @@
+"""DKLs23 end to end: keygen, presign, sign, refresh; every signature checked by cryptography and
+coincurve (DER + prehashed SHA-256, low S, public key recovered from the 65-byte form)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+
+import coincurve
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from appliance.mpc_party.dkls23 import local
+from appliance.mpc_party.dkls23.common import Q
+from appliance.mpc_party.dkls23.keyshare import Dkls23Key, delta_bits
+from appliance.mpc_party.dkls23.sign import Signature, SignSession
+from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
+
+
+def check_signature(public_key: bytes, digest: bytes, sig: Signature) -> None:
+    """Independent verification: pyca/cryptography and libsecp256k1 (coincurve), low S, recovery."""
+    assert 0 < sig.r < Q and 0 < sig.s <= Q // 2, "not a low-S signature"
+    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), public_key)
+    pub.verify(sig.to_der(), digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises InvalidSignature
+    assert coincurve.PublicKey(public_key).verify(sig.to_der(), digest, hasher=None)
+    recovered = coincurve.PublicKey.from_signature_and_message(sig.to_recoverable(), digest, hasher=None)
+    assert recovered.format() == public_key
+    assert len(sig.to_compact()) == 64 and len(sig.to_recoverable()) == 65
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[tuple[int, int], list[Dkls23Key]]:
+    return {(n, t): local.run_dkg(n, t) for n, t in ((2, 2), (3, 2), (5, 3))}
+
+
+def digest_of(i: int) -> bytes:
+    return hashlib.sha256(b"zrkeyring test message %d" % i).digest()
+
+
+def test_keygen_output_is_consistent(keys):
+    for (n, t), ks in keys.items():
+        assert len({k.public_key for k in ks}) == 1
+        assert [k.party_id for k in ks] == list(range(1, n + 1))
+        assert all(k.t == t and k.n == n and k.epoch == 0 for k in ks)
+        for k in ks:
+            assert set(k.pairs) == set(range(1, n + 1)) - {k.party_id}
+        # the two directions of a pair are complementary: Bob's seed selected by Alice's Delta bits
+        a, b = ks[0], ks[1]
+        bits = delta_bits(a.pairs[b.party_id].delta)
+        bob = b.pairs[a.party_id]
+        expect = tuple((bob.seeds0, bob.seeds1)[w][i] for i, w in enumerate(bits))
+        assert a.pairs[b.party_id].seeds_delta == expect
+
+
+def test_key_serialisation_round_trips_and_rejects_corruption(keys):
+    k = keys[(3, 2)][0]
+    data = k.to_bytes()
+    assert Dkls23Key.from_bytes(data).to_bytes() == data
+    assert "secret=<hidden>" in repr(k) and str(k.secret) not in repr(k)
+    with pytest.raises(LocalProtocolError):
+        Dkls23Key.from_bytes(data[:-1])
+    secret_at = 8 + 1 + 32 + 4 + 6  # magic, version, key id, epoch, ids
+    with pytest.raises(LocalProtocolError):  # a flipped share no longer matches its public share
+        Dkls23Key.from_bytes(data[:secret_at] + bytes([data[secret_at] ^ 1]) + data[secret_at + 1 :])
+
+
+def test_every_subset_of_2_of_3_signs(keys):
+    ks = keys[(3, 2)]
+    for subset in [*itertools.combinations(ks, 2), tuple(ks)]:
+        d = digest_of(len(subset))
+        check_signature(ks[0].public_key, d, local.sign_now(subset, d))
+
+
+@pytest.mark.slow
+def test_one_thousand_signatures_verify(keys):
+    """1,000 signatures over 2-of-2, every subset of 2-of-3, and rotating subsets of 3-of-5: the
+    presignatures are made first, then the online phase (round 3 + combine) is timed."""
+    plan: list[tuple[int, int, tuple[int, ...]]] = [(2, 2, (1, 2))] * 200
+    for subset in itertools.combinations((1, 2, 3), 2):
+        plan += [(3, 2, subset)] * 200
+    subsets_5 = list(itertools.combinations(range(1, 6), 3))
+    plan += [(5, 3, subsets_5[i % len(subsets_5)]) for i in range(200)]
+    assert len(plan) == 1000
+    presigs = []
+    for n, t, subset in plan:
+        presigs.append((keys[(n, t)][0].public_key, local.presign([keys[(n, t)][i - 1] for i in subset])))
+    sigs, start = [], time.perf_counter()
+    for i, (_, ps) in enumerate(presigs):
+        sigs.append(local.sign(ps, digest_of(i)))
+    online_ms = (time.perf_counter() - start) * 1000 / len(presigs)
+    for i, ((pub, _), sig) in enumerate(zip(presigs, sigs, strict=True)):
+        check_signature(pub, digest_of(i), sig)
+    assert len({(s.r, s.s) for s in sigs}) == 1000
+    assert online_ms < 5, f"online phase {online_ms:.2f} ms per signature"
+
+
+def test_presignature_signs_only_once(keys):
+    ks = keys[(3, 2)]
+    presigs = local.presign(ks[:2])
+    check_signature(ks[0].public_key, digest_of(1), local.sign(presigs, digest_of(1)))
+    with pytest.raises(LocalProtocolError, match="already used"):
+        presigs[0].round3(digest_of(2))
+
+
+def test_calling_a_round_twice_is_a_local_error(keys):
+    s = SignSession(keys[(3, 2)][0], bytes(32), [1, 2])
+    s.round1()
+    with pytest.raises(LocalProtocolError):
+        s.round1()
+    with pytest.raises(LocalProtocolError):
+        s.round2()  # round-1 messages missing
+    with pytest.raises(LocalProtocolError):
+        SignSession(keys[(3, 2)][0], bytes(32), [1])  # below threshold
+
+
+def test_refresh_keeps_the_key_and_old_new_mix_fails(keys):
+    old = keys[(3, 2)]
+    new = local.refresh(old)
+    assert all(k.public_key == old[0].public_key and k.epoch == 1 and k.key_id == old[0].key_id for k in new)
+    assert all(a.secret != b.secret for a, b in zip(old, new, strict=True))
+    for subset in itertools.combinations(new, 2):
+        d = digest_of(7)
+        check_signature(old[0].public_key, d, local.sign_now(subset, d))
+    newer = local.refresh(new)
+    check_signature(old[0].public_key, digest_of(8), local.sign_now([newer[0], newer[2]], digest_of(8)))
+    for mixed in ([old[0], new[1]], [new[0], old[2]]):
+        with pytest.raises(ProtocolAbort):
+            local.sign_now(mixed, digest_of(9))
+
+
+def test_signing_uses_fresh_randomness_per_session(keys):
+    ks = keys[(2, 2)]
+    a, b = local.sign_now(ks, digest_of(1)), local.sign_now(ks, digest_of(1))
+    assert a.r != b.r
+
+
+def test_deterministic_rng_is_injected():
+    seed = itertools.count()
+
+    def rng(n: int) -> bytes:
+        return hashlib.shake_256(b"%d" % next(seed)).digest(n)
+    ks = local.run_dkg(2, 2, rng=rng)
+    sig = local.sign(local.presign(ks, rng=rng), digest_of(3))
+    check_signature(ks[0].public_key, digest_of(3), sig)
