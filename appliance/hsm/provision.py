@@ -60,8 +60,24 @@ _LOCKED_DOWN = {
     Attribute.PRIVATE: True,
     Attribute.SENSITIVE: True,
     Attribute.EXTRACTABLE: False,
-    Attribute.DERIVE: False,
 }
+
+# The usage attributes each object class carries; a template switches all of them off but the allowed.
+_SECRET_USES = (
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.DERIVE,
+)
+_PRIVATE_USES = (Attribute.SIGN, Attribute.DECRYPT, Attribute.UNWRAP, Attribute.DERIVE)
+_PUBLIC_USES = (Attribute.VERIFY, Attribute.ENCRYPT, Attribute.WRAP, Attribute.DERIVE)
+
+
+def _only(uses: tuple[Attribute, ...], *allowed: Attribute) -> dict[Attribute, bool]:
+    return {use: use in allowed for use in uses}
 
 
 def check_mechanisms(present: set[Any], required: tuple[Any, ...] = REQUIRED_MECHANISMS) -> None:
@@ -123,15 +139,7 @@ def provision(link: TokenLink) -> dict[str, str]:
             label=SEAL_KEY.label,
             id=SEAL_KEY.key_id,
             store=True,
-            template={
-                **_LOCKED_DOWN,
-                Attribute.ENCRYPT: True,
-                Attribute.DECRYPT: True,
-                Attribute.WRAP: False,
-                Attribute.UNWRAP: False,
-                Attribute.SIGN: False,
-                Attribute.VERIFY: False,
-            },
+            template={**_LOCKED_DOWN, **_only(_SECRET_USES, Attribute.ENCRYPT, Attribute.DECRYPT)},
         )
         report[SEAL_KEY.label] = "created"
     else:
@@ -164,17 +172,9 @@ def _generate_signing_pair(
                 public_template={
                     Attribute.EC_PARAMS: ec_params,
                     Attribute.TOKEN: True,
-                    Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.DERIVE: False,
+                    **_only(_PUBLIC_USES, Attribute.VERIFY),
                 },
-                private_template={
-                    **_LOCKED_DOWN,
-                    Attribute.SIGN: True,
-                    Attribute.DECRYPT: False,
-                    Attribute.UNWRAP: False,
-                },
+                private_template={**_LOCKED_DOWN, **_only(_PRIVATE_USES, Attribute.SIGN)},
             )
             return
         except (p11.MechanismInvalid, p11.DomainParamsInvalid, p11.AttributeValueInvalid) as exc:
