@@ -13,42 +13,46 @@ from chain_client.proto_gen.zrchain.treasury.tx_pb2 import (
 MAX_REJECT_REASON = 512
 
 
-def fulfil_key_request(signer: Signer, request_id: int, public_key: bytes) -> MsgFulfilKeyRequest:
+def _key_answer(signer: Signer, request_id: int, status: int, **result) -> MsgFulfilKeyRequest:
     return MsgFulfilKeyRequest(
         creator=signer_address(signer),
         request_id=request_id,
-        status=key_pb2.KEY_REQUEST_STATUS_FULFILLED,
-        key=MsgNewKey(public_key=public_key),
+        status=status,
         keyring_party_signature=party_signature(signer, request_id),
+        **result,
+    )
+
+
+def _sign_answer(signer: Signer, request_id: int, status: int, **result) -> MsgFulfilSignatureRequest:
+    return MsgFulfilSignatureRequest(
+        creator=signer_address(signer),
+        request_id=request_id,
+        status=status,
+        keyring_party_signature=party_signature(signer, request_id),
+        **result,
+    )
+
+
+def fulfil_key_request(signer: Signer, request_id: int, public_key: bytes) -> MsgFulfilKeyRequest:
+    return _key_answer(
+        signer, request_id, key_pb2.KEY_REQUEST_STATUS_FULFILLED, key=MsgNewKey(public_key=public_key)
     )
 
 
 def reject_key_request(signer: Signer, request_id: int, reason: str) -> MsgFulfilKeyRequest:
     """A rejection still carries a 64-byte party signature: the chain checks its length first."""
-    return MsgFulfilKeyRequest(
-        creator=signer_address(signer),
-        request_id=request_id,
-        status=key_pb2.KEY_REQUEST_STATUS_REJECTED,
-        reject_reason=reason[:MAX_REJECT_REASON],
-        keyring_party_signature=party_signature(signer, request_id),
+    return _key_answer(
+        signer, request_id, key_pb2.KEY_REQUEST_STATUS_REJECTED, reject_reason=reason[:MAX_REJECT_REASON]
     )
 
 
 def fulfil_sign_request(signer: Signer, request_id: int, signed_data: bytes) -> MsgFulfilSignatureRequest:
-    return MsgFulfilSignatureRequest(
-        creator=signer_address(signer),
-        request_id=request_id,
-        status=mpcsign_pb2.SIGN_REQUEST_STATUS_FULFILLED,
-        signed_data=signed_data,
-        keyring_party_signature=party_signature(signer, request_id),
+    return _sign_answer(
+        signer, request_id, mpcsign_pb2.SIGN_REQUEST_STATUS_FULFILLED, signed_data=signed_data
     )
 
 
 def reject_sign_request(signer: Signer, request_id: int, reason: str) -> MsgFulfilSignatureRequest:
-    return MsgFulfilSignatureRequest(
-        creator=signer_address(signer),
-        request_id=request_id,
-        status=mpcsign_pb2.SIGN_REQUEST_STATUS_REJECTED,
-        reject_reason=reason[:MAX_REJECT_REASON],
-        keyring_party_signature=party_signature(signer, request_id),
+    return _sign_answer(
+        signer, request_id, mpcsign_pb2.SIGN_REQUEST_STATUS_REJECTED, reject_reason=reason[:MAX_REJECT_REASON]
     )

@@ -117,14 +117,17 @@ def key_response(key: key_pb2.Key) -> key_pb2.KeyResponse:
     )
 
 
-def _not_found(context: grpc.ServicerContext, what: str) -> Any:
-    context.abort(grpc.StatusCode.NOT_FOUND, f"{what} not found")
-
-
 class _Base:
     def __init__(self, app: App) -> None:
         self.app = app
         self.store = app.store
+
+    def _find(self, context: grpc.ServicerContext, ns: str, key: Any, what: str) -> Any:
+        """The stored object, or the call ends with NOT_FOUND (as a Cosmos node answers)."""
+        found = self.store.get(ns, key)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{what} {key} not found")
+        return found
 
     def _requests(self, ns: str, status: int, keep: Callable[[Any], bool]) -> list[tuple[int, Any]]:
         data = self.store.data[ns]
@@ -147,9 +150,7 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
 
     def KeyRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
-            found = self.store.get("keyreq", request.id)
-            if found is None:
-                return _not_found(context, f"key request {request.id}")
+            found = self._find(context, "keyreq", request.id, "key request")
             return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found))
 
     def SignatureRequests(self, request, context):  # noqa: N802
@@ -164,9 +165,7 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
 
     def SignatureRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
-            found = self.store.get("signreq", request.id)
-            if found is None:
-                return _not_found(context, f"sign request {request.id}")
+            found = self._find(context, "signreq", request.id, "sign request")
             return treasury_query.QuerySignatureRequestByIDResponse(sign_request=sign_request_response(found))
 
     def Keys(self, request, context):  # noqa: N802
@@ -182,34 +181,26 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
 
     def KeyByID(self, request, context):  # noqa: N802
         with self.app.lock:
-            key = self.store.get("key", request.id)
-            if key is None:
-                return _not_found(context, f"key {request.id}")
+            key = self._find(context, "key", request.id, "key")
             return treasury_query.QueryKeyByIDResponse(key=key_response(key))
 
 
 class IdentityQuery(_Base, identity_grpc.QueryServicer):
     def KeyringByAddress(self, request, context):  # noqa: N802
         with self.app.lock:
-            keyring = self.store.get("keyring", request.keyring_addr)
-            if keyring is None:
-                return _not_found(context, f"keyring {request.keyring_addr}")
+            keyring = self._find(context, "keyring", request.keyring_addr, "keyring")
             return identity_query.QueryKeyringByAddressResponse(keyring=keyring)
 
     def WorkspaceByAddress(self, request, context):  # noqa: N802
         with self.app.lock:
-            workspace = self.store.get("workspace", request.workspace_addr)
-            if workspace is None:
-                return _not_found(context, f"workspace {request.workspace_addr}")
+            workspace = self._find(context, "workspace", request.workspace_addr, "workspace")
             return identity_query.QueryWorkspaceByAddressResponse(workspace=workspace)
 
 
 class AuthQuery(_Base, auth_grpc.QueryServicer):
     def Account(self, request, context):  # noqa: N802
         with self.app.lock:
-            account = self.store.get("account", request.address)
-            if account is None:
-                return _not_found(context, f"account {request.address}")
+            account = self._find(context, "account", request.address, "account")
             base = BaseAccount(
                 address=account.address, account_number=account.account_number, sequence=account.sequence
             )
@@ -236,10 +227,7 @@ class TxService(_Base, tx_grpc.ServiceServicer):
 
     def GetTx(self, request, context):  # noqa: N802
         with self.app.lock:
-            found = self.store.get("tx", request.hash.upper())
-            if found is None:
-                return _not_found(context, f"tx {request.hash}")
-            return found
+            return self._find(context, "tx", request.hash.upper(), "tx")
 
 
 @dataclass

@@ -10,6 +10,19 @@ from chain_client.messages import fulfil_key_request, fulfil_sign_request
 from tests.chain.conftest import digest, make_world, verify_ecdsa
 
 
+def snapshot(world, keyring: str, party) -> dict[str, object]:
+    """Everything a keyring can see, serialized, to compare before and after a crash."""
+    client = world.client
+    return {
+        "key_requests": [r.SerializeToString() for r in client.key_requests()],
+        "sign_requests": [r.SerializeToString() for r in client.sign_requests()],
+        "keys": [k.SerializeToString() for k in client.keys()],
+        "keyring": client.keyring(keyring).SerializeToString(),
+        "owner": client.account(world.owner.address()).SerializeToString(),
+        "party": client.account(party.address()).SerializeToString(),
+    }
+
+
 def test_sigkill_and_restart_keep_requests_keys_and_accounts(tmp_path):
     world = make_world(tmp_path, block_time=0.1, default_btl=10_000)
     try:
@@ -26,26 +39,12 @@ def test_sigkill_and_restart_keep_requests_keys_and_accounts(tmp_path):
         world.client.send(party, [fulfil_sign_request(party, sign_id, signature)])
         pending_sign = world.sign_request(key.id, [digest("still pending")])
 
-        before = {
-            "key_requests": [r.SerializeToString() for r in world.client.key_requests()],
-            "sign_requests": [r.SerializeToString() for r in world.client.sign_requests()],
-            "keys": [k.SerializeToString() for k in world.client.keys()],
-            "keyring": world.client.keyring(keyring).SerializeToString(),
-            "owner": world.client.account(world.owner.address()).SerializeToString(),
-            "party": world.client.account(party.address()).SerializeToString(),
-        }
+        before = snapshot(world, keyring, party)
 
         world.node.kill()  # SIGKILL: no shutdown code runs
         world.node.start()
 
-        after = {
-            "key_requests": [r.SerializeToString() for r in world.client.key_requests()],
-            "sign_requests": [r.SerializeToString() for r in world.client.sign_requests()],
-            "keys": [k.SerializeToString() for k in world.client.keys()],
-            "keyring": world.client.keyring(keyring).SerializeToString(),
-            "owner": world.client.account(world.owner.address()).SerializeToString(),
-            "party": world.client.account(party.address()).SerializeToString(),
-        }
+        after = snapshot(world, keyring, party)
         assert after == before
         assert world.client.sign_request(sign_id).status == "SIGN_REQUEST_STATUS_FULFILLED"
         assert world.client.sign_request(pending_sign).status == "SIGN_REQUEST_STATUS_PENDING"
