@@ -1,0 +1,1 @@
+"""Cluster set-up: a one-shot TLS certificate authority, per-party bundles and the shared roster."""

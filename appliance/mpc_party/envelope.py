@@ -1,0 +1,342 @@
+"""Signed envelopes for protocol messages between parties, and the gate that decides what gets in.
+
+Protocol state machines produce opaque payload bytes; before a payload leaves a party it is wrapped in
+an `Envelope` that binds it to (version, session id, protocol name, round, sender, recipient, per-sender
+sequence number) and is signed with the sender's HSM identity key (Ed25519). The signature covers a
+domain-separated, fixed-width and length-prefixed encoding of every field, so an envelope cannot be
+moved to another session, round, protocol or recipient, and no two field tuples sign alike.
+
+Mutual TLS already authenticates the hop; the signature is what lets a party prove later who said what,
+and it still holds if a TLS key leaks (the TLS key is a file, the identity key never leaves the HSM).
+
+`Gate` is the receiving side: it checks an encoded envelope against the roster's identity keys and the
+sessions this party has opened (the daemon opens a session only after its own controller has checked
+the request on chain), drops anything that fails with a reason, counts drops per reason in plain
+integers that metrics can read, and queues accepted envelopes per session and round for `wait_for`.
+It is thread-safe: gRPC handler threads call `offer`, session threads call `wait_for`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from appliance.mpc_party.wire import SESSION_ID_LEN, ProtocolAbort, Reader, Writer
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = 1
+SIGNING_DOMAIN = b"zrkeyring/party-envelope/v1"
+SIGNATURE_LEN = 64
+IDENTITY_KEY_LEN = 32
+BROADCAST = 0
+MAX_PROTOCOL_LEN = 32
+MAX_PAYLOAD = 16 << 20
+MAX_INDEX = 0xFFFF
+_PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+Signer = Callable[[bytes], bytes]
+
+
+class EnvelopeError(ValueError):
+    """An envelope cannot be built (our caller's fault) or parsed (the peer's fault)."""
+
+
+def check_protocol_name(name: str) -> str:
+    """Protocol names are short lower-case ASCII (`frost-ed25519-dkg`), so they encode one way only."""
+    if not 1 <= len(name) <= MAX_PROTOCOL_LEN or not set(name) <= _PROTOCOL_CHARS:
+        raise EnvelopeError(f"protocol name must be 1-{MAX_PROTOCOL_LEN} chars of [a-z0-9.-], got {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One protocol message on the wire. `recipient` 0 means broadcast; party indices are 1..65535."""
+
+    session_id: bytes
+    protocol: str
+    round: int
+    sender: int
+    recipient: int
+    seq: int
+    payload: bytes = field(repr=False)
+    signature: bytes = field(default=b"", repr=False)
+    version: int = ENVELOPE_VERSION
+
+    @classmethod
+    def create(
+        cls,
+        sign: Signer,
+        *,
+        session_id: bytes,
+        protocol: str,
+        round: int,
+        sender: int,
+        recipient: int,
+        seq: int,
+        payload: bytes,
+    ) -> Envelope:
+        """Build and sign an envelope; `sign` is the HSM's identity-key signer (or a test key)."""
+        unsigned = cls(session_id, check_protocol_name(protocol), round, sender, recipient, seq, payload)
+        signature = sign(unsigned.signing_bytes())
+        if len(signature) != SIGNATURE_LEN:
+            raise EnvelopeError(f"signer returned {len(signature)} bytes, expected {SIGNATURE_LEN}")
+        return cls(session_id, protocol, round, sender, recipient, seq, payload, bytes(signature))
+
+    def _write_fields(self, w: Writer) -> Writer:
+        if not 1 <= self.sender <= MAX_INDEX or not 0 <= self.recipient <= MAX_INDEX:
+            raise EnvelopeError(f"party index out of range: sender {self.sender}, recipient {self.recipient}")
+        if not 0 <= self.round <= 0xFFFF or not 0 <= self.seq < 1 << 64:
+            raise EnvelopeError(f"round {self.round} or seq {self.seq} out of range")
+        if len(self.payload) > MAX_PAYLOAD:
+            raise EnvelopeError(f"payload of {len(self.payload)} bytes exceeds {MAX_PAYLOAD}")
+        protocol = check_protocol_name(self.protocol).encode("ascii")
+        w.u8(self.version).fixed(self.session_id, SESSION_ID_LEN)
+        w.u8(len(protocol)).fixed(protocol, len(protocol))
+        w.u16(self.round).u16(self.sender).u16(self.recipient).u64(self.seq)
+        return w.var(self.payload)
+
+    def signing_bytes(self) -> bytes:
+        """What the identity key signs: the length-prefixed domain, then every field but the signature."""
+        return self._write_fields(Writer().var(SIGNING_DOMAIN)).getvalue()
+
+    def encode(self) -> bytes:
+        if len(self.signature) != SIGNATURE_LEN:
+            raise EnvelopeError("envelope is not signed")
+        return self._write_fields(Writer()).fixed(self.signature, SIGNATURE_LEN).getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        """Parse wire bytes; any defect (truncation, trailing bytes, bad name) raises EnvelopeError."""
+        try:
+            r = Reader(data)
+            version = r.u8()
+            if version != ENVELOPE_VERSION:
+                raise EnvelopeError(f"unsupported envelope version {version}")
+            session_id = r.fixed(SESSION_ID_LEN)
+            protocol = r.fixed(r.u8()).decode("ascii", errors="replace")
+            round_, sender, recipient, seq = r.u16(), r.u16(), r.u16(), r.u64()
+            payload = r.var(MAX_PAYLOAD)
+            signature = r.fixed(SIGNATURE_LEN)
+            r.finish()
+        except ProtocolAbort as exc:
+            raise EnvelopeError(exc.reason) from None
+        if sender == 0:
+            raise EnvelopeError("sender index 0")
+        check_protocol_name(protocol)
+        return cls(session_id, protocol, round_, sender, recipient, seq, payload, signature, version)
+
+    def verify(self, public_key: bytes) -> bool:
+        """True when `signature` is the Ed25519 signature of `signing_bytes()` under `public_key`."""
+        try:
+            VerifyKey(public_key).verify(self.signing_bytes(), self.signature)
+        except (BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+
+class Outbox:
+    """Seals outgoing payloads for one party: numbers them per session so receivers can spot replays."""
+
+    def __init__(self, me: int, sign: Signer) -> None:
+        self.me = me
+        self._sign = sign
+        self._seq: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def seal(self, session_id: bytes, protocol: str, round: int, recipient: int, payload: bytes) -> Envelope:
+        with self._lock:
+            seq = self._seq.get(session_id, 0)
+            self._seq[session_id] = seq + 1
+        return Envelope.create(
+            self._sign, session_id=session_id, protocol=protocol, round=round, sender=self.me,
+            recipient=recipient, seq=seq, payload=payload,
+        )
+
+    def forget(self, session_id: bytes) -> None:
+        with self._lock:
+            self._seq.pop(session_id, None)
+
+
+class DropReason(enum.StrEnum):
+    """Why the gate refused an envelope. The values are metric label values: keep them stable."""
+
+    MALFORMED = "malformed"
+    PEER_MISMATCH = "peer_mismatch"  # TLS peer is not the party the envelope claims as sender
+    STRANGER = "stranger"  # sender index not in the roster
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_RECIPIENT = "wrong_recipient"
+    SESSION_NOT_OPEN = "session_not_open"
+    REPLAY = "replay"
+    QUEUE_FULL = "queue_full"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: DropReason | None = None
+    envelope: Envelope | None = None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What `wait_for` got: envelopes per sender (in arrival order) and the senders still missing."""
+
+    arrived: dict[int, list[Envelope]]
+    missing: frozenset[int]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@dataclass
+class _Session:
+    seen: set[tuple[int, int, int]] = field(default_factory=set)  # (sender, round, seq)
+    queues: dict[tuple[int, int], list[Envelope]] = field(default_factory=dict)  # (round, sender)
+
+
+_SECURITY_REASONS = {DropReason.PEER_MISMATCH, DropReason.STRANGER, DropReason.BAD_SIGNATURE}
+
+
+class Gate:
+    """Acceptance rules, drop counters and the per-session inbox of one receiving party.
+
+    Checks run in this order, the first failure deciding the reason: malformed, peer_mismatch (TLS
+    identity differs from the claimed sender), stranger, bad_signature, wrong_recipient,
+    session_not_open, replay, queue_full. Authentication comes before routing, so the routing counters
+    only ever count envelopes that a roster member really signed.
+    """
+
+    def __init__(
+        self,
+        me: int,
+        identity_keys: Mapping[int, bytes],
+        *,
+        max_queued_per_sender: int = 64,
+        closed_memory: int = 4096,
+    ) -> None:
+        self.me = me
+        self._keys = {index: VerifyKey(bytes(key)) for index, key in identity_keys.items()}
+        self._max_queued = max_queued_per_sender
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self._closed_memory = closed_memory
+        self._sessions: dict[bytes, _Session] = {}
+        self._cond = threading.Condition()
+        self.accepted = 0
+        self.dropped: dict[str, int] = {reason.value: 0 for reason in DropReason}
+
+    # --- sessions ---------------------------------------------------------------------------------
+
+    def open_session(self, session_id: bytes) -> None:
+        """Start accepting envelopes for `session_id`. A closed session id can never reopen."""
+        if len(session_id) != SESSION_ID_LEN:
+            raise EnvelopeError(f"session id must be {SESSION_ID_LEN} bytes")
+        with self._cond:
+            if session_id in self._closed:
+                raise EnvelopeError(f"session {session_id.hex()[:16]}… was closed and cannot reopen")
+            self._sessions.setdefault(session_id, _Session())
+
+    def close_session(self, session_id: bytes) -> None:
+        """Stop accepting for the session and free its queue and replay memory."""
+        with self._cond:
+            self._sessions.pop(session_id, None)
+            self._closed[session_id] = None
+            while len(self._closed) > self._closed_memory:
+                self._closed.popitem(last=False)
+            self._cond.notify_all()
+
+    def is_open(self, session_id: bytes) -> bool:
+        with self._cond:
+            return session_id in self._sessions
+
+    # --- acceptance -------------------------------------------------------------------------------
+
+    def drop(self, reason: DropReason, detail: str = "") -> Verdict:
+        """Count a drop; the transport uses it for refusals it decides itself (pinned certificates)."""
+        with self._cond:
+            self.dropped[reason.value] += 1
+        level = logging.WARNING if reason in _SECURITY_REASONS else logging.DEBUG
+        log.log(level, "party %d dropped envelope: %s (%s)", self.me, reason.value, detail or "-")
+        return Verdict(False, reason)
+
+    def offer(self, data: bytes, tls_party: int | None = None) -> Verdict:
+        """Decide on one encoded envelope; `tls_party` is the sender index from the TLS certificate."""
+        try:
+            env = Envelope.decode(data)
+        except EnvelopeError as exc:
+            return self.drop(DropReason.MALFORMED, str(exc))
+        who = f"claimed sender {env.sender}"
+        if tls_party is not None and tls_party != env.sender:
+            return self.drop(DropReason.PEER_MISMATCH, f"{who}, TLS peer party-{tls_party}")
+        key = self._keys.get(env.sender)
+        if key is None:
+            return self.drop(DropReason.STRANGER, who)
+        try:
+            key.verify(env.signing_bytes(), env.signature)
+        except BadSignatureError:
+            return self.drop(DropReason.BAD_SIGNATURE, who)
+        if env.recipient not in (BROADCAST, self.me):
+            return self.drop(DropReason.WRONG_RECIPIENT, f"{who}, recipient {env.recipient}")
+        return self._enqueue(env)
+
+    def _enqueue(self, env: Envelope) -> Verdict:
+        with self._cond:
+            session = self._sessions.get(env.session_id)
+            if session is None:
+                reason = DropReason.SESSION_NOT_OPEN
+            elif (env.sender, env.round, env.seq) in session.seen:
+                reason = DropReason.REPLAY
+            else:
+                queue = session.queues.setdefault((env.round, env.sender), [])
+                if len(queue) >= self._max_queued:
+                    reason = DropReason.QUEUE_FULL
+                else:
+                    session.seen.add((env.sender, env.round, env.seq))
+                    queue.append(env)
+                    self.accepted += 1
+                    self._cond.notify_all()
+                    return Verdict(True, envelope=env)
+        return self.drop(reason, f"sender {env.sender} session {env.session_id.hex()[:16]} round {env.round}")
+
+    def counters(self) -> dict[str, int]:
+        """A consistent snapshot: `accepted` plus one entry per drop reason."""
+        with self._cond:
+            return {"accepted": self.accepted, **self.dropped}
+
+    # --- inbox ------------------------------------------------------------------------------------
+
+    def wait_for(
+        self,
+        session_id: bytes,
+        round: int,
+        senders: Iterable[int],
+        timeout: float,
+        count: int = 1,
+    ) -> Arrival:
+        """Wait until every sender has `count` envelopes queued for (session, round), or `timeout`.
+
+        Returns and removes what arrived from the awaited senders, and names who is still missing, so the
+        daemon can abort the session naming the silent parties. A closed session returns at once.
+        """
+        wanted = frozenset(senders)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                session = self._sessions.get(session_id)
+                queues = session.queues if session is not None else {}
+                missing = frozenset(s for s in wanted if len(queues.get((round, s), ())) < count)
+                remaining = deadline - time.monotonic()
+                if not missing or session is None or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            arrived = {s: queues.pop((round, s)) for s in sorted(wanted) if (round, s) in queues}
+            return Arrival(arrived, missing)
