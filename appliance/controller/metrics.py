@@ -1,0 +1,110 @@
+"""Every metric the controller daemon (`zrkeyring controller run`) exports, in one list.
+
+The controller watches the chain, asks its party for keys and signatures, and posts fulfilments.
+Label values are fixed sets (the tuples below). Shared metrics (build info, HSM timings for the chain
+key) come from appliance.metrics_http and are re-exported. Serve them with
+`appliance.metrics_http.start_metrics_server(config.metrics.address)`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from appliance.metrics_http import (
+    BUILD_INFO,
+    HSM_ERRORS,
+    HSM_OPERATION_SECONDS,
+    hsm_operation,
+    start_metrics_server,
+)
+
+__all__ = [
+    "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
+    "KINDS", "KEY_TYPES", "REJECT_REASONS", "TX_RESULTS", "REQUESTS_SEEN", "REQUESTS_FULFILLED",
+    "REQUESTS_REJECTED", "PENDING_REQUESTS", "REQUESTS_NEAR_TIMEOUT", "OLDEST_PENDING_AGE",
+    "LAST_FULFILMENT", "CHAIN_HEIGHT", "CHAIN_PROCESSED_HEIGHT", "CHAIN_POLL_LAG", "CHAIN_LAST_POLL",
+    "CHAIN_POLL_ERRORS", "TX_BROADCASTS", "PARTY_UP", "key_type_label",
+]
+
+# kind: key requests (keygen) or signature requests.
+KINDS = ("key", "signature")
+# key_type: zrChain's KeyType names, lower-cased without the KEY_TYPE_ prefix; anything else is "other".
+KEY_TYPES = ("ecdsa_secp256k1", "eddsa_ed25519", "bitcoin_secp256k1", "other")
+# reason: why this party rejected a request on chain.
+REJECT_REASONS = ("invalid_request", "unsupported_key_type", "unknown_key", "mpc_failed", "timeout")
+# result: what became of one broadcast transaction (one per block, batching fulfilments).
+TX_RESULTS = ("committed", "rejected", "timeout", "error")
+
+REQUESTS_SEEN = Counter(
+    "zrkeyring_requests_seen_total",
+    "Requests addressed to this keyring that the controller saw on chain for the first time.",
+    ["kind", "key_type"],
+)
+REQUESTS_FULFILLED = Counter(
+    "zrkeyring_requests_fulfilled_total",
+    "Requests for which this party's fulfilment was committed on chain.",
+    ["kind", "key_type"],
+)
+REQUESTS_REJECTED = Counter(
+    "zrkeyring_requests_rejected_total",
+    "Requests this party rejected on chain.",
+    ["kind", "key_type", "reason"],
+)
+PENDING_REQUESTS = Gauge(
+    "zrkeyring_pending_requests",
+    "Requests seen and not yet fulfilled or rejected by this party.",
+    ["kind"],
+)
+REQUESTS_NEAR_TIMEOUT = Gauge(
+    "zrkeyring_pending_requests_near_timeout",
+    "Pending requests within the configured margin (controller.near_timeout_blocks) of their timeout.",
+    ["kind"],
+)
+OLDEST_PENDING_AGE = Gauge(
+    "zrkeyring_pending_request_oldest_age_seconds",
+    "Age of the oldest pending request, from the block that created it (0 when none is pending).",
+    ["kind"],
+)
+LAST_FULFILMENT = Gauge(
+    "zrkeyring_last_fulfilment_timestamp_seconds",
+    "Unix time of the last fulfilment of this party committed on chain (0 until the first).",
+)
+CHAIN_HEIGHT = Gauge("zrkeyring_chain_height", "Latest block height reported by the chain node.")
+CHAIN_PROCESSED_HEIGHT = Gauge(
+    "zrkeyring_chain_processed_height", "Height up to which the controller has read and planned requests."
+)
+CHAIN_POLL_LAG = Gauge(
+    "zrkeyring_chain_poll_lag_seconds",
+    "At the last poll: now minus the block time of the newest block processed.",
+)
+CHAIN_LAST_POLL = Gauge(
+    "zrkeyring_chain_last_poll_timestamp_seconds", "Unix time of the last successful chain poll."
+)
+CHAIN_POLL_ERRORS = Counter(
+    "zrkeyring_chain_poll_errors_total", "Chain polls that failed on every configured endpoint."
+)
+TX_BROADCASTS = Counter(
+    "zrkeyring_tx_broadcasts_total",
+    "Fulfilment transactions broadcast, by outcome.",
+    ["result"],
+)
+PARTY_UP = Gauge(
+    "zrkeyring_controller_party_up",
+    "1 if the controller reached its local party daemon at the last attempt, else 0.",
+)
+
+for _kind in KINDS:
+    PENDING_REQUESTS.labels(_kind)
+    REQUESTS_NEAR_TIMEOUT.labels(_kind)
+    OLDEST_PENDING_AGE.labels(_kind)
+    for _key_type in KEY_TYPES:
+        REQUESTS_SEEN.labels(_kind, _key_type)
+        REQUESTS_FULFILLED.labels(_kind, _key_type)
+for _result in TX_RESULTS:
+    TX_BROADCASTS.labels(_result)
+
+
+def key_type_label(name: str) -> str:
+    """`KEY_TYPE_ECDSA_SECP256K1` (or `ecdsa_secp256k1`) -> `ecdsa_secp256k1`; unknown names -> `other`."""
+    label = name.lower().removeprefix("key_type_")
+    return label if label in KEY_TYPES else "other"
