@@ -298,8 +298,8 @@ class ChainClient:
                     tx_service.BroadcastTxRequest(tx_bytes=raw, mode=tx_service.BROADCAST_MODE_SYNC),
                     tx_service.BroadcastTxResponse,
                 ).tx_response
-                if response.code == 0 or (response.code == TX_IN_CACHE and attempt == 0 and response.txhash):
-                    # TX_IN_CACHE: a retried call whose first try reached the node; the tx is in.
+                if response.code in (0, TX_IN_CACHE):
+                    # TX_IN_CACHE: these exact bytes already reached the node (a retried call); the tx is in.
                     state.sequence += 1
                     return response.txhash
                 if response.code == WRONG_SEQUENCE and attempt == 0:

@@ -226,6 +226,9 @@ class App:
         except TxError as exc:
             log.info("tx %s refused: %s", txhash[:12], exc.log)
             return TxResponse(txhash=txhash, code=exc.code, codespace=exc.codespace, raw_log=exc.log)
+        log.debug(
+            "tx %s from %s admitted to the mempool (%d messages)", txhash[:12], tx.address, len(tx.messages)
+        )
         return TxResponse(txhash=txhash, gas_wanted=tx.gas_limit)
 
     def _check_account(self, address: str) -> Account | None:
