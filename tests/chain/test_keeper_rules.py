@@ -12,8 +12,9 @@ from coincurve import PrivateKey, PublicKey
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from chain_client.crypto import SECP256K1_ORDER, normalize_s, request_id_digest
 from chain_client.errors import ChainTxError
@@ -310,7 +311,7 @@ def test_ed25519_signature_over_raw_data(world):
         lambda: world.client.send(party, [fulfil_sign_request(party, request_id, bad)]), "does not verify"
     )
     signature = private.sign(data).signature
-    VerifyKey(bytes(private.verify_key)).verify(data, signature)
+    Ed25519PublicKey.from_public_bytes(bytes(private.verify_key)).verify(signature, data)  # not PyNaCl
     world.client.send(party, [fulfil_sign_request(party, request_id, signature)])
     request = world.client.sign_request(request_id)
     assert request.status == "SIGN_REQUEST_STATUS_FULFILLED"
