@@ -7,27 +7,20 @@ import hashlib
 import itertools
 import time
 
-import coincurve
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from appliance.mpc_party.dkls23 import local
 from appliance.mpc_party.dkls23.common import Q
+from appliance.mpc_party.dkls23.demo import verify_independently
 from appliance.mpc_party.dkls23.keyshare import Dkls23Key, delta_bits
 from appliance.mpc_party.dkls23.sign import Signature, SignSession
 from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
 
 
 def check_signature(public_key: bytes, digest: bytes, sig: Signature) -> None:
-    """Independent verification: pyca/cryptography and libsecp256k1 (coincurve), low S, recovery."""
+    """Independent verification (pyca/cryptography and coincurve, key recovery), low S, encodings."""
     assert 0 < sig.r < Q and 0 < sig.s <= Q // 2, "not a low-S signature"
-    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), public_key)
-    pub.verify(sig.to_der(), digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises InvalidSignature
-    assert coincurve.PublicKey(public_key).verify(sig.to_der(), digest, hasher=None)
-    recovered = coincurve.PublicKey.from_signature_and_message(sig.to_recoverable(), digest, hasher=None)
-    assert recovered.format() == public_key
+    verify_independently(public_key, digest, sig)
     assert len(sig.to_compact()) == 64 and len(sig.to_recoverable()) == 65
 
 

@@ -1,0 +1,54 @@
+"""DKLs23 benchmarks, all parties in one process, messages through their byte encodings; side by side
+in the same run with the WebAssembly reference peer (bench/peer_dkls23.py).
+
+    ecdsa_dkls23.dkg_ms.NxT          keygen: generic DKG + 128 verified base OTs per ordered pair
+    ecdsa_dkls23.sign_ms.NxT         t signers: presign (rounds 1-2) + round 3 + combine (verified)
+    ecdsa_dkls23.online_sign_ms.NxT  round 3 + combine only, from a presignature made beforehand
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from appliance.mpc_party.dkls23 import local
+from bench import peer_dkls23
+from bench.common import Result, mean_ms
+
+SHAPES = [(3, 2), (5, 3)]
+DKG_RUNS = 5
+SIGN_RUNS = 20
+ONLINE_RUNS = 100
+
+
+def _online_ms(keys, t: int) -> float:
+    presigs = [local.presign(keys[:t]) for _ in range(ONLINE_RUNS)]
+    digests = [hashlib.sha256(b"online %d" % i).digest() for i in range(ONLINE_RUNS)]
+    start = time.perf_counter()
+    for ps, d in zip(presigs, digests, strict=True):
+        local.sign(ps, d)
+    return (time.perf_counter() - start) * 1000 / ONLINE_RUNS
+
+
+def run() -> list[Result]:
+    peer, why = peer_dkls23.measure(SHAPES)
+    if why:
+        print(f"   reference peer: {why}", flush=True)
+    digest = hashlib.sha256(b"bench").digest()
+    results = []
+    for n, t in SHAPES:
+        shape = f"{n}x{t}"
+        row = peer.get((n, t), {})
+        dkg = mean_ms(lambda n=n, t=t: local.run_dkg(n, t), DKG_RUNS)
+        keys = local.run_dkg(n, t)
+        sign = mean_ms(lambda keys=keys, t=t: local.sign_now(keys[:t], digest), SIGN_RUNS)
+        online = _online_ms(keys, t)
+        results += [
+            Result(f"ecdsa_dkls23.dkg_ms.{shape}", round(dkg, 3), "ms",
+                   note=f"{t}-of-{n} keygen, all {n} parties in one process").with_peer(row.get("dkg_ms")),
+            Result(f"ecdsa_dkls23.sign_ms.{shape}", round(sign, 3), "ms",
+                   note=f"{t} signers, presign + sign, verified").with_peer(row.get("sign_ms")),
+            Result(f"ecdsa_dkls23.online_sign_ms.{shape}", round(online, 3), "ms",
+                   note="round 3 + combine from a presignature"),
+        ]
+    return results
