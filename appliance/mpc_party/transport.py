@@ -1,0 +1,274 @@
+"""Mutual-TLS gRPC between parties: one raw-bytes method, envelopes in, small acks out.
+
+There are no protobuf stubs: `/zrkeyring.party.v1.Peer/Deliver` takes an encoded `Envelope` and answers
+an `Ack` (accepted, or the gate's drop reason). Both ends present certificates from the cluster CA
+(`zrkeyring cluster init`); the server requires a client certificate, reads the peer's CN (`party-<i>`)
+from the TLS auth context, checks it against the roster's pinned certificate for party i, and hands
+the envelope to the `Gate` with that identity, so a peer cannot speak as another party even holding a
+leaked identity key. The client dials each peer with the TLS target name `party-<j>`, so it also knows
+which party answered.
+
+Failure is explicit: a peer that is down or refuses the handshake raises `PeerUnavailable` after a
+bounded number of attempts within the send timeout, never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from appliance.cluster.ca import party_cn, party_index_from_cn
+from appliance.errors import UserError
+from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
+from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.wire import ProtocolAbort, Reader, Writer
+
+log = logging.getLogger(__name__)
+
+SERVICE = "zrkeyring.party.v1.Peer"
+DELIVER = f"/{SERVICE}/Deliver"
+MAX_MESSAGE = MAX_PAYLOAD + 4096
+ACK_VERSION = 1
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    # Reconnect quickly when a peer comes back, instead of gRPC's default backoff of up to 2 minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class PeerUnavailable(UserError):
+    """A peer could not be reached (down, unreachable, or TLS handshake refused) within the timeout."""
+
+
+@dataclass(frozen=True)
+class TlsCredentials:
+    """This party's transport credential: the cluster CA, its certificate and its TLS key (PEM)."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @classmethod
+    def from_bundle(cls, directory: str | Path) -> TlsCredentials:
+        """Read ca.pem, party.pem and party.key from a `cluster init` party directory."""
+        directory = Path(directory)
+        try:
+            return cls(*((directory / name).read_bytes() for name in ("ca.pem", "party.pem", "party.key")))
+        except OSError as exc:
+            raise UserError(f"TLS bundle {directory}: {exc.strerror}: {exc.filename}") from None
+
+    def __repr__(self) -> str:
+        return "TlsCredentials(<ca>, <cert>, <key redacted>)"
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The server's answer to one delivery."""
+
+    accepted: bool
+    reason: str = ""
+
+    def encode(self) -> bytes:
+        return Writer().u8(ACK_VERSION).u8(1 if self.accepted else 0).var(self.reason.encode()).getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Ack:
+        r = Reader(data)
+        if r.u8() != ACK_VERSION:
+            raise ProtocolAbort("unsupported ack version")
+        accepted, reason = r.u8() == 1, r.var(256).decode("ascii", errors="replace")
+        r.finish()
+        return cls(accepted, reason)
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Ack:
+        return cls(verdict.accepted, verdict.reason.value if verdict.reason else "")
+
+
+# --- server -----------------------------------------------------------------------------------------
+
+
+class PeerServer:
+    """Serves `Deliver` for one party; every envelope goes through `gate`."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        listen: str,
+        tls: TlsCredentials,
+        pinned_certs: Mapping[int, bytes] | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.gate = gate
+        self.listen = listen
+        self._pinned = {i: _cert_der(pem) for i, pem in (pinned_certs or {}).items()}
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=_CHANNEL_OPTIONS)
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        creds = grpc.ssl_server_credentials(
+            [(tls.key_pem, tls.cert_pem)], root_certificates=tls.ca_pem, require_client_auth=True
+        )
+        try:
+            self.port = self._server.add_secure_port(listen, creds)
+        except RuntimeError as exc:
+            raise UserError(f"cannot listen on {listen}: {exc}") from None
+        if not self.port:
+            raise UserError(f"cannot listen on {listen} (address in use or not local)")
+
+    @classmethod
+    def from_roster(cls, roster: Roster, me: int, gate: Gate, tls: TlsCredentials,
+                    listen: str | None = None) -> PeerServer:
+        """Listen on our roster address (or `listen`), pinning every peer's roster certificate."""
+        pinned = {p.index: roster.tls_cert_path(p.index).read_bytes() for p in roster.parties}
+        return cls(gate, listen or roster.party(me).address, tls, pinned)
+
+    def start(self) -> PeerServer:
+        self._server.start()
+        log.info("party %d serving %s on %s", self.gate.me, DELIVER, self.listen)
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    def __enter__(self) -> PeerServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        auth = context.auth_context()
+        cns = auth.get("x509_common_name") or []
+        tls_party = party_index_from_cn(cns[0].decode("ascii", errors="replace")) if len(cns) == 1 else None
+        if tls_party is None:
+            # Only reachable with a CA-signed certificate that is not a party's: refuse outright.
+            self.gate.drop(DropReason.PEER_MISMATCH, f"TLS peer CN {cns!r} is not a party")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "client certificate is not a party certificate")
+        pinned = self._pinned.get(tls_party)
+        if pinned is not None:
+            presented = auth.get("x509_pem_cert") or [b""]
+            if _cert_der(presented[0]) != pinned:
+                detail = f"party-{tls_party} certificate is not the roster's"
+                return Ack.of(self.gate.drop(DropReason.PEER_MISMATCH, detail)).encode()
+        return Ack.of(self.gate.offer(request, tls_party=tls_party)).encode()
+
+
+def _cert_der(pem: bytes) -> bytes:
+    try:
+        return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    except ValueError:
+        return b""
+
+
+# --- client -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    index: int
+    address: str
+
+
+class PeerClient:
+    """One TLS channel per peer; `send` retries transient failures with backoff inside `timeout`."""
+
+    def __init__(
+        self,
+        peers: Mapping[int, str],
+        tls: TlsCredentials,
+        *,
+        timeout: float = 3.0,
+        attempts: int = 3,
+        backoff: float = 0.1,
+    ) -> None:
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self._creds = grpc.ssl_channel_credentials(
+            root_certificates=tls.ca_pem, private_key=tls.key_pem, certificate_chain=tls.cert_pem
+        )
+        self._peers = {index: Peer(index, address) for index, address in peers.items()}
+        self._channels: dict[int, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_roster(cls, roster: Roster, me: int, tls: TlsCredentials, **kwargs: float) -> PeerClient:
+        return cls({p.index: p.address for p in roster.parties if p.index != me}, tls, **kwargs)  # type: ignore[arg-type]
+
+    def _stub(self, index: int) -> grpc.UnaryUnaryMultiCallable:
+        with self._lock:
+            channel = self._channels.get(index)
+            if channel is None:
+                peer = self._peers.get(index)
+                if peer is None:
+                    raise UserError(f"party {index} is not a peer here (peers: {sorted(self._peers)})")
+                options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", party_cn(index))]
+                channel = grpc.secure_channel(peer.address, self._creds, options=options)
+                self._channels[index] = channel
+        return channel.unary_unary(DELIVER)  # no serializers: raw bytes both ways
+
+    def send(self, index: int, envelope: Envelope | bytes, timeout: float | None = None) -> Ack:
+        """Deliver to party `index`; returns its Ack, or raises PeerUnavailable within `timeout`."""
+        data = envelope.encode() if isinstance(envelope, Envelope) else envelope
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        stub = self._stub(index)
+        last, attempt = "no attempt made", 0
+        for attempt in range(1, self.attempts + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                return Ack.decode(stub(data, timeout=remaining))
+            except grpc.RpcError as exc:
+                code = exc.code()  # type: ignore[attr-defined]
+                last = f"{code.name}: {exc.details()}"  # type: ignore[attr-defined]
+                if code not in _RETRYABLE:
+                    where = self._peers[index].address
+                    raise PeerUnavailable(f"party {index} ({where}) refused: {last}") from None
+            except ProtocolAbort as exc:
+                raise PeerUnavailable(f"party {index} sent a malformed ack: {exc.reason}") from None
+            pause = min(self.backoff * (2 ** (attempt - 1)), deadline - time.monotonic())
+            if attempt < self.attempts and pause > 0:
+                time.sleep(pause)
+        raise PeerUnavailable(
+            f"party {index} ({self._peers[index].address}) unreachable after {attempt} attempt(s) "
+            f"in {budget:.1f} s: {last}"
+        )
+
+    def broadcast(self, envelope: Envelope, timeout: float | None = None) -> dict[int, Ack | PeerUnavailable]:
+        """Send one envelope to every peer; a failure is reported, not raised, so the others still get it."""
+        results: dict[int, Ack | PeerUnavailable] = {}
+        for index in sorted(self._peers):
+            try:
+                results[index] = self.send(index, envelope, timeout)
+            except PeerUnavailable as exc:
+                results[index] = exc
+        return results
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def __enter__(self) -> PeerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
