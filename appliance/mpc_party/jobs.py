@@ -1,0 +1,130 @@
+"""What a controller asks of its party daemon, and what the party checks on chain before it helps.
+
+Parties trust the chain, not each other (nor even their controller's word for the data): before
+contributing to a session, a party re-reads the request from the chain itself and checks that it
+exists, is addressed to this keyring, is still PENDING or PARTIAL, and that the key and the data to
+sign are exactly what the request holds. The session id is recomputed here from the chain request, so
+a peer cannot steer this party into a session for anything the chain did not ask for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from appliance.controller.planner import parse_key_type, session_id
+
+OPEN_KEY_STATUSES = {"KEY_REQUEST_STATUS_PENDING", "KEY_REQUEST_STATUS_PARTIAL"}
+OPEN_SIGN_STATUSES = {"SIGN_REQUEST_STATUS_PENDING", "SIGN_REQUEST_STATUS_PARTIAL"}
+
+
+class RequestRefused(Exception):
+    """The chain does not hold what the job claims; the party will not contribute."""
+
+
+@dataclass(frozen=True)
+class KeygenJob:
+    request_id: int
+    key_type: str
+    parties: tuple[int, ...]
+    threshold: int
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "key"
+
+
+@dataclass(frozen=True)
+class SignJob:
+    request_id: int
+    key_type: str
+    key_id: int
+    public_key: bytes
+    data: bytes
+    signers: tuple[int, ...]
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "sign"
+
+
+Job = KeygenJob | SignJob
+
+
+def encode_job(job: Job) -> bytes:
+    body = asdict(job)
+    for name in ("public_key", "data"):
+        if name in body:
+            body[name] = body[name].hex()
+    return json.dumps({"kind": job.kind, **body}, sort_keys=True).encode()
+
+
+def decode_job(data: bytes) -> Job:
+    """Parse a job from the local API; raises ValueError with the reason on anything malformed."""
+    try:
+        body = json.loads(data)
+        kind = body.pop("kind")
+        if kind == "key":
+            return KeygenJob(int(body["request_id"]), str(body["key_type"]),
+                             tuple(int(p) for p in body["parties"]), int(body["threshold"]),
+                             int(body.get("attempt", 0)))
+        if kind == "sign":
+            return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
+                           bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
+                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed job: {exc}") from None
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+class ChainReader(Protocol):
+    """The queries the check needs (chain_client.client.ChainClient provides them)."""
+
+    def key_request(self, request_id: int): ...
+    def sign_request(self, request_id: int): ...
+    def key(self, key_id: int): ...
+
+
+def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
+    return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt)
+
+
+def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> None:
+    """Raise RequestRefused unless the chain holds exactly this request for this keyring."""
+    if isinstance(job, KeygenJob):
+        _check_keygen(job, chain, keyring)
+    else:
+        _check_sign(job, chain, keyring)
+
+
+def _check_keygen(job: KeygenJob, chain: ChainReader, keyring: str) -> None:
+    req = chain.key_request(job.request_id)
+    if req is None:
+        raise RequestRefused(f"key request {job.request_id} does not exist on chain")
+    if req.keyring_addr != keyring:
+        raise RequestRefused(f"key request {job.request_id} is for keyring {req.keyring_addr}, not {keyring}")
+    if req.status not in OPEN_KEY_STATUSES:
+        raise RequestRefused(f"key request {job.request_id} is {req.status}")
+    if req.key_type != job.key_type or parse_key_type(job.key_type) is None:
+        raise RequestRefused(f"key request {job.request_id} asks for {req.key_type}, job says {job.key_type}")
+
+
+def _check_sign(job: SignJob, chain: ChainReader, keyring: str) -> None:
+    req = chain.sign_request(job.request_id)
+    if req is None:
+        raise RequestRefused(f"signature request {job.request_id} does not exist on chain")
+    if req.status not in OPEN_SIGN_STATUSES:
+        raise RequestRefused(f"signature request {job.request_id} is {req.status}")
+    if list(req.key_ids) != [job.key_id] or req.key_type != job.key_type:
+        raise RequestRefused(f"signature request {job.request_id} is for keys {list(req.key_ids)} "
+                             f"({req.key_type}), job says {job.key_id} ({job.key_type})")
+    if list(req.data_for_signing) != [job.data]:
+        raise RequestRefused(f"signature request {job.request_id} holds different data to sign")
+    key = chain.key(job.key_id)
+    if key is None or key.keyring_addr != keyring:
+        raise RequestRefused(f"key {job.key_id} is not a key of keyring {keyring}")
+    if bytes(key.public_key) != job.public_key:
+        raise RequestRefused(f"key {job.key_id} has a different public key on chain")

@@ -1,0 +1,135 @@
+"""The party daemon's local endpoint for its own controller: gRPC over a unix socket.
+
+Only the controller on the same host talks to it (the socket file's permissions are the access
+control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf stubs:
+
+    /zrkeyring.party.v1.Local/Run     request: a job (see `jobs.encode_job`)
+                                      answer:  {"ok": true, "result": hex}
+                                            or {"ok": false, "error": str, "retryable": bool,
+                                                "culprit": int | null, "missing": [int]}
+    /zrkeyring.party.v1.Local/Status  answer:  {"party": int, "identity_key": hex, "chain_address": str,
+                                                "peers": {index: bool}, "hsm": str, "sessions": int}
+
+`retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
+that did not answer in time is retryable; a request the chain does not hold is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from appliance.mpc_party.jobs import Job, decode_job, encode_job
+
+SERVICE = "zrkeyring.party.v1.Local"
+RUN = f"/{SERVICE}/Run"
+STATUS = f"/{SERVICE}/Status"
+
+
+@dataclass
+class JobFailed(Exception):
+    """A job did not produce a result; `retryable` says whether a new attempt could."""
+
+    error: str
+    retryable: bool = False
+    culprit: int | None = None
+    missing: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        blame = f" (culprit: party {self.culprit})" if self.culprit is not None else ""
+        wait = f" (no answer from parties {self.missing})" if self.missing else ""
+        return f"{self.error}{blame}{wait}"
+
+
+RunHandler = Callable[[Job], bytes]
+StatusHandler = Callable[[], dict[str, Any]]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class LocalServer:
+    """Serves Run/Status on `unix:<path>`; the socket is created owner-only (0600)."""
+
+    def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
+                 workers: int = 16) -> None:
+        self.socket_path = Path(socket_path)
+        self._run, self._status = run, status
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
+        handlers = {
+            "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
+            "Status": grpc.unary_unary_rpc_method_handler(self._handle_status, _identity, _identity),
+        }
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+    def start(self) -> LocalServer:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            self._server.add_insecure_port(f"unix:{self.socket_path}")
+            self._server.start()
+        finally:
+            os.umask(old_umask)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._server.stop(grace).wait()
+        self.socket_path.unlink(missing_ok=True)
+
+    def _handle_run(self, request: bytes, _context: grpc.ServicerContext) -> bytes:
+        try:
+            job = decode_job(request)
+        except ValueError as exc:
+            return _answer({"ok": False, "error": str(exc), "retryable": False})
+        try:
+            return _answer({"ok": True, "result": self._run(job).hex()})
+        except JobFailed as exc:
+            return _answer({"ok": False, "error": exc.error, "retryable": exc.retryable,
+                            "culprit": exc.culprit, "missing": exc.missing})
+
+    def _handle_status(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
+        return _answer(self._status())
+
+
+def _answer(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True).encode()
+
+
+class PartyClient:
+    """The controller's handle on its local party daemon."""
+
+    def __init__(self, socket_path: str | Path) -> None:
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self._run = self._method(RUN)
+        self._status = self._method(STATUS)
+
+    def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
+        return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
+
+    def run(self, job: Job, timeout: float) -> bytes:
+        """Run a job; returns its result (public key or signature) or raises JobFailed."""
+        try:
+            body = json.loads(self._run(encode_job(job), timeout=timeout))
+        except grpc.RpcError as exc:
+            raise JobFailed(f"party daemon unreachable: {exc.code().name}: {exc.details()}",
+                            retryable=True) from None
+        if body.get("ok"):
+            return bytes.fromhex(body["result"])
+        raise JobFailed(body.get("error", "unknown error"), bool(body.get("retryable")), body.get("culprit"),
+                        list(body.get("missing") or []))
+
+    def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        return json.loads(self._status(b"", timeout=timeout))
+
+    def close(self) -> None:
+        self._channel.close()
