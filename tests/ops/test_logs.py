@@ -1,0 +1,124 @@
+"""Logging: journald fields on a journal socket this test owns, text fallback, PIN redaction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance import logs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_journal(datagram: bytes) -> dict[str, str]:
+    """Decode journald's native format (the inverse of encode_journal_fields)."""
+    fields, rest = {}, datagram
+    while rest:
+        line, sep, tail = rest.partition(b"\n")
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            fields[key.decode()] = value.decode()
+            rest = tail
+        else:
+            (size,) = struct.unpack("<Q", tail[:8])
+            fields[line.decode()] = tail[8 : 8 + size].decode()
+            rest = tail[8 + size + 1 :]
+    return fields
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    path = tmp_path / "journal.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield path, sock
+    sock.close()
+
+
+@pytest.fixture
+def restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_journal_entry_has_structured_fields(journal, restore_root_logger) -> None:
+    path, sock = journal
+    assert logs.setup_logging("zrkeyring-party", mode="journal", journal_socket=str(path)) == "journal"
+    logging.getLogger("zrkeyring.test").warning(
+        "share sent to %s", "party 2", extra={"request_id": 42, "session_id": "ab12", "key_id": 7, "peer": 2}
+    )
+    entry = parse_journal(sock.recv(65536))
+    assert entry["MESSAGE"] == "share sent to party 2"
+    assert entry["PRIORITY"] == "4"
+    assert entry["SYSLOG_IDENTIFIER"] == "zrkeyring-party"
+    assert entry["LOGGER"] == "zrkeyring.test"
+    ids = (entry["REQUEST_ID"], entry["SESSION_ID"], entry["KEY_ID"], entry["PEER"])
+    assert ids == ("42", "ab12", "7", "2")
+    assert entry["CODE_FUNC"] == "test_journal_entry_has_structured_fields"
+
+
+def test_journal_multiline_and_exception(journal, restore_root_logger) -> None:
+    path, sock = journal
+    logs.setup_logging(mode="journal", journal_socket=str(path))
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("x").exception("failed\nbadly")
+    entry = parse_journal(sock.recv(65536))
+    assert entry["MESSAGE"].startswith("failed\nbadly\nTraceback")
+    assert "ValueError: boom" in entry["MESSAGE"]
+    assert entry["PRIORITY"] == "3"
+    assert "REQUEST_ID" not in entry
+
+
+def test_pin_never_reaches_the_journal(journal, restore_root_logger) -> None:
+    path, sock = journal
+    logs.setup_logging(mode="journal", journal_socket=str(path))
+    logs.register_secret("upin-0123456789")
+    log = logging.getLogger("x")
+    log.info("read upin-0123456789 from file", extra={"peer": "upin-0123456789"})
+    log.info('config: {"so_pin": "12345678", pin = abcd, user-pin: zz9, pin_file = /etc/zrkeyring/pin}')
+    first, second = parse_journal(sock.recv(65536)), parse_journal(sock.recv(65536))
+    assert first["MESSAGE"] == "read [redacted] from file" and first["PEER"] == "[redacted]"
+    assert "12345678" not in second["MESSAGE"] and "abcd" not in second["MESSAGE"]
+    assert "zz9" not in second["MESSAGE"]
+    assert "pin_file = /etc/zrkeyring/pin" in second["MESSAGE"]  # a path to the PIN is not the PIN
+
+
+def test_text_mode_outside_systemd() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
+    code = (
+        "import logging; from appliance import logs\n"
+        "print(logs.setup_logging())\n"
+        "logging.getLogger('zrkeyring.t').info('fulfilled', extra={'request_id': 9, 'peer': 3})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.stdout.strip() == "text"
+    assert result.stderr.rstrip().endswith("INFO zrkeyring.t: fulfilled [request_id=9 peer=3]")
+
+
+def test_under_systemd_detection(tmp_path: Path) -> None:
+    assert logs.under_systemd({}) is False
+    info = os.fstat(sys.stderr.fileno())
+    assert logs.under_systemd({"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}) is True
+    assert logs.under_systemd({"JOURNAL_STREAM": "1:2"}) is False  # some other process's journal stream
+
+
+def test_bad_mode() -> None:
+    with pytest.raises(ValueError):
+        logs.setup_logging(mode="syslog")
