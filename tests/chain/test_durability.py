@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 
 from coincurve import PrivateKey
 
 from chain_client.messages import fulfil_key_request, fulfil_sign_request
+from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from tests.chain.conftest import digest, make_world, verify_ecdsa
 
 
@@ -57,6 +60,24 @@ def test_sigkill_and_restart_keep_requests_keys_and_accounts(tmp_path):
         db = sqlite3.connect(f"file:{world.node.data_dir / 'state.sqlite'}?mode=ro", uri=True)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.close()
+    finally:
+        world.client.close()
+        world.node.stop()
+
+
+def test_client_retries_with_backoff_while_the_node_restarts(tmp_path):
+    world = make_world(tmp_path, block_time=0.1)
+    try:
+        world.node.kill()
+        restarter = threading.Timer(0.3, world.node.start)
+        restarter.start()
+        with world.new_client(attempts=10, backoff_s=0.05, backoff_max_s=0.4, rpc_timeout_s=1.0) as client:
+            started = time.monotonic()
+            assert client.workspace(world.workspace) is not None  # UNAVAILABLE until the node is back
+            assert time.monotonic() - started >= 0.2
+            new_workspace = identity_tx.MsgNewWorkspace(creator=world.owner.address())
+            assert client.send(world.owner, [new_workspace]).code == 0
+        restarter.join()
     finally:
         world.client.close()
         world.node.stop()
