@@ -218,6 +218,17 @@ class ShareStore:
         )
         return rows[0] if rows else None
 
+    def active_by_public_key(
+        self, keyring: str, group_public_key: bytes, party_index: int
+    ) -> ShareRecord | None:
+        """The active share of the key with this group public key (the chain names keys by their own ids,
+        which exist only after fulfilment; the public key links the two)."""
+        rows = self._select(
+            "keyring=? AND group_public_key=? AND party_index=? AND state='active'",
+            (keyring, bytes(group_public_key), party_index),
+        )
+        return rows[0] if rows else None
+
     def versions(self, keyring: str, key_id: int, party_index: int) -> list[ShareRecord]:
         return self._select(
             "keyring=? AND key_id=? AND party_index=? ORDER BY share_version", (keyring, key_id, party_index)

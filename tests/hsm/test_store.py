@@ -178,3 +178,13 @@ def test_pin_never_in_logs_or_files(softhsm_token, tmp_path, caplog):
     for path, data in _all_bytes(softhsm_token.token_dir, tmp_path / "data"):
         assert pin.encode() not in data, f"PIN found in {path}"
     assert pin not in config.read_text()
+
+
+def test_active_share_found_by_group_public_key(hsm, store):
+    put_share(store, hsm, META, b"share v1")
+    assert store.active_by_public_key(META.keyring, META.group_public_key, 1) is None  # pending only
+    store.commit(*IDS, 1)
+    found = store.active_by_public_key(META.keyring, META.group_public_key, 1)
+    assert found is not None and open_share(hsm, found) == b"share v1"
+    assert store.active_by_public_key(META.keyring, b"\x03" + b"\x33" * 32, 1) is None
+    assert store.active_by_public_key("keyring1other", META.group_public_key, 1) is None
