@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -207,8 +208,8 @@ class PeerClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_roster(cls, roster: Roster, me: int, tls: TlsCredentials, **kwargs: float) -> PeerClient:
-        return cls({p.index: p.address for p in roster.parties if p.index != me}, tls, **kwargs)  # type: ignore[arg-type]
+    def from_roster(cls, roster: Roster, me: int, tls: TlsCredentials, **kwargs: Any) -> PeerClient:
+        return cls({p.index: p.address for p in roster.parties if p.index != me}, tls, **kwargs)
 
     def _stub(self, index: int) -> grpc.UnaryUnaryMultiCallable:
         with self._lock:
@@ -222,34 +223,42 @@ class PeerClient:
                 self._channels[index] = channel
         return channel.unary_unary(DELIVER)  # no serializers: raw bytes both ways
 
-    def send(self, index: int, envelope: Envelope | bytes, timeout: float | None = None) -> Ack:
-        """Deliver to party `index`; returns its Ack, or raises PeerUnavailable within `timeout`."""
+    def send(self, index: int, envelope: Envelope | bytes, timeout: float | None = None,
+             retry_not_open: bool = False) -> Ack:
+        """Deliver to party `index`; returns its Ack, or raises PeerUnavailable within `timeout`.
+
+        Transport failures (peer down, handshake refused) are retried `attempts` times with doubling
+        backoff. With `retry_not_open`, a `session_not_open` answer (the peer's controller has not yet
+        seen the request on chain) is retried too until `timeout`, and then returned as it stands.
+        """
         data = envelope.encode() if isinstance(envelope, Envelope) else envelope
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         stub = self._stub(index)
-        last, attempt = "no attempt made", 0
-        for attempt in range(1, self.attempts + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        where = f"party {index} ({self._peers[index].address})"
+        last, failures, not_open = "no attempt made", 0, None
+        while (remaining := deadline - time.monotonic()) > 0:
             try:
-                return Ack.decode(stub(data, timeout=remaining))
+                ack = Ack.decode(stub(data, timeout=remaining))
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
                 last = f"{code.name}: {exc.details()}"  # type: ignore[attr-defined]
                 if code not in _RETRYABLE:
-                    where = self._peers[index].address
-                    raise PeerUnavailable(f"party {index} ({where}) refused: {last}") from None
+                    raise PeerUnavailable(f"{where} refused: {last}") from None
+                failures += 1
+                if failures >= self.attempts:
+                    break
+                pause = self.backoff * 2 ** (failures - 1)
             except ProtocolAbort as exc:
-                raise PeerUnavailable(f"party {index} sent a malformed ack: {exc.reason}") from None
-            pause = min(self.backoff * (2 ** (attempt - 1)), deadline - time.monotonic())
-            if attempt < self.attempts and pause > 0:
-                time.sleep(pause)
-        raise PeerUnavailable(
-            f"party {index} ({self._peers[index].address}) unreachable after {attempt} attempt(s) "
-            f"in {budget:.1f} s: {last}"
-        )
+                raise PeerUnavailable(f"{where} sent a malformed ack: {exc.reason}") from None
+            else:
+                if not (retry_not_open and ack.reason == DropReason.SESSION_NOT_OPEN.value):
+                    return ack
+                not_open, pause = ack, self.backoff
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        if not_open is not None and failures < self.attempts:
+            return not_open
+        raise PeerUnavailable(f"{where} unreachable after {failures} attempt(s) in {budget:.1f} s: {last}")
 
     def broadcast(self, envelope: Envelope, timeout: float | None = None) -> dict[int, Ack | PeerUnavailable]:
         """Send one envelope to every peer; a failure is reported, not raised, so the others still get it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import replace
 
@@ -197,3 +198,16 @@ def test_wait_for_reports_missing_senders_on_timeout(cluster):
     assert 0.25 < time.monotonic() - start < 2
     assert not result.complete and result.missing == {2}
     assert [e.payload for e in result.arrived[1]] == [b"r1"]
+
+
+def test_retry_until_the_peer_opens_the_session(cluster):
+    """A fast peer's message waits for the slower party's controller instead of being lost."""
+    sid = secrets.token_bytes(32)
+    p1, gate2 = cluster.parties[1], cluster.parties[2].gate
+    threading.Timer(0.3, gate2.open_session, args=(sid,)).start()
+    env = p1.outbox.seal(sid, PROTOCOL, 1, 2, b"early")
+    assert p1.client.send(2, env, timeout=3.0, retry_not_open=True).accepted
+    late = p1.outbox.seal(secrets.token_bytes(32), PROTOCOL, 1, 2, b"never opened")
+    start = time.monotonic()
+    assert p1.client.send(2, late, timeout=0.4, retry_not_open=True).reason == "session_not_open"
+    assert time.monotonic() - start < 1.0
