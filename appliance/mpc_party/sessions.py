@@ -55,6 +55,11 @@ class Session(ABC):
         """Peers whose messages the current step still needs (for timeouts and blame)."""
 
     @property
+    @abstractmethod
+    def current_round(self) -> int:
+        """The round whose messages the session is waiting for (matches `Outgoing.round`)."""
+
+    @property
     def peers(self) -> tuple[int, ...]:
         return tuple(p for p in self.participants if p != self.me)
 
@@ -94,6 +99,10 @@ class DkgSession(Session):
         assert self._result is not None, "DKG not finished"
         return self._result
 
+    @property
+    def current_round(self) -> int:
+        return 1 if self.party.state in (DkgState.ROUND1, DkgState.WAITING_ROUND1) else 2
+
     def waiting_for(self) -> list[int]:
         missing = self.party.missing()
         if self.party.state is DkgState.WAITING_ROUND1:
@@ -107,7 +116,8 @@ class FrostSignSession(Session):
     def __init__(self, suite: Ciphersuite, share: KeyShare, session_id: bytes, signers: Sequence[int],
                  message: bytes, rng: Rng = default_rng) -> None:
         self.signer = FrostSigner(suite, share, session_id, list(signers), message, rng)
-        self.suite, self.protocol = suite, f"frost-{suite.name}-sign"
+        # Protocol label from the suite's context string, e.g. "frost-ed25519-sha512-v1" (<= 32 chars).
+        self.suite, self.protocol = suite, suite.context.decode().lower()
         self.me, self.participants = share.party_id, tuple(sorted(signers))
         self._signature: bytes | None = None
 
@@ -131,6 +141,10 @@ class FrostSignSession(Session):
     def result(self) -> bytes:
         assert self._signature is not None, "signing not finished"
         return self._signature
+
+    @property
+    def current_round(self) -> int:
+        return 1 if self.signer.state in (SignState.COMMIT, SignState.WAITING_COMMITMENTS) else 2
 
     def waiting_for(self) -> list[int]:
         missing = self.signer.missing()

@@ -1,0 +1,110 @@
+"""Runs one protocol `Session` over the party transport: the I/O shell around the sans-IO code.
+
+The runner opens the session in the gate (so peers' envelopes are accepted), sends what the session
+emits, waits round by round for the peers the session still needs, and feeds their payloads in. Each
+round has its own deadline; a round that times out aborts the session naming the silent parties.
+
+Sending is asynchronous and patient: parties start a session when their own controller sees the
+request on chain, so a peer may not have opened the session yet. Its gate then answers
+`session_not_open` and the runner re-sends the same envelope (same sequence number, so no replay)
+until the round deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.mpc_party.envelope import BROADCAST, DropReason, Envelope, Gate, Outbox
+from appliance.mpc_party.sessions import Outgoing, Session
+from appliance.mpc_party.transport import PeerUnavailable
+from appliance.mpc_party.wire import ProtocolAbort
+
+log = logging.getLogger(__name__)
+
+RESEND_PAUSE_S = 0.02
+SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
+
+
+class SessionTimeout(Exception):
+    """A round did not complete in time; `missing` are the parties that stayed silent."""
+
+    def __init__(self, session: str, round_: int, missing: list[int]) -> None:
+        self.missing = missing
+        super().__init__(f"session {session} round {round_}: no answer from parties {missing}")
+
+
+@dataclass
+class RunnerConfig:
+    round_timeout_s: float = 10.0
+
+
+class SessionRunner:
+    """Drives sessions for one party; safe to use from several threads at once."""
+
+    def __init__(self, me: int, gate: Gate, outbox: Outbox, send: SendFn,
+                 config: RunnerConfig | None = None, pool: ThreadPoolExecutor | None = None) -> None:
+        self.me, self.gate, self.outbox, self._send = me, gate, outbox, send
+        self.config = config or RunnerConfig()
+        self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
+
+    def run(self, session_id: bytes, session: Session) -> Any:
+        """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout."""
+        short = session_id.hex()[:12]
+        self.gate.open_session(session_id)
+        try:
+            deadline = time.monotonic() + self.config.round_timeout_s
+            self._emit(session_id, session, session.start(), deadline)
+            round_ = session.current_round
+            while not session.done:
+                if session.current_round != round_:
+                    round_ = session.current_round
+                    deadline = time.monotonic() + self.config.round_timeout_s
+                waiting = session.waiting_for()
+                if not waiting:
+                    raise RuntimeError(f"session {short} waits for nobody but is not done")
+                remaining = max(0.0, deadline - time.monotonic())
+                arrival = self.gate.wait_for(session_id, round_, waiting, remaining)
+                for sender in sorted(arrival.arrived):
+                    for env in arrival.arrived[sender]:
+                        if env.protocol != session.protocol:
+                            raise ProtocolAbort(f"envelope for protocol {env.protocol!r}, session runs "
+                                                f"{session.protocol!r}", sender)
+                        self._emit(session_id, session, session.receive(sender, env.payload), deadline)
+                if not arrival.arrived and arrival.missing and time.monotonic() >= deadline:
+                    raise SessionTimeout(short, round_, sorted(arrival.missing))
+            return session.result()
+        finally:
+            self.gate.close_session(session_id)
+            self.outbox.forget(session_id)
+
+    def _emit(self, session_id: bytes, session: Session, outgoing: list[Outgoing], deadline: float) -> None:
+        for out in outgoing:
+            env = self.outbox.seal(session_id, session.protocol, out.round, out.recipient, out.payload)
+            targets = session.peers if out.recipient == BROADCAST else (out.recipient,)
+            for target in targets:
+                self._pool.submit(self._deliver, target, env, deadline)
+
+    def _deliver(self, target: int, env: Envelope, deadline: float) -> None:
+        """Send until accepted, refused for good, or the round deadline passes."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                ack = self._send(target, env, remaining)
+            except PeerUnavailable as exc:
+                log.debug("party %d: %s", self.me, exc)
+                time.sleep(min(RESEND_PAUSE_S * 5, max(0.0, deadline - time.monotonic())))
+                continue
+            if ack.accepted:
+                return
+            if ack.reason != DropReason.SESSION_NOT_OPEN.value:
+                log.warning("party %d: party %d refused envelope (round %d): %s",
+                            self.me, target, env.round, ack.reason)
+                return
+            time.sleep(RESEND_PAUSE_S)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

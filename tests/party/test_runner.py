@@ -1,0 +1,92 @@
+"""The session runner: real protocol sessions between three parties over mutual-TLS gRPC."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import coincurve
+import nacl.signing
+import pytest
+
+from appliance.cluster.bundle import fill_roster, init_cluster
+from appliance.mpc_party.dkg import DkgParty
+from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.frost import FROST_ED25519
+from appliance.mpc_party.group import ED25519
+from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
+from appliance.mpc_party.sessions import DkgSession, FrostSignSession
+from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
+from chain_client.address import account_address
+from tests.transport.conftest import free_base_port, sign_with
+
+
+@pytest.fixture(scope="module")
+def runners(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cluster") / "bundle"
+    made = init_cluster(out, 3, 2, "127.0.0.1", free_base_port(3), name="runner")
+    keys = {i: nacl.signing.SigningKey.generate() for i in (1, 2, 3)}
+    for i in (1, 2, 3):
+        fill_roster(out, i, keys[i].verify_key.encode().hex(),
+                    account_address(coincurve.PrivateKey().public_key.format()))
+    roster = Roster.load(made.out / "roster.toml")
+    built, closers = {}, []
+    for i in (1, 2, 3):
+        tls = TlsCredentials.from_bundle(made.party_dir(i))
+        gate = Gate(i, roster.identity_keys())
+        server = PeerServer.from_roster(roster, i, gate, tls).start()
+        client = PeerClient.from_roster(roster, i, tls, timeout=1.0)
+        runner = SessionRunner(i, gate, Outbox(i, sign_with(keys[i])), client.send, RunnerConfig(3.0))
+        built[i] = runner
+        closers += [runner.close, client.close, lambda s=server: s.stop(grace=None)]
+    yield built
+    for close in closers:
+        close()
+
+
+def run_parallel(jobs):
+    """Run callables in threads (as separate daemons would); return results or exceptions by key."""
+    results = {}
+
+    def work(key, fn):
+        try:
+            results[key] = fn()
+        except Exception as exc:  # collected for the assertions
+            results[key] = exc
+
+    threads = [threading.Thread(target=work, args=item) for item in jobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_dkg_and_signing_over_mtls_with_staggered_starts(runners) -> None:
+    sid = secrets.token_bytes(32)
+
+    def dkg(i, delay):
+        def go():
+            time.sleep(delay)  # peers open the session at different times: early envelopes are re-sent
+            return runners[i].run(sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))
+        return go
+
+    shares = run_parallel({i: dkg(i, 0.2 * (i - 1)) for i in (1, 2, 3)})
+    key = shares[1].group_public_key
+    assert all(shares[i].group_public_key == key for i in (1, 2, 3))
+
+    message, sign_sid = b"runner test", secrets.token_bytes(32)
+    sigs = run_parallel({i: (lambda i=i: runners[i].run(
+        sign_sid, FrostSignSession(FROST_ED25519, shares[i], sign_sid, [1, 3], message))) for i in (1, 3)})
+    assert sigs[1] == sigs[3]
+    nacl.signing.VerifyKey(key).verify(message, sigs[1])
+
+
+def test_silent_party_times_out_naming_it(runners) -> None:
+    sid = secrets.token_bytes(32)
+    results = run_parallel({i: (lambda i=i: runners[i].run(
+        sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))) for i in (1, 2)})
+    for i in (1, 2):
+        assert isinstance(results[i], SessionTimeout) and results[i].missing == [3]
