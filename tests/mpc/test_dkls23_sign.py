@@ -138,3 +138,24 @@ def test_deterministic_rng_is_injected():
     ks = local.run_dkg(2, 2, rng=rng)
     sig = local.sign(local.presign(ks, rng=rng), digest_of(3))
     check_signature(ks[0].public_key, digest_of(3), sig)
+
+
+def test_keygen_rounds_out_of_order_are_local_errors():
+    from appliance.mpc_party.dkls23.keygen import KeygenSession
+    s = KeygenSession(bytes(32), 1, 2, 2)
+    with pytest.raises(LocalProtocolError):
+        s.round2()
+    s.round1()
+    with pytest.raises(LocalProtocolError):
+        s.round1()
+    with pytest.raises(LocalProtocolError):
+        s.round2()  # the peer's round-1 messages have not arrived
+    with pytest.raises(LocalProtocolError):
+        s.round2()  # ... and the failed call left the session where it was
+    assert s.state.name == "ROUND2"
+
+
+def test_demo_step_reports_verified_signatures():
+    from appliance.mpc_party.dkls23.demo import demo_step
+    lines = demo_step()
+    assert lines and any("verified" in line for line in lines)

@@ -114,6 +114,8 @@ SIGN_CASES = {
         m, salt=_flip_bytes(m.salt))), 3),
     "decommitment (R)": (edit("sign2", 1, 2, lambda m: dataclasses.replace(
         m, big_r=GROUP.add(m.big_r, GROUP.generator))), 1),
+    "round-1 commitments echo": (edit("sign2", 2, 1, lambda m: dataclasses.replace(
+        m, view=_flip_bytes(m.view))), 2),
     "wrong session id": (edit("sign1", 2, 3, lambda m: dataclasses.replace(m, session_id=bytes(32))), 2),
     "claims another sender": (edit("sign2", 2, 3, lambda m: dataclasses.replace(m, sender=1)), 2),
     "round-3 digest differs": (edit("sign3", 2, 1, lambda m: dataclasses.replace(m, digest=bytes(32))), 2),

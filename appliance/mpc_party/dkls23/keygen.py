@@ -23,6 +23,7 @@ same public key, new shares, and entirely fresh OT seeds for every pair.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -142,23 +143,25 @@ class KeygenSession:
     def for_refresh(cls, key: Dkls23Key, session_id: bytes, rng: Rng = default_rng) -> KeygenSession:
         return cls(session_id, key.party_id, key.n, key.t, rng, _old=key)
 
-    def _enter(self, state: KeygenState, what: str) -> None:
+    def _advance(self, state: KeygenState, what: str, needs: int | None, fn: Callable[[dict], list]) -> list:
+        """Run one round: check the state and that the messages it needs are all in (a caller error
+        leaves the session unchanged), then compute; a peer's fault fails the session for good."""
         if self.state is not state:
             raise LocalProtocolError(f"{what} called in state '{self.state.value}'")
+        box = self._from(needs) if needs else {}
+        try:
+            out = fn(box)
+        except ProtocolAbort:
+            self.state = KeygenState.FAILED
+            raise
         self.state = _ORDER[_ORDER.index(state) + 1]
+        return out
 
     def _from(self, step: int) -> dict[int, OtSetupMessage]:
         box = self._inbox[step]
         if missing := [j for j in self.peers if j not in box]:
             raise LocalProtocolError(f"waiting for OT setup step {step} from parties {missing}")
         return box
-
-    def _run(self, fn):
-        try:
-            return fn()
-        except ProtocolAbort:
-            self.state = KeygenState.FAILED
-            raise
 
     def _msg(self, step: int, j: int, items, z: int = 0) -> OtSetupMessage:
         return OT_STEPS[step](GROUP, self.session_id, self.me, j, tuple(items), z)
@@ -177,51 +180,45 @@ class KeygenSession:
         box[msg.sender] = msg
 
     def round1(self) -> list[KeygenMessage]:
-        self._enter(KeygenState.ROUND1, "round1")
-        out: list[KeygenMessage] = [self._dkg.round1()]
-        for j in self.peers:
-            big_b, r, z = self._as_bob[j].step1()
-            out.append(self._msg(1, j, (big_b, r), z))
-        return out
+        def go(_: dict) -> list[KeygenMessage]:
+            out: list[KeygenMessage] = [self._dkg.round1()]
+            for j in self.peers:
+                big_b, r, z = self._as_bob[j].step1()
+                out.append(self._msg(1, j, (big_b, r), z))
+            return out
+        return self._advance(KeygenState.ROUND1, "round1", None, go)
 
     def round2(self) -> list[KeygenMessage]:
-        self._enter(KeygenState.ROUND2, "round2")
-
-        def go() -> list[KeygenMessage]:
-            box = self._from(1)
+        def go(box: dict) -> list[KeygenMessage]:
             echo, shares = self._dkg.round2()
             out: list[KeygenMessage] = [echo, *shares]
             for j in self.peers:
                 m = box[j]
                 out.append(self._msg(2, j, self._as_alice[j].step2(m.items[0], m.items[1], m.z)))
             return out
-        return self._run(go)
+        if self.state is KeygenState.ROUND2 and (missing := self._dkg.missing()["commitments"]):
+            raise LocalProtocolError(f"round2 needs DKG commitments from parties {missing}")
+        return self._advance(KeygenState.ROUND2, "round2", 1, go)
 
     def round3(self) -> list[KeygenMessage]:
-        self._enter(KeygenState.ROUND3, "round3")
-
-        def go() -> list[KeygenMessage]:
-            box = self._from(2)
+        def go(box: dict) -> list[KeygenMessage]:
             self._share = self._dkg.finish()
             return [self._msg(3, j, self._as_bob[j].step3(list(box[j].items))) for j in self.peers]
-        return self._run(go)
+        missing = self._dkg.missing()
+        if self.state is KeygenState.ROUND3 and (missing["echoes"] or missing["shares"]):
+            raise LocalProtocolError(f"round3 needs DKG echoes and shares: {missing}")
+        return self._advance(KeygenState.ROUND3, "round3", 2, go)
 
     def round4(self) -> list[KeygenMessage]:
-        self._enter(KeygenState.ROUND4, "round4")
-        box = self._from(3)
-        return self._run(lambda: [self._msg(4, j, self._as_alice[j].step4(list(box[j].items)))
-                                  for j in self.peers])
+        return self._advance(KeygenState.ROUND4, "round4", 3, lambda box: [
+            self._msg(4, j, self._as_alice[j].step4(list(box[j].items))) for j in self.peers])
 
     def round5(self) -> list[KeygenMessage]:
-        self._enter(KeygenState.ROUND5, "round5")
-        box = self._from(4)
-        return self._run(lambda: [self._msg(5, j, self._as_bob[j].step5(list(box[j].items)))
-                                  for j in self.peers])
+        return self._advance(KeygenState.ROUND5, "round5", 4, lambda box: [
+            self._msg(5, j, self._as_bob[j].step5(list(box[j].items))) for j in self.peers])
 
     def finish(self) -> Dkls23Key:
-        self._enter(KeygenState.FINISH, "finish")
-        box = self._from(5)
-        return self._run(lambda: self._finish(box))
+        return self._advance(KeygenState.FINISH, "finish", 5, self._finish)  # type: ignore[return-value]
 
     def _finish(self, box: dict[int, OtSetupMessage]) -> Dkls23Key:
         pairs = {}

@@ -11,7 +11,8 @@ inputs (r_i, sk_i), Bob = j with input phi_j. Party i ends with additive shares 
 of sk*phi, and then s = (m + r*sk)/k = sum w_i / sum u_i with w_i = m*phi_i + r*v_i.
 
     Round 1 (no message): commit to R_i; as Bob, the first multiplication message to each peer.
-    Round 2 (no message): open R_i; as Alice, the multiplication response plus Gamma^u = c_u*G and
+    Round 2 (no message): echo a hash of all round-1 commitments (everyone must have seen the same);
+                          open R_i; as Alice, the multiplication response plus Gamma^u = c_u*G and
                           Gamma^v = c_v*G, which let Bob check Alice used r_i and sk_i:
                               phi_j * R_i  == Gamma^u + d_u*G
                               phi_j * pk_i == Gamma^v + d_v*G     (pk_i = lambda_i * X_i)
@@ -84,12 +85,14 @@ class SignRound1(WireMessage):
 
 @dataclass(frozen=True)
 class SignRound2(WireMessage):
-    """Round 2, p2p (sender acts as Alice toward the recipient): opening of R_sender, multiplication
-    response, and Gamma^u, Gamma^v binding the response to R_sender and pk_sender."""
+    """Round 2, p2p (sender acts as Alice toward the recipient): hash of the round-1 commitments the
+    sender saw (echo), opening of R_sender, multiplication response, and Gamma^u, Gamma^v binding
+    the response to R_sender and pk_sender."""
 
     KIND: ClassVar[int] = KIND_SIGN2
     BROADCAST: ClassVar[bool] = False
     recipient: int
+    view: bytes
     big_r: Point
     salt: bytes
     alice: mul.AliceMessage = field(repr=False)
@@ -97,15 +100,15 @@ class SignRound2(WireMessage):
     gamma_v: Point
 
     def _write_body(self, w: Writer) -> None:
-        w.point(GROUP, self.big_r).fixed(self.salt, 32)
+        w.fixed(self.view, 32).point(GROUP, self.big_r).fixed(self.salt, 32)
         w.fixed(self.alice.tau, mul.AliceMessage.SIZES[0]).fixed(self.alice.r, mul.AliceMessage.SIZES[1])
         w.scalar(GROUP, self.alice.u).point(GROUP, self.gamma_u).point(GROUP, self.gamma_v)
 
     @classmethod
     def _read_body(cls, r: Reader, group: Group) -> dict:
-        big_r, salt = r.point(group), r.fixed(32)
+        view, big_r, salt = r.fixed(32), r.point(group), r.fixed(32)
         tau, rr, u = r.fixed(mul.AliceMessage.SIZES[0]), r.fixed(mul.AliceMessage.SIZES[1]), r.scalar(group)
-        return {"big_r": big_r, "salt": salt, "alice": mul.AliceMessage(tau, rr, u),
+        return {"view": view, "big_r": big_r, "salt": salt, "alice": mul.AliceMessage(tau, rr, u),
                 "gamma_u": r.point(group), "gamma_v": r.point(group)}
 
 
@@ -244,6 +247,7 @@ class SignSession:
         self._big_r = GROUP.base_mul(self._r)
         self._salt = self._rng(32)
         com = _commit(self.ctx, self.me, self._big_r, self._salt)
+        self._own_commitment = com
         self._bob: dict[int, mul.BobState] = {}
         out = []
         for j in self.peers:
@@ -285,16 +289,22 @@ class SignSession:
             self.state = SignState.FAILED
             raise
 
+    def _view(self) -> bytes:
+        """Hash of every signer's round-1 commitment as we received it (ours included)."""
+        coms = {j: m.commitment for j, m in self._in1.items()} | {self.me: self._own_commitment}
+        return h32(b"sign/view", self.ctx, *(coms[j] for j in self.signers))
+
     def _round2(self) -> list[SignRound2]:
         sk = self.key.weighted_secret(self.signers)
         self._c: dict[int, list[int]] = {}
+        view = self._view()
         out = []
         for j in self.peers:
             setup = self.key.pairs[j]
             alice, c = mul.alice_respond(pair_id(self.ctx, self.me, j), setup.delta, list(setup.seeds_delta),
                                          self._in1[j].bob, [self._r, sk], self._rng, peer=j)
             self._c[j] = c
-            out.append(SignRound2(GROUP, self.session_id, self.me, j, self._big_r, self._salt, alice,
+            out.append(SignRound2(GROUP, self.session_id, self.me, j, view, self._big_r, self._salt, alice,
                                   GROUP.base_mul(c[0]), GROUP.base_mul(c[1])))
         self.state = SignState.WAITING_ROUND2
         return out
@@ -316,8 +326,12 @@ class SignSession:
         sk = self.key.weighted_secret(self.signers)
         u, v = self._r * self._phi, sk * self._phi
         points = [self._big_r]
+        view = self._view()
         for j in self.peers:
             m1, m2 = self._in1[j], self._in2[j]
+            if not ct_equal(m2.view, view):
+                raise ProtocolAbort("round-1 commitments differ between this party's view and ours "
+                                    "(it, or another signer, equivocated)", j)
             if not ct_equal(_commit(self.ctx, j, m2.big_r, m2.salt), m1.commitment):
                 raise ProtocolAbort("decommitment does not match the round-1 commitment to R", j)
             d = mul.bob_finish(self._bob[j], m2.alice, peer=j)
