@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from appliance.cluster.ca import party_cn, party_index_from_cn
-from appliance.errors import UserError
+from appliance.errors import ConfigError, UserError
 from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
 from appliance.mpc_party.roster import Roster
 from appliance.mpc_party.wire import ProtocolAbort, Reader, Writer
@@ -116,7 +116,9 @@ class PeerServer:
         self.gate = gate
         self.listen = listen
         self._pinned = {i: _cert_der(pem) for i, pem in (pinned_certs or {}).items()}
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=_CHANNEL_OPTIONS)
+        # No SO_REUSEPORT: a second daemon on the same address must fail, not silently share the port.
+        options = [*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=options)
         handler = grpc.method_handlers_generic_handler(
             SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}
         )
@@ -135,7 +137,12 @@ class PeerServer:
     def from_roster(cls, roster: Roster, me: int, gate: Gate, tls: TlsCredentials,
                     listen: str | None = None) -> PeerServer:
         """Listen on our roster address (or `listen`), pinning every peer's roster certificate."""
-        pinned = {p.index: roster.tls_cert_path(p.index).read_bytes() for p in roster.parties}
+        pinned = {}
+        for p in roster.parties:
+            try:
+                pinned[p.index] = roster.tls_cert_path(p.index).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{p.name}.tls_cert: {exc.filename}: {exc.strerror}") from None
         return cls(gate, listen or roster.party(me).address, tls, pinned)
 
     def start(self) -> PeerServer:

@@ -11,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.cluster.bundle import init_cluster
+from appliance.errors import ConfigError, UserError
 from appliance.mpc_party.envelope import BROADCAST, Envelope, Gate
+from appliance.mpc_party.roster import Roster
 from appliance.mpc_party.transport import PeerClient, PeerServer, PeerUnavailable, TlsCredentials
 from tests.transport.conftest import free_base_port, sign_with
 
@@ -211,3 +213,18 @@ def test_retry_until_the_peer_opens_the_session(cluster):
     start = time.monotonic()
     assert p1.client.send(2, late, timeout=0.4, retry_not_open=True).reason == "session_not_open"
     assert time.monotonic() - start < 1.0
+
+
+def test_setup_errors_are_one_line_user_errors(cluster, tmp_path):
+    p1 = cluster.parties[1]
+    taken = cluster.roster.party(2).address
+    with pytest.raises(UserError, match=f"cannot listen on {taken}"):
+        PeerServer(Gate(1, {}), taken, p1.tls)
+    with pytest.raises(UserError, match="TLS bundle .*ca.pem"):
+        TlsCredentials.from_bundle(tmp_path)
+    (tmp_path / "roster.toml").write_text(
+        (cluster.bundle.out / "roster.toml").read_text().replace("certs/party-3.pem", "certs/gone.pem"))
+    roster = Roster.load(tmp_path / "roster.toml")
+    with pytest.raises(ConfigError, match="party-3.tls_cert: .*gone.pem"):
+        PeerServer.from_roster(roster, 1, Gate(1, {}), p1.tls)
+    assert "key redacted" in repr(p1.tls)
