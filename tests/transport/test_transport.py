@@ -222,9 +222,9 @@ def test_setup_errors_are_one_line_user_errors(cluster, tmp_path):
         PeerServer(Gate(1, {}), taken, p1.tls)
     with pytest.raises(UserError, match="TLS bundle .*ca.pem"):
         TlsCredentials.from_bundle(tmp_path)
-    (tmp_path / "roster.toml").write_text(
-        (cluster.bundle.out / "roster.toml").read_text().replace("certs/party-3.pem", "certs/gone.pem"))
-    roster = Roster.load(tmp_path / "roster.toml")
+    broken = cluster.bundle.out / "roster-broken.toml"
+    broken.write_text((cluster.bundle.out / "roster.toml").read_text().replace("party-3.pem", "gone.pem"))
+    roster = Roster.load(broken)
     with pytest.raises(ConfigError, match="party-3.tls_cert: .*gone.pem"):
         PeerServer.from_roster(roster, 1, Gate(1, {}), p1.tls)
     assert "key redacted" in repr(p1.tls)
