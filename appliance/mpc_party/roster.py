@@ -55,7 +55,6 @@ class PartyEntry:
     identity_key: str = ""
     chain_address: str = ""
 
-    @property
     def identity_key_bytes(self) -> bytes:
         return bytes.fromhex(self.identity_key)
 
@@ -129,15 +128,14 @@ class Roster:
         for p in self.parties:
             if p.index == index:
                 return p
-        raise ConfigError(f"party {index} is not in the roster (indices: {sorted(self.indices)})")
+        raise ConfigError(f"party {index} is not in the roster (indices: {self.indices()})")
 
-    @property
     def indices(self) -> list[int]:
         return [p.index for p in self.parties]
 
     def identity_keys(self) -> dict[int, bytes]:
         """Index -> Ed25519 public key for every filled entry: what the envelope gate trusts."""
-        return {p.index: p.identity_key_bytes for p in self.parties if p.identity_key}
+        return {p.index: p.identity_key_bytes() for p in self.parties if p.identity_key}
 
     def path(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
