@@ -66,8 +66,8 @@ def init_cluster(
         raise UserError(f"--host: give one host or {parties} comma-separated hosts, got {len(hosts)}")
     if not (0 < base_port and base_port + parties - 1 < 65536):
         raise UserError(f"--base-port: {base_port} leaves no room for {parties} ports")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: exists and is not empty; cluster init never overwrites a bundle")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty directory; init never overwrites a bundle")
 
     ca = ClusterCA(name, days)
     entries = []

@@ -176,7 +176,7 @@ class DropReason(enum.StrEnum):
     WRONG_RECIPIENT = "wrong_recipient"
     SESSION_NOT_OPEN = "session_not_open"
     REPLAY = "replay"
-    QUEUE_FULL = "queue_full"
+    QUEUE_FULL = "queue_full"  # too many queued for (session, round, sender), or for the whole session
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,7 @@ class Arrival:
 @dataclass
 class _Session:
     seen: set[tuple[int, int, int]] = field(default_factory=set)  # (sender, round, seq)
+    per_sender: dict[int, int] = field(default_factory=dict)  # accepted so far, bounds `seen`
     queues: dict[tuple[int, int], list[Envelope]] = field(default_factory=dict)  # (round, sender)
 
 
@@ -222,11 +223,13 @@ class Gate:
         identity_keys: Mapping[int, bytes],
         *,
         max_queued_per_sender: int = 64,
+        max_per_session_sender: int = 4096,
         closed_memory: int = 4096,
     ) -> None:
         self.me = me
         self._keys = {index: VerifyKey(bytes(key)) for index, key in identity_keys.items()}
         self._max_queued = max_queued_per_sender
+        self._max_session = max_per_session_sender
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._closed_memory = closed_memory
         self._sessions: dict[bytes, _Session] = {}
@@ -297,10 +300,12 @@ class Gate:
                 reason = DropReason.REPLAY
             else:
                 queue = session.queues.setdefault((env.round, env.sender), [])
-                if len(queue) >= self._max_queued:
+                total = session.per_sender.get(env.sender, 0)
+                if len(queue) >= self._max_queued or total >= self._max_session:
                     reason = DropReason.QUEUE_FULL
                 else:
                     session.seen.add((env.sender, env.round, env.seq))
+                    session.per_sender[env.sender] = total + 1
                     queue.append(env)
                     self.accepted += 1
                     self._cond.notify_all()

@@ -63,8 +63,11 @@ def test_init_per_party_dns_hosts_and_refusals(tmp_path):
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["party-2", "p2.example"]
     assert bundle.roster.party(2).address == "p2.example:7002"
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="not an empty directory"):
         init_cluster(tmp_path / "c", 2, 2)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not an empty directory"):
+        init_cluster(tmp_path / "file", 2, 2)
     with pytest.raises(UserError, match="--threshold"):
         init_cluster(tmp_path / "d", 2, 3)
     with pytest.raises(UserError, match="--host"):
@@ -130,7 +133,7 @@ def test_cli_init_roster_show(tmp_path):
     assert "CA private key was NOT stored" in init.stdout and "127.0.0.1:7202" in init.stdout
 
     again = zrkeyring("cluster", "init", "--parties", "2", "--threshold", "2", "--out", out)
-    assert again.returncode == 1 and "not empty" in again.stderr
+    assert again.returncode == 1 and "not an empty directory" in again.stderr
 
     bad = zrkeyring("cluster", "roster", "--bundle", out, "--party", "1", "--identity-key", "00",
                     "--chain-address", chain_address())

@@ -137,6 +137,16 @@ def test_queue_bound_per_sender():
     assert gate.dropped["queue_full"] == 1
 
 
+def test_session_bound_per_sender_holds_after_the_queue_is_drained():
+    """Memory for replay detection is bounded even if a roster member keeps sending fresh sequence numbers."""
+    gate = gate_for(max_queued_per_sender=2, max_per_session_sender=3)
+    for seq in range(3):
+        assert gate.offer(make(seq=seq).encode()).accepted
+        gate.wait_for(SID, 1, [1], timeout=0)
+    assert gate.offer(make(seq=3).encode()).reason is DropReason.QUEUE_FULL
+    assert gate.offer(make(sender=3, seq=0, key=KEYS[3]).encode()).accepted  # other senders unaffected
+
+
 def test_closed_session_refuses_and_cannot_reopen():
     gate = gate_for()
     gate.close_session(SID)
