@@ -40,3 +40,32 @@ def test_keyshare_codec_round_trip_and_rejects() -> None:
         for bad in (data[:-1], data + b"\0", b"\x02" + data[1:]):
             with pytest.raises(ShareCodecError):
                 decode_keyshare(bad)
+
+
+def test_protocol_dispatch_for_every_key_type() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+    from appliance.mpc_party import protocols
+    from appliance.mpc_party.group import default_rng
+
+    for key_type in protocols.SUPPORTED:
+        sid = secrets.token_bytes(32)
+        shares = run_in_process([protocols.keygen_session(key_type, sid, i, 3, 2, default_rng)
+                                 for i in (1, 2, 3)])
+        exported = [protocols.export_share(key_type, s) for s in shares]
+        public_key = exported[0][0]
+        assert all(e[0] == public_key for e in exported)
+        restored = [protocols.import_share(key_type, e[1]) for e in exported]
+        data = secrets.token_bytes(32)
+        sign_sid = secrets.token_bytes(32)
+        sigs = run_in_process([protocols.sign_session(key_type, restored[i - 1], sign_sid, [2, 3], data,
+                                                      default_rng) for i in (2, 3)])
+        assert sigs[0] == sigs[1] and len(sigs[0]) == 64
+        if key_type == protocols.EDDSA:
+            nacl.signing.VerifyKey(public_key).verify(data, sigs[0])
+        else:
+            r, s = int.from_bytes(sigs[0][:32], "big"), int.from_bytes(sigs[0][32:], "big")
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), public_key)
+            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(Prehashed(hashes.SHA256())))

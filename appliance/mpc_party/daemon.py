@@ -1,0 +1,254 @@
+"""`zrkeyring party run`: the MPC party daemon of one party host.
+
+It joins the pieces: the HSM (identity key for envelopes, sealing key for shares, randomness), the
+cluster roster and mutual-TLS transport to the other parties, the share store, a read-only view of the
+chain, and the local unix-socket API its own controller calls. For each job it re-checks the request on
+chain, derives the session id itself, runs the protocol session, and (for keygen) seals the new share.
+
+Jobs are idempotent by session id: a controller that restarts and asks again gets the result of the
+session already run (or joins the one in flight) instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.config import load_section, read_toml
+from appliance.errors import ConfigError, UserError
+from appliance.hsm import Hsm, HsmConfig
+from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share
+from appliance.mpc_party import protocols
+from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.jobs import (
+    Job,
+    KeygenJob,
+    RequestRefused,
+    SignJob,
+    check_on_chain,
+    job_session_id,
+)
+from appliance.mpc_party.local_api import JobFailed, LocalServer
+from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
+from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
+from appliance.mpc_party.wire import ProtocolError
+from chain_client.client import ChainClient, ClientConfig
+
+log = logging.getLogger("zrkeyring.party")
+
+RESULT_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class PartySection:
+    """The `[party]` table."""
+
+    index: int
+    roster: str
+    tls_dir: str
+    data_dir: str
+    local_socket: str
+    listen: str = ""  # default: this party's address in the roster
+    round_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    """The `[chain]` table (shared with the controller)."""
+
+    chain_id: str
+    endpoints: list[str] = field(default_factory=lambda: ["127.0.0.1:9090"])
+    keyring: str = ""  # default: the roster's cluster.keyring
+
+    def client_config(self, **overrides: Any) -> ClientConfig:
+        return ClientConfig(endpoints=list(self.endpoints), chain_id=self.chain_id, **overrides)
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    party: PartySection
+    hsm: HsmConfig
+    chain: ChainSection
+
+    @classmethod
+    def load(cls, path: str | Path) -> PartyConfig:
+        data = read_toml(path)
+        return cls(load_section(data, "party", PartySection), load_section(data, "hsm", HsmConfig),
+                   load_section(data, "chain", ChainSection))
+
+
+def mixed_rng(hsm: Hsm) -> protocols.Rng:
+    """Randomness for one session: OS randomness hashed with a seed from the HSM's RNG, so a weak
+    source on either side alone does not make nonces predictable."""
+    seed = hsm.random(32)
+    counter = [0]
+    lock = threading.Lock()
+
+    def rng(n: int) -> bytes:
+        with lock:
+            counter[0] += 1
+            ctr = counter[0]
+        return hashlib.shake_256(seed + ctr.to_bytes(8, "big") + secrets.token_bytes(32)).digest(n)
+
+    return rng
+
+
+class PartyDaemon:
+    """One party: transport server and client, session runner, share store, local API."""
+
+    def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
+        self.config, self.hsm, self.chain = config, hsm, chain
+        p = config.party
+        self.me = p.index
+        self.roster = Roster.load(p.roster).require_complete()
+        self.keyring = config.chain.keyring or self.roster.cluster.keyring
+        if not self.keyring:
+            raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
+        self._check_identity()
+        tls = TlsCredentials.from_bundle(p.tls_dir)
+        self.gate = Gate(self.me, self.roster.identity_keys())
+        self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
+        self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
+        self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
+                                    RunnerConfig(p.round_timeout_s))
+        Path(p.data_dir).mkdir(parents=True, exist_ok=True)
+        self.store = ShareStore(Path(p.data_dir) / "shares.sqlite")
+        self.local = LocalServer(p.local_socket, self.run_job, self.status)
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[bytes, Future] = OrderedDict()
+        self.sessions_run = 0
+
+    def _check_identity(self) -> None:
+        ours = self.hsm.identity_public_key()
+        listed = self.roster.party(self.me).identity_key_bytes()
+        if ours != listed:
+            raise ConfigError(f"party.index: the roster lists identity key {listed.hex()} for party "
+                              f"{self.me}, but this HSM's is {ours.hex()} (wrong index or wrong token?)")
+
+    def start(self) -> PartyDaemon:
+        self.server.start()
+        self.local.start()
+        log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
+                 self.server.listen, self.config.party.local_socket)
+        return self
+
+    def stop(self) -> None:
+        self.local.stop()
+        self.server.stop(grace=1.0)
+        self.runner.close()
+        self.client.close()
+        self.store.close()
+
+    # --- jobs --------------------------------------------------------------------------------------
+
+    def run_job(self, job: Job) -> bytes:
+        """Check the job on chain, then run it once per session id (joining a run in flight)."""
+        try:
+            check_on_chain(job, self.chain, self.keyring)
+        except RequestRefused as exc:
+            log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc)
+            raise JobFailed(f"refused: {exc}") from None
+        sid = job_session_id(job, self.config.chain.chain_id, self.keyring)
+        with self._lock:
+            future = self._sessions.get(sid)
+            owner = future is None
+            if owner:
+                future = self._sessions[sid] = Future()
+                while len(self._sessions) > RESULT_CACHE:
+                    self._sessions.popitem(last=False)
+        if owner:
+            try:
+                future.set_result(self._execute(job, sid))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+    def _execute(self, job: Job, sid: bytes) -> bytes:
+        extra = {"REQUEST_ID": job.request_id, "SESSION_ID": sid.hex()}
+        log.info("party %d runs %s request %d attempt %d (session %s)", self.me, job.kind, job.request_id,
+                 job.attempt, sid.hex()[:12], extra=extra)
+        try:
+            if isinstance(job, KeygenJob):
+                return self._keygen(job, sid)
+            return self._sign(job, sid)
+        except SessionTimeout as exc:
+            raise JobFailed(str(exc), retryable=True, missing=exc.missing) from None
+        except ProtocolError as exc:
+            culprit = getattr(exc, "culprit", None)
+            log.warning("party %d: session %s aborted: %s", self.me, sid.hex()[:12], exc, extra=extra)
+            raise JobFailed(f"protocol aborted: {exc}", retryable=True, culprit=culprit) from None
+        finally:
+            self.sessions_run += 1
+
+    def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
+        existing = self.store.active(self.keyring, job.request_id, self.me)
+        if existing is not None:  # already made (e.g. the controller restarted): same answer again
+            return existing.meta.group_public_key
+        n, t = len(self.roster.parties), self.roster.cluster.threshold
+        if sorted(job.parties) != self.roster.indices() or job.threshold != t:
+            raise JobFailed(f"keygen must include every party {self.roster.indices()} with threshold {t}")
+        session = protocols.keygen_session(job.key_type, sid, self.me, n, t, mixed_rng(self.hsm))
+        share = self.runner.run(sid, session)
+        public_key, plaintext = protocols.export_share(job.key_type, share)
+        meta = ShareMeta(self.keyring, job.request_id, job.key_type, t, self.me, public_key, 1)
+        put_share(self.store, self.hsm, meta, plaintext)
+        self.store.commit(self.keyring, job.request_id, self.me, 1)
+        log.info("party %d stored its share of key request %d (public key %s)", self.me, job.request_id,
+                 public_key.hex(), extra={"REQUEST_ID": job.request_id})
+        return public_key
+
+    def _sign(self, job: SignJob, sid: bytes) -> bytes:
+        if self.me not in job.signers:
+            raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
+        record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
+        if record is None:
+            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+        share = protocols.import_share(job.key_type, open_share(self.hsm, record))
+        session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
+        return self.runner.run(sid, session)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "party": self.me,
+            "keyring": self.keyring,
+            "identity_key": self.hsm.identity_public_key().hex(),
+            "chain_address": self.hsm.chain_address(),
+            "hsm": self.hsm.token_label,
+            "sessions": self.sessions_run,
+            "envelopes": self.gate.counters(),
+        }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("party", help="the MPC party daemon")
+    sub = parser.add_subparsers(dest="party_command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the party daemon (peers over mTLS, controller over a unix socket)",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--config", required=True, help="party TOML file with [party], [hsm] and [chain]")
+    run.set_defaults(handler=run_daemon)
+    parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from appliance.daemon_life import serve_until_signalled
+
+    config = PartyConfig.load(args.config)
+    hsm = Hsm.open(config.hsm)
+    chain = ChainClient(config.chain.client_config())
+    try:
+        daemon = PartyDaemon(config, hsm, chain).start()
+    except UserError:
+        hsm.close()
+        raise
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop)
+    hsm.close()
+    return 0
