@@ -172,6 +172,54 @@ def test_reordered_round2_before_round1_names_sender(keys):
     assert exc.value.culprit == 2
 
 
+def test_messages_from_peers_ahead_of_us_are_buffered(keys):
+    s = _sessions(keys)
+    for j in (2, 3):  # party 1 has not started yet
+        s[1].receive(_wire(next(m for m in s[j].round1() if m.recipient == 1)))
+    s[1].round1()
+    assert s[1].missing()["round1"] == []
+
+
+def test_round3_shares_from_peers_ahead_of_us_are_kept(keys):
+    s = _sessions(keys)
+    r1 = {j: s[j].round1() for j in s}
+    for j in s:
+        for m in (m for i in s if i != j for m in r1[i] if m.recipient == j):
+            s[j].receive(_wire(m))
+    r2 = {j: s[j].round2() for j in s}
+    for j in (2, 3):  # parties 2 and 3 get everything; party 1 is still missing 3's round-2 message
+        for m in (m for i in s if i != j for m in r2[i] if m.recipient == j):
+            s[j].receive(_wire(m))
+    s[1].receive(_wire(next(m for m in r2[2] if m.recipient == 1)))
+    presigs = {j: s[j].finish() for j in (2, 3)}
+    r3 = {j: presigs[j].round3(DIGEST) for j in (2, 3)}
+    presigs[3].receive(_wire(r3[2]))
+    presigs[2].receive(_wire(r3[3]))
+    with pytest.raises(ProtocolAbort, match="round-2") as exc:
+        s[1].receive(_wire(r3[3]))  # 3's round-3 share before its round-2 message: reordered
+    assert exc.value.culprit == 3
+    s[1].receive(_wire(r3[2]))  # 2 is legitimately ahead of us
+    s[1].receive(_wire(next(m for m in r2[3] if m.recipient == 1)))
+    p1 = s[1].finish()
+    p1.receive(_wire(r3[3]))  # before our own round 3: kept
+    assert p1.waiting_for() == []
+    own = p1.round3(DIGEST)
+    sig = p1.combine()
+    for j in (2, 3):
+        presigs[j].receive(_wire(own))
+        assert presigs[j].combine() == sig
+    check_signature(keys[0].public_key, DIGEST, sig)
+
+
+def test_early_round3_share_for_another_digest_is_caught(keys):
+    presigs = local.presign(keys)
+    share = presigs[1].round3(bytes(32))
+    presigs[0].receive(_wire(share))
+    with pytest.raises(ProtocolAbort, match="different digest") as exc:
+        presigs[0].round3(DIGEST)
+    assert exc.value.culprit == 2
+
+
 def test_message_replayed_from_another_session_names_sender(keys):
     old = _sessions(keys)
     replay = next(m for m in old[3].round1() if m.recipient == 1)

@@ -167,7 +167,7 @@ class KeygenSession:
         return OT_STEPS[step](GROUP, self.session_id, self.me, j, tuple(items), z)
 
     def receive(self, msg: KeygenMessage) -> None:
-        if self.state in (KeygenState.ROUND1, KeygenState.DONE, KeygenState.FAILED):
+        if self.state in (KeygenState.DONE, KeygenState.FAILED):  # early messages are buffered
             raise LocalProtocolError(f"receive called in state '{self.state.value}'")
         if not isinstance(msg, OtSetupMessage):
             self._dkg.receive(msg)

@@ -230,6 +230,7 @@ class SignSession:
         self.state = SignState.ROUND1
         self._in1: dict[int, SignRound1] = {}
         self._in2: dict[int, SignRound2] = {}
+        self._in3: dict[int, SignRound3] = {}
 
     def _require(self, state: SignState, what: str) -> None:
         if self.state is not state:
@@ -260,8 +261,9 @@ class SignSession:
         return out
 
     def receive(self, msg: SignMessage) -> None:
-        """Take one peer message; checks it fully (session, sender, recipient, duplicate, order)."""
-        if self.state in (SignState.DONE, SignState.FAILED, SignState.ROUND1):
+        """Take one peer message; checks it fully (session, sender, recipient, duplicate, order).
+        Peers may be ahead of us, so messages are accepted from the start and buffered."""
+        if self.state in (SignState.DONE, SignState.FAILED):
             raise LocalProtocolError(f"receive called in state '{self.state.value}'")
         if isinstance(msg, SignRound1):
             self._peerset.check(msg, self._in1)
@@ -274,7 +276,11 @@ class SignSession:
                 _check_point(p, msg.sender)
             self._in2[msg.sender] = msg
         elif isinstance(msg, SignRound3):
-            raise ProtocolAbort("round-3 message before the presignature is complete", msg.sender)
+            # a faster peer may already be in round 3: keep it for the presignature
+            self._peerset.check(msg, self._in3)
+            if msg.sender not in self._in2:
+                raise ProtocolAbort("round-3 message before that party's round-2 message", msg.sender)
+            self._in3[msg.sender] = msg
         else:
             raise LocalProtocolError(f"not a signing message: {type(msg).__name__}")
 
@@ -348,7 +354,7 @@ class SignSession:
         if big_r == GROUP.identity or GROUP.x_coordinate(big_r) % Q == 0:
             raise ProtocolAbort("degenerate combined instance point R")
         presig = Presignature(self.session_id, self.me, list(self.signers), self.key.public_key, big_r,
-                              self._phi, u % Q, v % Q)
+                              self._phi, u % Q, v % Q, early=self._in3)
         self._r = self._phi = 0
         self._c, self._bob = {}, {}
         return presig
@@ -366,14 +372,14 @@ class Presignature:
     a second `round3` raises LocalProtocolError (a reused presignature leaks the key)."""
 
     def __init__(self, session_id: bytes, me: int, signers: list[int], public_key: Point, big_r: Point,
-                 phi: int, u: int, v: int) -> None:
+                 phi: int, u: int, v: int, early: dict[int, SignRound3] | None = None) -> None:
         self.session_id, self.me, self.signers, self.public_key = session_id, me, signers, public_key
         self.big_r = big_r
         self.r = GROUP.x_coordinate(big_r) % Q
         self._phi, self._u, self._v = phi, u, v
         self.state = PresigState.READY
         self._peerset = PeerSet(session_id, me, set(signers) - {me})
-        self._in3: dict[int, SignRound3] = {}
+        self._in3: dict[int, SignRound3] = dict(early or {})  # shares that arrived before our round 3
         self._digest = b""
 
     def __repr__(self) -> str:
@@ -386,6 +392,10 @@ class Presignature:
         if len(digest) != 32:
             raise LocalProtocolError("digest must be 32 bytes")
         self.state = PresigState.WAITING_ROUND3
+        for j, early in self._in3.items():  # peers that were ahead of us: same digest?
+            if not ct_equal(early.digest, digest):
+                self.state = PresigState.FAILED
+                raise ProtocolAbort("round-3 share is for a different digest", j)
         m = int.from_bytes(digest, "big") % Q
         w = (m * self._phi + self.r * self._v) % Q
         self._digest = bytes(digest)
@@ -394,21 +404,27 @@ class Presignature:
         return self._own
 
     def receive(self, msg: SignMessage) -> None:
-        if self.state is not PresigState.WAITING_ROUND3:
+        """A peer's round-3 share; accepted before our own round 3 too (checked against the digest
+        as soon as we know it)."""
+        if self.state not in (PresigState.READY, PresigState.WAITING_ROUND3):
             raise LocalProtocolError(f"receive called in state '{self.state.value}'")
         if not isinstance(msg, SignRound3):
             raise ProtocolAbort(f"unexpected {type(msg).__name__} in round 3 (replayed or reordered)",
                                 getattr(msg, "sender", None))
         self._peerset.check(msg, self._in3)
-        if not ct_equal(msg.digest, self._digest):
+        if self.state is PresigState.WAITING_ROUND3 and not ct_equal(msg.digest, self._digest):
             raise ProtocolAbort("round-3 share is for a different digest", msg.sender)
         self._in3[msg.sender] = msg
+
+    def waiting_for(self) -> list[int]:
+        """Signers whose round-3 share has not arrived yet."""
+        return [j for j in self.signers if j != self.me and j not in self._in3]
 
     def combine(self) -> Signature:
         """s = sum w_i / sum u_i; verified before it is returned."""
         if self.state is not PresigState.WAITING_ROUND3:
             raise LocalProtocolError(f"combine called in state '{self.state.value}'")
-        if missing := [j for j in self.signers if j != self.me and j not in self._in3]:
+        if missing := self.waiting_for():
             raise LocalProtocolError(f"combine needs round-3 shares from parties {missing}")
         shares = [self._own, *self._in3.values()]
         den = sum(m.u for m in shares) % Q
