@@ -55,11 +55,15 @@ def _row_oracle(pair: bytes):
     return hashlib.shake_256(b"zrkeyring/dkls23/mul/ro" + pair)
 
 
+_MASK384 = (1 << 384) - 1
+
+
 def _pads(base, idx: int, row: bytes) -> list[int]:
+    """H(pair, idx, row) as W scalars (48 bytes each, reduced), from one XOF call and one int."""
     h = base.copy()
     h.update(idx.to_bytes(2, "big") + row)
-    d = h.digest(_RO_LEN)
-    return [int.from_bytes(d[48 * c : 48 * c + 48], "big") % Q for c in range(W)]
+    x = int.from_bytes(h.digest(_RO_LEN), "big")
+    return [(x >> (384 * (W - 1 - c)) & _MASK384) % Q for c in range(W)]
 
 
 def _gadget_sum(values: list[int]) -> int:
