@@ -18,6 +18,9 @@ from appliance.errors import UserError
 # present yet is skipped, so the CLI works while the product is being built.
 COMMAND_GROUPS: list[str] = [
     "appliance.hsm.cli",
+    "appliance.cluster.cli",
+    "appliance.mpc_party.daemon",
+    "appliance.controller.service",
     "appliance.demo",
 ]
 

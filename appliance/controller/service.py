@@ -1,0 +1,414 @@
+"""`zrkeyring controller run`: this party's view of the chain and its voice on it.
+
+Each tick (every `poll_interval_s`):
+1. read the chain height and every PENDING/PARTIAL key and signature request of our keyring;
+2. plan each request the same way every party does (`planner`): reject bad ones, skip parents and
+   requests near their timeout, and start a job on the local party daemon for the rest — keygen with
+   every party; signing only if this party is in the attempt's quorum. The attempt number comes from
+   the chain height, so all controllers move to the next quorum together when one fails;
+3. a signature that another party already posted (request PARTIAL) is verified and repeated: parties
+   outside the quorum learn it that way;
+4. post every verified result and rejection in one transaction, after recording its exact bytes in the
+   journal (fsynced), never for a request whose `keyring_party_sigs` already holds our address;
+5. follow the transaction to inclusion; if it expires unincluded (timeout height passed) or fails,
+   the requests go back to be posted again after a fresh check of the chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config import load_section, read_toml
+from appliance.controller.journal import Entry, Journal, State
+from appliance.controller.planner import (
+    Decision,
+    SignRequestView,
+    clip_reason,
+    plan_key_request,
+    plan_sign_request,
+    quorum,
+)
+from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
+from appliance.hsm import Hsm, HsmConfig
+from appliance.mpc_party.daemon import ChainSection
+from appliance.mpc_party.jobs import KeygenJob, SignJob
+from appliance.mpc_party.local_api import JobFailed, PartyClient
+from appliance.mpc_party.roster import Roster
+from chain_client import messages
+from chain_client.client import ChainClient
+from chain_client.crypto import signer_address
+from chain_client.errors import ChainTxError, ChainUnavailable
+
+log = logging.getLogger("zrkeyring.controller")
+
+OPEN_STATUSES = ("PENDING", "PARTIAL")
+
+
+@dataclass(frozen=True)
+class ControllerSection:
+    """The `[controller]` table."""
+
+    index: int
+    roster: str
+    party_socket: str
+    data_dir: str
+    poll_interval_s: float = 0.5
+    default_btl: int = 20  # the chain's default request lifetime in blocks (anchors the attempt clock)
+    attempt_blocks: int = 10  # blocks per attempt before the quorum rotates
+    start_margin_blocks: int = 2  # do not start work this close to a request's timeout
+    tx_timeout_blocks: int = 10  # a posted tx not included within this many blocks can never land
+    job_timeout_s: float = 60.0
+    workers: int = 8
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    controller: ControllerSection
+    hsm: HsmConfig
+    chain: ChainSection
+
+    @classmethod
+    def load(cls, path: str | Path) -> ControllerConfig:
+        data = read_toml(path)
+        return cls(load_section(data, "controller", ControllerSection), load_section(data, "hsm", HsmConfig),
+                   load_section(data, "chain", ChainSection))
+
+
+class HsmChainSigner:
+    """chain_client's Signer backed by the HSM chain account key (which never leaves the token)."""
+
+    def __init__(self, hsm: Hsm) -> None:
+        self._hsm = hsm
+        self._public = hsm.chain_public_key()
+
+    def public_key(self) -> bytes:
+        return self._public
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self._hsm.sign_chain(digest)
+
+
+@dataclass
+class _Open:
+    """One open request as seen this tick."""
+
+    kind: str
+    request: Any  # KeyReqResponse or SignReqResponse
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, chain: ChainClient, signer: Any, party: PartyClient) -> None:
+        self.config, self.chain, self.signer, self.party = config, chain, signer, party
+        c = config.controller
+        self.roster = Roster.load(c.roster).require_complete()
+        self.keyring = config.chain.keyring or self.roster.cluster.keyring
+        self.me, self.parties = c.index, self.roster.indices()
+        self.threshold = self.roster.cluster.threshold
+        self.address = signer_address(signer)
+        Path(c.data_dir).mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
+        self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
+        self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
+        self._keys: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.height = 0
+        self.last_fulfilment = 0.0
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: re-send the exact bytes of every transaction that was in flight."""
+        for tx in self.journal.open_txs():
+            log.info("re-broadcasting journalled tx %s (sequence %d)", tx.tx_hash[:12], tx.sequence)
+            self._broadcast(tx.tx_hash, tx.tx_bytes)
+
+    def tick(self) -> None:
+        self.height = self.chain.latest_height()
+        opened = self._open_requests()
+        for item in opened.values():
+            self._consider(item)
+        self._follow_txs()
+        self._post(opened)
+
+    def _open_requests(self) -> dict[tuple[str, int], _Open]:
+        found: dict[tuple[str, int], _Open] = {}
+        for status in OPEN_STATUSES:
+            for req in self.chain.key_requests(self.keyring, f"KEY_REQUEST_STATUS_{status}"):
+                found[("key", req.id)] = _Open("key", req)
+            for req in self.chain.sign_requests(self.keyring, f"SIGN_REQUEST_STATUS_{status}"):
+                found[("sign", req.id)] = _Open("sign", req)
+        return found
+
+    def _posted_by_us(self, request: Any) -> bool:
+        sigs = getattr(request, "keyring_party_sigs", None)
+        if sigs is None:
+            sigs = request.keyring_party_signatures
+        return any(s.creator == self.address for s in sigs)
+
+    def _consider(self, item: _Open) -> None:
+        req = item.request
+        entry = self.journal.observe(item.kind, req.id)
+        if entry.state in (State.DONE, State.POSTING):
+            return
+        if self._posted_by_us(req):
+            self.journal.mark_done(item.kind, req.id, "our fulfilment is on chain")
+            return
+        if entry.state in (State.RESULT, State.REJECT):
+            return
+        if item.kind == "key":
+            self._consider_key(req)
+        else:
+            self._consider_sign(req)
+
+    def _attempt(self, mpc_btl: int) -> int:
+        c = self.config.controller
+        created = max(0, mpc_btl - c.default_btl)
+        return max(0, (self.height - created) // max(1, c.attempt_blocks))
+
+    def _consider_key(self, req: Any) -> None:
+        c = self.config.controller
+        plan = plan_key_request(req.key_type, req.mpc_btl, self.height, c.start_margin_blocks)
+        if plan.decision is Decision.REJECT:
+            self._reject("key", req.id, plan.reason)
+        elif plan.decision is Decision.RUN:
+            attempt = self._attempt(req.mpc_btl)
+            job = KeygenJob(req.id, req.key_type, tuple(self.parties), self.threshold, attempt)
+            self._start(job, req.key_type, None)
+
+    def _consider_sign(self, req: Any) -> None:
+        c = self.config.controller
+        data = tuple(bytes(d) for d in req.data_for_signing)
+        view = SignRequestView(req.id, req.key_type, tuple(req.key_ids), data, tuple(req.child_req_ids),
+                               req.mpc_btl)
+        plan = plan_sign_request(view, self.height, c.start_margin_blocks)
+        if plan.decision is Decision.SKIP:
+            return
+        if plan.decision is Decision.REJECT:
+            self._reject("sign", req.id, plan.reason)
+            return
+        key = self._key(view.key_ids[0])
+        if key is None:
+            self._reject("sign", req.id, f"unknown key {view.key_ids[0]}")
+            return
+        if key.keyring_addr != self.keyring:
+            self._reject("sign", req.id, f"key {key.id} belongs to keyring {key.keyring_addr}")
+            return
+        public_key, data = bytes(key.public_key), view.data_for_signing[0]
+        if self._adopt_posted_signature(req, public_key, data):
+            return
+        attempt = self._attempt(req.mpc_btl)
+        signers = quorum(self.parties, self.threshold, req.id, attempt)
+        if self.me in signers:
+            job = SignJob(req.id, req.key_type, key.id, public_key, data, tuple(signers), attempt)
+            self._start(job, req.key_type, (public_key, data))
+
+    def _adopt_posted_signature(self, req: Any, public_key: bytes, data: bytes) -> bool:
+        """A PARTIAL request carries the first party's signature: verify it and post the same."""
+        for item in req.signed_data:
+            signature = bytes(item.signed_data)
+            try:
+                check_signature(req.key_type, public_key, data, signature)
+            except ResultInvalid as exc:
+                log.warning("sign request %d: signature posted by another party is invalid: %s", req.id, exc)
+                return False
+            log.info("sign request %d: repeating the verified signature another party posted", req.id)
+            self.journal.record_result("sign", req.id, signature)
+            return True
+        return False
+
+    def _key(self, key_id: int) -> Any:
+        key = self._keys.get(key_id)
+        if key is None:
+            key = self.chain.key(key_id)
+            if key is not None:
+                self._keys[key_id] = key
+        return key
+
+    def _reject(self, kind: str, request_id: int, reason: str) -> None:
+        log.info("%s request %d will be rejected: %s", kind, request_id, reason,
+                 extra={"REQUEST_ID": request_id})
+        self.journal.record_reject(kind, request_id, clip_reason(reason))
+
+    # --- jobs on the party daemon ------------------------------------------------------------------
+
+    def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+        tag = (job.kind, job.request_id, job.attempt)
+        with self._lock:
+            if tag in self._started:
+                return
+            self._started.add(tag)
+        self.journal.set_attempt(job.kind, job.request_id, job.attempt)
+        self._pool.submit(self._run_job, job, key_type, sign_ctx)
+
+    def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+        extra = {"REQUEST_ID": job.request_id}
+        started = time.monotonic()
+        try:
+            result = self.party.run(job, timeout=self.config.controller.job_timeout_s)
+            if sign_ctx is None:
+                check_public_key(key_type, result)
+            else:
+                check_signature(key_type, sign_ctx[0], sign_ctx[1], result)
+        except JobFailed as exc:
+            log.warning("%s request %d attempt %d failed: %s", job.kind, job.request_id, job.attempt, exc,
+                        extra=extra)
+            return
+        except ResultInvalid as exc:
+            log.error("%s request %d: party returned an invalid result: %s", job.kind, job.request_id, exc,
+                      extra=extra)
+            return
+        except Exception:  # a job thread must never die silently
+            log.exception("%s request %d: job crashed", job.kind, job.request_id, extra=extra)
+            return
+        entry = self.journal.get(job.kind, job.request_id)
+        if entry is not None and entry.state is State.SEEN:
+            self.journal.record_result(job.kind, job.request_id, result)
+        log.info("%s request %d: result ready in %.3f s", job.kind, job.request_id,
+                 time.monotonic() - started, extra=extra)
+
+    # --- posting -----------------------------------------------------------------------------------
+
+    def _messages(self, entry: Entry) -> Any:
+        if entry.kind == "key":
+            if entry.state is State.REJECT:
+                return messages.reject_key_request(self.signer, entry.request_id, entry.reject_reason or "")
+            return messages.fulfil_key_request(self.signer, entry.request_id, entry.result or b"")
+        if entry.state is State.REJECT:
+            return messages.reject_sign_request(self.signer, entry.request_id, entry.reject_reason or "")
+        return messages.fulfil_sign_request(self.signer, entry.request_id, entry.result or b"")
+
+    def _post(self, opened: dict[tuple[str, int], _Open]) -> None:
+        if self.journal.open_txs():
+            return  # one transaction in flight at a time keeps the account sequence simple
+        ready = []
+        for entry in self.journal.entries(State.RESULT, State.REJECT):
+            item = opened.get((entry.kind, entry.request_id))
+            if item is None:
+                self._settle_closed(entry)
+                continue
+            if self._posted_by_us(item.request):
+                self.journal.mark_done(entry.kind, entry.request_id, "our fulfilment is on chain")
+                continue
+            ready.append(entry)
+        if not ready:
+            return
+        msgs = [self._messages(e) for e in ready]
+        timeout_height = self.height + self.config.controller.tx_timeout_blocks
+        try:
+            prepared = self.chain.prepare(self.signer, msgs, memo="zrkeyring", timeout_height=timeout_height)
+        except (ChainTxError, ChainUnavailable) as exc:
+            log.warning("cannot prepare fulfilment tx: %s", exc)
+            return
+        self.journal.record_tx(prepared.tx_hash, prepared.tx_bytes, prepared.sequence, timeout_height,
+                               [(e.kind, e.request_id) for e in ready])
+        log.info("posting %d answer(s) in tx %s: %s", len(ready), prepared.tx_hash[:12],
+                 ", ".join(f"{e.kind} {e.request_id}" for e in ready))
+        self._broadcast(prepared.tx_hash, prepared.tx_bytes)
+
+    def _settle_closed(self, entry: Entry) -> None:
+        """A request no longer open: fulfilled or rejected without us, or timed out."""
+        req = self.chain.key_request(entry.request_id) if entry.kind == "key" else \
+            self.chain.sign_request(entry.request_id)
+        status = req.status if req is not None else "missing"
+        if not status.endswith(OPEN_STATUSES):
+            self.journal.mark_done(entry.kind, entry.request_id, f"closed on chain: {status}")
+
+    def _broadcast(self, tx_hash: str, tx_bytes: bytes) -> None:
+        try:
+            response = self.chain.broadcast_raw(tx_bytes)
+        except ChainUnavailable as exc:
+            log.warning("broadcast of %s failed (will retry): %s", tx_hash[:12], exc)
+            return
+        if response.code != 0:
+            log.warning("tx %s refused by the node: code %d: %s", tx_hash[:12], response.code,
+                        response.raw_log)
+            self._fail_tx(tx_hash, response.code, response.raw_log)
+
+    def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
+        self.journal.set_tx_state(tx_hash, "failed", code, raw_log)
+        for kind, request_id in self.journal.items_of_tx(tx_hash):
+            self.journal.reopen(kind, request_id, f"tx {tx_hash[:12]} failed: {raw_log[:200]}")
+        self.chain.resync(self.address)
+
+    def _follow_txs(self) -> None:
+        for tx in self.journal.open_txs():
+            found = self.chain.get_tx(tx.tx_hash)
+            if found is None:
+                if self.height > tx.timeout_height:
+                    log.info("tx %s expired unincluded (timeout height %d)", tx.tx_hash[:12],
+                             tx.timeout_height)
+                    self.journal.set_tx_state(tx.tx_hash, "expired")
+                    for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
+                        self.journal.reopen(kind, request_id, "tx expired")
+                    self.chain.resync(self.address)
+                continue
+            response = found.tx_response
+            if response.code != 0:
+                log.warning("tx %s failed in block %d: %s", tx.tx_hash[:12], response.height,
+                            response.raw_log)
+                self._fail_tx(tx.tx_hash, response.code, response.raw_log)
+                continue
+            self.journal.set_tx_state(tx.tx_hash, "included", 0)
+            for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
+                self.journal.mark_done(kind, request_id, f"included at height {response.height}")
+            self.last_fulfilment = time.time()
+            log.info("tx %s included at height %d", tx.tx_hash[:12], response.height)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.journal.close()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.recover()
+        interval = self.config.controller.poll_interval_s
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except ChainUnavailable as exc:
+                log.warning("chain unavailable: %s", exc)
+            except Exception:
+                log.exception("controller tick failed")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("controller", help="the party's chain controller")
+    sub = parser.add_subparsers(dest="controller_command", metavar="COMMAND")
+    run = sub.add_parser("run", help="watch the chain, run requests on the local party, post fulfilments",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--config", required=True, help="controller TOML file with [controller], [hsm], [chain]")
+    run.set_defaults(handler=run_controller)
+    parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    from appliance.daemon_life import serve_until_signalled
+
+    config = ControllerConfig.load(args.config)
+    hsm = Hsm.open(config.hsm)
+    chain = ChainClient(config.chain.client_config())
+    party = PartyClient(config.controller.party_socket)
+    controller = Controller(config, chain, HsmChainSigner(hsm), party)
+    stop = threading.Event()
+    worker = threading.Thread(target=controller.run_forever, args=(stop,), name="controller-loop")
+    worker.start()
+
+    def shutdown() -> None:
+        stop.set()
+        worker.join()
+        controller.close()
+        party.close()
+        chain.close()
+        hsm.close()
+
+    serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
+                          lambda: f"height {controller.height}")
+    return 0
