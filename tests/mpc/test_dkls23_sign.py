@@ -10,7 +10,7 @@ import time
 import pytest
 
 from appliance.mpc_party.dkls23 import local
-from appliance.mpc_party.dkls23.common import Q
+from appliance.mpc_party.dkls23.common import GROUP, Q
 from appliance.mpc_party.dkls23.demo import verify_independently
 from appliance.mpc_party.dkls23.keyshare import Dkls23Key, delta_bits
 from appliance.mpc_party.dkls23.sign import Signature, SignSession
@@ -55,6 +55,10 @@ def test_key_serialisation_round_trips_and_rejects_corruption(keys):
     assert "secret=<hidden>" in repr(k) and str(k.secret) not in repr(k)
     with pytest.raises(LocalProtocolError):
         Dkls23Key.from_bytes(data[:-1])
+    last_share_at = 8 + 1 + 32 + 4 + 6 + 32 + 33 + 33 * (k.n - 1)  # ... public key, shares 1..n-1
+    wrong = data[:last_share_at] + GROUP.generator + data[last_share_at + 33 :]
+    with pytest.raises(LocalProtocolError, match="interpolate"):  # party 3's public share replaced
+        Dkls23Key.from_bytes(wrong)
     secret_at = 8 + 1 + 32 + 4 + 6  # magic, version, key id, epoch, ids
     with pytest.raises(LocalProtocolError):  # a flipped share no longer matches its public share
         Dkls23Key.from_bytes(data[:secret_at] + bytes([data[secret_at] ^ 1]) + data[secret_at + 1 :])

@@ -113,9 +113,12 @@ class Dkls23Key:
             p.check()
         if GROUP.base_mul(self.secret) != self.public_shares[self.party_id]:
             raise LocalProtocolError("DKLs23 key: share does not match its public share")
-        first = list(range(1, self.t + 1))
-        if GROUP.sum(self.weighted_public(j, first) for j in first) != self.public_key:
-            raise LocalProtocolError("DKLs23 key: public shares do not interpolate to the public key")
+        # all public shares on one degree t-1 polynomial with value X at 0: neighbouring windows of t
+        # share t - 1 points and the value at 0, so checking n - t + 1 sliding windows suffices
+        for start in range(1, self.n - self.t + 2):
+            window = list(range(start, start + self.t))
+            if GROUP.sum(self.weighted_public(j, window) for j in window) != self.public_key:
+                raise LocalProtocolError("DKLs23 key: public shares do not interpolate to the public key")
 
 
 def delta_bits(delta: bytes) -> list[int]:
