@@ -7,6 +7,9 @@ DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 DEB_ARCH := amd64
 DEB := dist/zrkeyring_$(DEB_VERSION)_$(DEB_ARCH).deb
 DEB_BUILD_DIR := build/deb
+# pip's cache for package builds only: wheels it compiles (systemd-python) come from Debian's python3,
+# never from a developer's other Python (whose paths would end up in the .so files' RUNPATH).
+DEB_PIP_CACHE := $(abspath build/deb-pip-cache)
 DEB_APT_PACKAGES := dpkg-dev debhelper fakeroot python3-venv python3-dev libsystemd-dev pkg-config gcc
 DEB_CHANGELOG_VERSION = $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 
@@ -23,7 +26,7 @@ deb: deb-deps
 	git ls-files -z --cached --others --exclude-standard \
 	  | xargs -0 -I{} sh -c 'test ! -e "{}" || cp --parents -P "{}" $(DEB_BUILD_DIR)/src/'
 	cp -r packaging/debian $(DEB_BUILD_DIR)/src/debian
-	cd $(DEB_BUILD_DIR)/src && dpkg-buildpackage -b -us -uc --no-sign $(if $(filter 0,$(shell id -u)),,-rfakeroot)
+	cd $(DEB_BUILD_DIR)/src && PIP_CACHE_DIR=$(DEB_PIP_CACHE) dpkg-buildpackage -b -us -uc --no-sign $(if $(filter 0,$(shell id -u)),,-rfakeroot)
 	mv $(DEB_BUILD_DIR)/zrkeyring_$(DEB_VERSION)_$(DEB_ARCH).deb $(DEB)
 	@echo "built $(DEB)"
 

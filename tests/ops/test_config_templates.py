@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import __version__
 from appliance.config import build, load_section
 from appliance.hsm.config import HsmConfig, load_hsm_config
 from appliance.metrics_http import parse_address
@@ -51,3 +52,8 @@ def test_hsm_fields_are_known() -> None:
     for name in ("party.toml", "controller.toml"):
         assert set(_uncommented(name)["hsm"]) <= hsm_fields
         load_section(tomllib.loads((CONFIG / name).read_text()), "hsm", HsmConfig)
+
+
+def test_changelog_version_matches_the_package() -> None:
+    first = (CONFIG.parent / "changelog").read_text().splitlines()[0]
+    assert first.startswith(f"zrkeyring ({__version__})"), "add a packaging/debian/changelog entry"
