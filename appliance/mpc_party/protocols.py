@@ -110,8 +110,7 @@ class DklsSignSession(Session):
         msg = decode_sign_message(payload, sender)
         if self._presig is not None:
             self._presig.receive(msg)
-            if not self.waiting_for():
-                self._signature = self._presig.combine().to_compact()
+            self._combine_if_complete()
             return []
         self.session.receive(msg)
         missing = self.session.missing()
@@ -119,8 +118,15 @@ class DklsSignSession(Session):
             return _outgoing(self.session.round2(), 2)
         if self.session.state is DklsSignState.WAITING_ROUND2 and not missing["round2"]:
             self._presig = self.session.finish()
-            return _outgoing([self._presig.round3(self.digest)], 3)
+            out = _outgoing([self._presig.round3(self.digest)], 3)
+            self._combine_if_complete()  # round-3 shares may have arrived early
+            return out
         return []
+
+    def _combine_if_complete(self) -> None:
+        assert self._presig is not None
+        if self._presig.state is PresigState.WAITING_ROUND3 and not self._presig.waiting_for():
+            self._signature = self._presig.combine().to_compact()
 
     @property
     def current_round(self) -> int:
@@ -130,9 +136,7 @@ class DklsSignSession(Session):
 
     def waiting_for(self) -> list[int]:
         if self._presig is not None:
-            if self._presig.state is not PresigState.WAITING_ROUND3:
-                return []
-            return [j for j in self.participants if j != self.me and j not in self._presig._in3]  # noqa: SLF001
+            return self._presig.waiting_for() if self._presig.state is PresigState.WAITING_ROUND3 else []
         missing = self.session.missing()
         return missing["round1"] if self.current_round == 1 else missing["round2"]
 
