@@ -6,6 +6,9 @@
   re-query the account, re-sign and resend once.
 - `send` = BroadcastTx (SYNC) then GetTx until the tx is in a block; failures raise ChainTxError with
   the node's code, codespace and raw_log.
+- For a durable journal the two halves are public: `prepare` signs (and takes a sequence) without any
+  network write, `broadcast_raw` sends exactly those bytes, as often as needed; `resync` re-reads the
+  sequence from the chain.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -34,12 +38,14 @@ from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
 from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxMsgData, TxResponse
 from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest
+from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_query
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from chain_client.proto_gen.zrchain.identity import query_pb2 as identity_query
 from chain_client.proto_gen.zrchain.identity.identity_pb2 import Keyring, Workspace
 from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
 from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
-from chain_client.tx import TxSpec, build_tx
+from chain_client.proto_gen.zrchain.treasury.params_pb2 import Params as TreasuryParams
+from chain_client.tx import TxSpec, build_tx, tx_hash
 
 log = logging.getLogger("chain_client")
 M = TypeVar("M", bound=Message)
@@ -70,6 +76,20 @@ class ClientConfig:
 class _AccountState:
     number: int
     sequence: int
+
+
+@dataclass(frozen=True)
+class PreparedTx:
+    """A signed transaction not yet sent: what a journal stores before broadcasting.
+
+    Re-broadcasting `tx_bytes` is always safe: the chain runs one tx at most once (same hash, same
+    sequence), so a retry after a crash or timeout either lands it or is answered "already in cache".
+    """
+
+    tx_bytes: bytes
+    tx_hash: str  # upper-case hex SHA-256 of tx_bytes, what GetTx looks up
+    sequence: int
+    account_number: int
 
 
 def _status_value(enum: Any, status: int | str) -> int:
@@ -243,6 +263,30 @@ class ChainClient:
         )
         return response.workspace if response is not None else None
 
+    def latest_block(self) -> tuple[str, int, datetime | None]:
+        """(chain id, height, block time in UTC) of the newest committed block (GetLatestBlock).
+
+        Reads `sdk_block` (Cosmos SDK 0.47+) and falls back to the deprecated CometBFT `block`.
+        The time is None before the first block.
+        """
+        response = self.call(
+            "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock",
+            cmt_query.GetLatestBlockRequest(),
+            cmt_query.GetLatestBlockResponse,
+        )
+        header = response.sdk_block.header if response.sdk_block.HasField("header") else response.block.header
+        when = header.time.ToDatetime(tzinfo=UTC) if header.HasField("time") else None
+        return header.chain_id, header.height, when
+
+    def latest_height(self) -> int:
+        return self.latest_block()[1]
+
+    def params(self) -> TreasuryParams:
+        """zrChain treasury Params (`default_btl`: blocks a request lives when it sets no mpc_btl)."""
+        return self.call(
+            "/zrchain.treasury.Query/Params", treasury_query.QueryParamsRequest(), treasury_query.QueryParamsResponse
+        ).params
+
     def get_tx(self, txhash: str) -> tx_service.GetTxResponse | None:
         return self._get_or_none(
             "/cosmos.tx.v1beta1.Service/GetTx", tx_service.GetTxRequest(hash=txhash), tx_service.GetTxResponse
@@ -283,36 +327,82 @@ class ChainClient:
         gas = math.ceil(response.gas_info.gas_used * self.config.gas_adjustment)
         return gas, math.ceil(gas * self.config.gas_price)
 
-    def broadcast(self, signer: Signer, messages: Sequence[Message], memo: str = "") -> str:
-        """Sign and broadcast (SYNC); returns the tx hash once the node admitted it to its mempool."""
+    def resync(self, address: str) -> int:
+        """Re-read the account's sequence from the chain (e.g. after a prepared tx was refused or timed
+        out); returns the sequence the next `prepare` will use."""
+        with self._signer_lock(address):
+            return self._load_account(address).sequence
+
+    def prepare(
+        self, signer: Signer, messages: Sequence[Message], memo: str = "", timeout_height: int = 0
+    ) -> PreparedTx:
+        """Sign with the cached sequence and advance it; nothing is sent (Simulate aside, if configured).
+
+        `timeout_height` (0: none) makes the chain refuse the tx in any block above that height, so a
+        journal can tell "will never land" from "may still land" after a crash.
+        """
         address = signer_address(signer)
         with self._signer_lock(address):
-            state = self._accounts.get(address) or self._load_account(address)
+            return self._prepare_locked(signer, address, messages, memo, timeout_height)
+
+    def _prepare_locked(
+        self, signer: Signer, address: str, messages: Sequence[Message], memo: str, timeout_height: int
+    ) -> PreparedTx:
+        state = self._accounts.get(address) or self._load_account(address)
+        spec = TxSpec(self.config.chain_id, state.number, state.sequence, 0, 0, memo, timeout_height)
+        gas, fee = self._gas_and_fee(signer, messages, spec)
+        spec = TxSpec(self.config.chain_id, state.number, state.sequence, gas, fee, memo, timeout_height)
+        raw = build_tx(signer, messages, spec)
+        state.sequence += 1
+        return PreparedTx(raw, tx_hash(raw), spec.sequence, spec.account_number)
+
+    def broadcast_raw(self, tx_bytes: bytes) -> TxResponse:
+        """BroadcastTx (SYNC) of exactly these bytes. Returns the node's answer when the tx is in: code 0,
+        or TX_IN_CACHE (19) when these bytes already reached the node; raises ChainTxError otherwise."""
+        response = self.call(
+            "/cosmos.tx.v1beta1.Service/BroadcastTx",
+            tx_service.BroadcastTxRequest(tx_bytes=tx_bytes, mode=tx_service.BROADCAST_MODE_SYNC),
+            tx_service.BroadcastTxResponse,
+        ).tx_response
+        if not response.txhash:
+            response.txhash = tx_hash(tx_bytes)
+        if response.code in (0, TX_IN_CACHE):
+            return response
+        raise ChainTxError.from_response(response)
+
+    def broadcast(
+        self, signer: Signer, messages: Sequence[Message], memo: str = "", timeout_height: int = 0
+    ) -> str:
+        """Sign and broadcast (SYNC); returns the tx hash once the node admitted it to its mempool.
+
+        A sequence mismatch re-reads the account and re-signs once; any other refusal gives the
+        sequence back (or forgets the account after an ante failure) before raising.
+        """
+        address = signer_address(signer)
+        with self._signer_lock(address):
             for attempt in range(2):
-                spec = TxSpec(self.config.chain_id, state.number, state.sequence, 0, 0, memo)
-                gas, fee = self._gas_and_fee(signer, messages, spec)
-                spec = TxSpec(self.config.chain_id, state.number, state.sequence, gas, fee, memo)
-                raw = build_tx(signer, messages, spec)
-                response = self.call(
-                    "/cosmos.tx.v1beta1.Service/BroadcastTx",
-                    tx_service.BroadcastTxRequest(tx_bytes=raw, mode=tx_service.BROADCAST_MODE_SYNC),
-                    tx_service.BroadcastTxResponse,
-                ).tx_response
-                if response.code in (0, TX_IN_CACHE):
-                    # TX_IN_CACHE: these exact bytes already reached the node (a retried call); the tx is in.
-                    state.sequence += 1
-                    return response.txhash
-                if response.code == WRONG_SEQUENCE and attempt == 0:
-                    log.info("sequence mismatch for %s (%s); re-reading account", address, response.raw_log)
-                    state = self._load_account(address)
-                    match = _EXPECTED_SEQUENCE.search(response.raw_log)
-                    if match:
-                        state.sequence = max(state.sequence, int(match.group(1)))
-                    continue
-                if response.code in ANTE_CODES:
-                    self.forget_account(address)
-                raise ChainTxError.from_response(response)
+                prepared = self._prepare_locked(signer, address, messages, memo, timeout_height)
+                try:
+                    return self.broadcast_raw(prepared.tx_bytes).txhash
+                except ChainTxError as exc:
+                    self._give_back(address, prepared)
+                    if exc.code == WRONG_SEQUENCE and attempt == 0:
+                        log.info("sequence mismatch for %s (%s); re-reading account", address, exc.raw_log)
+                        state = self._load_account(address)
+                        match = _EXPECTED_SEQUENCE.search(exc.raw_log)
+                        if match:
+                            state.sequence = max(state.sequence, int(match.group(1)))
+                        continue
+                    if exc.code in ANTE_CODES:
+                        self.forget_account(address)
+                    raise
         raise AssertionError("unreachable")
+
+    def _give_back(self, address: str, prepared: PreparedTx) -> None:
+        """Undo `prepare`'s sequence step for a tx the node refused, if no later tx took the next one."""
+        state = self._accounts.get(address)
+        if state is not None and state.sequence == prepared.sequence + 1:
+            state.sequence = prepared.sequence
 
     def wait_for_tx(self, txhash: str, timeout_s: float | None = None) -> TxResponse:
         """Poll GetTx until the tx is in a block; raise ChainTxError if it failed there."""
@@ -328,9 +418,11 @@ class ChainClient:
                 raise ChainTxError(0, "client", f"tx {txhash} not included within the timeout", txhash)
             time.sleep(self.config.poll_interval_s)
 
-    def send(self, signer: Signer, messages: Sequence[Message], memo: str = "") -> TxResponse:
+    def send(
+        self, signer: Signer, messages: Sequence[Message], memo: str = "", timeout_height: int = 0
+    ) -> TxResponse:
         """Broadcast and wait for inclusion; several messages go in one transaction."""
-        txhash = self.broadcast(signer, messages, memo)
+        txhash = self.broadcast(signer, messages, memo, timeout_height)
         try:
             return self.wait_for_tx(txhash)
         except ChainTxError as exc:

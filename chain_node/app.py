@@ -128,6 +128,15 @@ def decode_tx(raw: bytes) -> DecodedTx:
     )
 
 
+def check_timeout(tx: DecodedTx, height: int) -> None:
+    """TxBody.timeout_height as Cosmos's TxTimeoutHeightDecorator: 0 means none, else height <= timeout."""
+    timeout = tx.body.timeout_height
+    if timeout and height > timeout:
+        raise TxError(
+            errors.TX_TIMEOUT_HEIGHT, f"block height: {height}, timeout height: {timeout}: tx timeout height"
+        )
+
+
 def _run_messages(ctx: Context, tx: DecodedTx) -> list[Message]:
     return [HANDLERS[m.type_url][1](ctx, msg) for m, msg in zip(tx.body.messages, tx.messages, strict=True)]
 
@@ -158,8 +167,12 @@ class App:
 
     # ---- ante checks ---------------------------------------------------------------------------------
 
-    def _ante(self, tx: DecodedTx, account: Account | None, verify_signature: bool) -> None:
-        """Cosmos's ante handler: account, sequence, signature, gas and fee. Raises TxError."""
+    def _ante(self, tx: DecodedTx, account: Account | None, verify_signature: bool, height: int) -> None:
+        """Cosmos's ante handler: timeout height, account, sequence, signature, gas and fee. Raises TxError.
+
+        `height` is the block the tx would execute in (the next one, for CheckTx and Simulate).
+        """
+        check_timeout(tx, height)
         if account is None:
             raise TxError(errors.UNKNOWN_ADDRESS, f"account {tx.address} not found (no funds on chain)")
         if account.pub_key and account.pub_key != tx.public_key.hex():
@@ -219,7 +232,7 @@ class App:
                 if len(self.mempool) >= 10 * self.params.max_block_txs:
                     raise TxError(errors.MEMPOOL_FULL, "mempool is full")
                 account = self._check_account(tx.address)
-                self._ante(tx, account, verify_signature=True)
+                self._ante(tx, account, verify_signature=True, height=self.store.height + 1)
                 self._charge(tx, account)
                 self.mempool.append(tx)
                 self._mempool_hashes.add(txhash)
@@ -252,7 +265,7 @@ class App:
             gas_limit, tx.gas_limit = tx.gas_limit, max(tx.gas_limit, tx.gas_needed)
             fee, tx.fee = tx.fee, max(tx.fee, math.ceil(tx.gas_limit * self.params.min_gas_price))
             try:
-                self._ante(tx, account, verify_signature=signed)
+                self._ante(tx, account, verify_signature=signed, height=self.store.height + 1)
             finally:
                 tx.gas_limit, tx.fee = gas_limit, fee
             ctx = Context(store=Overlay(overlay), height=self.store.height + 1, params=self.params)
@@ -265,7 +278,7 @@ class App:
             started = time.perf_counter()
             height = self.store.height + 1
             timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            txs = self.mempool[: self.params.max_block_txs]
+            txs = self._drop_timed_out(self.mempool[: self.params.max_block_txs], height)
             self.mempool = self.mempool[self.params.max_block_txs :]
             begin = Context(store=Overlay(self.store), height=height, params=self.params)
             expired = treasury.expire_requests(begin, self.store)
@@ -293,13 +306,31 @@ class App:
                 )
             return height
 
+    @staticmethod
+    def _drop_timed_out(txs: list[DecodedTx], height: int) -> list[DecodedTx]:
+        """Txs past their timeout_height leave the mempool unrecorded: never in a block, GetTx NOT_FOUND.
+
+        (A Cosmos node's mempool recheck evicts them the same way.) A later tx of the same signer then
+        fails in the block with a sequence mismatch.
+        """
+        kept = []
+        for tx in txs:
+            try:
+                check_timeout(tx, height)
+            except TxError as exc:
+                log.info("block %d: tx %s from %s dropped: %s", height, tx.hash[:12], tx.address, exc.log)
+                continue
+            kept.append(tx)
+        return kept
+
     def _deliver(self, tx: DecodedTx, height: int, timestamp: str) -> bool:
         """Execute one tx into the store and record its result; returns True when it failed."""
         response = TxResponse(height=height, txhash=tx.hash, gas_wanted=tx.gas_limit, timestamp=timestamp)
         ante = Overlay(self.store)
         try:
             account = ante.get("account", tx.address)
-            self._ante(tx, account, verify_signature=False)  # the signature was checked at CheckTx
+            # the signature was checked at CheckTx
+            self._ante(tx, account, verify_signature=False, height=height)
             self._charge(tx, account)
             ante.set("account", tx.address, account)
             ante.commit()

@@ -6,6 +6,7 @@ A block thread calls `App.produce_block` every `block_time` seconds.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -23,14 +24,19 @@ from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2_grpc as auth_gr
 from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
 from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import GasInfo, Result
 from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest, PageResponse
+from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_query
+from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2_grpc as cmt_grpc
+from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import types_pb2 as sdk_types
 from chain_client.proto_gen.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
+from chain_client.proto_gen.tendermint.types import types_pb2 as cmt_types
 from chain_client.proto_gen.zrchain.identity import query_pb2 as identity_query
 from chain_client.proto_gen.zrchain.identity import query_pb2_grpc as identity_grpc
 from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
 from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
 from chain_client.proto_gen.zrchain.treasury import query_pb2_grpc as treasury_grpc
+from chain_client.proto_gen.zrchain.treasury.params_pb2 import Params as TreasuryParams
 from chain_client.tx import PUBKEY_TYPE_URL, pack
 from chain_node.app import App
 from chain_node.errors import TxError
@@ -185,6 +191,12 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             return treasury_query.QueryKeyByIDResponse(key=key_response(key))
 
 
+    def Params(self, request, context):  # noqa: N802
+        # Only default_btl means something here; the commission and MPC keyring fields stay empty.
+        params = TreasuryParams(default_btl=self.app.params.default_btl)
+        return treasury_query.QueryParamsResponse(params=params)
+
+
 class IdentityQuery(_Base, identity_grpc.QueryServicer):
     def KeyringByAddress(self, request, context):  # noqa: N802
         with self.app.lock:
@@ -230,6 +242,26 @@ class TxService(_Base, tx_grpc.ServiceServicer):
             return self._find(context, "tx", request.hash.upper(), "tx")
 
 
+class TendermintService(_Base, cmt_grpc.ServiceServicer):
+    """GetLatestBlock with the fields a keyring reads: chain id, height, time (no txs or commit)."""
+
+    def GetLatestBlock(self, request, context):  # noqa: N802
+        with self.app.lock:
+            height = self.store.height
+            stamp = self.store.data["meta"].get("time", "")
+        chain_id = self.app.genesis.chain_id
+        # Not a CometBFT block hash (there is no consensus here): a stable stand-in that changes per block.
+        block_id = cmt_types.BlockID(hash=hashlib.sha256(f"{chain_id}/{height}/{stamp}".encode()).digest())
+        header = cmt_types.Header(chain_id=chain_id, height=height)
+        sdk_header = sdk_types.Header(chain_id=chain_id, height=height)
+        if stamp:
+            header.time.FromJsonString(stamp)
+            sdk_header.time.CopyFrom(header.time)
+        return cmt_query.GetLatestBlockResponse(
+            block_id=block_id, block=cmt_types.Block(header=header), sdk_block=sdk_types.Block(header=sdk_header)
+        )
+
+
 @dataclass
 class NodeConfig:
     data_dir: Path
@@ -256,6 +288,7 @@ class Node:
         identity_grpc.add_QueryServicer_to_server(IdentityQuery(self.app), self._server)
         auth_grpc.add_QueryServicer_to_server(AuthQuery(self.app), self._server)
         tx_grpc.add_ServiceServicer_to_server(TxService(self.app), self._server)
+        cmt_grpc.add_ServiceServicer_to_server(TendermintService(self.app), self._server)
         self.port = self._server.add_insecure_port(config.listen)
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")

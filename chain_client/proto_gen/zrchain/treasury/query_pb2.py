@@ -25,43 +25,48 @@ _sym_db = _symbol_database.Default()
 from chain_client.proto_gen.cosmos.base.query.v1beta1 import pagination_pb2 as cosmos_dot_base_dot_query_dot_v1beta1_dot_pagination__pb2
 from chain_client.proto_gen.zrchain.treasury import key_pb2 as zrchain_dot_treasury_dot_key__pb2
 from chain_client.proto_gen.zrchain.treasury import mpcsign_pb2 as zrchain_dot_treasury_dot_mpcsign__pb2
+from chain_client.proto_gen.zrchain.treasury import params_pb2 as zrchain_dot_treasury_dot_params__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/treasury/query.proto\x12\x10zrchain.treasury\x1a*cosmos/base/query/v1beta1/pagination.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\"\xb7\x01\n\x17QueryKeyRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x8f\x01\n\x18QueryKeyRequestsResponse\x12\x36\n\x0ckey_requests\x18\x01 \x03(\x0b\x32 .zrchain.treasury.KeyReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"(\n\x1aQueryKeyRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"T\n\x1bQueryKeyRequestByIDResponse\x12\x35\n\x0bkey_request\x18\x01 \x01(\x0b\x32 .zrchain.treasury.KeyReqResponse\"\xab\x01\n\x10QueryKeysRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"/\n\x0eWalletResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"u\n\x14KeyAndWalletResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\x86\x01\n\x11QueryKeysResponse\x12\x34\n\x04keys\x18\x01 \x03(\x0b\x32&.zrchain.treasury.KeyAndWalletResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"f\n\x13QueryKeyByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\"u\n\x14QueryKeyByIDResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\xa6\x01\n\x1dQuerySignatureRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12:\n\npagination\x18\x03 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x97\x01\n\x1eQuerySignatureRequestsResponse\x12\x38\n\rsign_requests\x18\x01 \x03(\x0b\x32!.zrchain.treasury.SignReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\".\n QuerySignatureRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"\\\n!QuerySignatureRequestByIDResponse\x12\x37\n\x0csign_request\x18\x01 \x01(\x0b\x32!.zrchain.treasury.SignReqResponse2\x80\x05\n\x05Query\x12\x64\n\x0bKeyRequests\x12).zrchain.treasury.QueryKeyRequestsRequest\x1a*.zrchain.treasury.QueryKeyRequestsResponse\x12m\n\x0eKeyRequestByID\x12,.zrchain.treasury.QueryKeyRequestByIDRequest\x1a-.zrchain.treasury.QueryKeyRequestByIDResponse\x12O\n\x04Keys\x12\".zrchain.treasury.QueryKeysRequest\x1a#.zrchain.treasury.QueryKeysResponse\x12X\n\x07KeyByID\x12%.zrchain.treasury.QueryKeyByIDRequest\x1a&.zrchain.treasury.QueryKeyByIDResponse\x12v\n\x11SignatureRequests\x12/.zrchain.treasury.QuerySignatureRequestsRequest\x1a\x30.zrchain.treasury.QuerySignatureRequestsResponse\x12\x7f\n\x14SignatureRequestByID\x12\x32.zrchain.treasury.QuerySignatureRequestByIDRequest\x1a\x33.zrchain.treasury.QuerySignatureRequestByIDResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/treasury/query.proto\x12\x10zrchain.treasury\x1a*cosmos/base/query/v1beta1/pagination.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\x1a\x1dzrchain/treasury/params.proto\"\xb7\x01\n\x17QueryKeyRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x8f\x01\n\x18QueryKeyRequestsResponse\x12\x36\n\x0ckey_requests\x18\x01 \x03(\x0b\x32 .zrchain.treasury.KeyReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"(\n\x1aQueryKeyRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"T\n\x1bQueryKeyRequestByIDResponse\x12\x35\n\x0bkey_request\x18\x01 \x01(\x0b\x32 .zrchain.treasury.KeyReqResponse\"\xab\x01\n\x10QueryKeysRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"/\n\x0eWalletResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"u\n\x14KeyAndWalletResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\x86\x01\n\x11QueryKeysResponse\x12\x34\n\x04keys\x18\x01 \x03(\x0b\x32&.zrchain.treasury.KeyAndWalletResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"f\n\x13QueryKeyByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\"u\n\x14QueryKeyByIDResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\xa6\x01\n\x1dQuerySignatureRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12:\n\npagination\x18\x03 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x97\x01\n\x1eQuerySignatureRequestsResponse\x12\x38\n\rsign_requests\x18\x01 \x03(\x0b\x32!.zrchain.treasury.SignReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\".\n QuerySignatureRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"\\\n!QuerySignatureRequestByIDResponse\x12\x37\n\x0csign_request\x18\x01 \x01(\x0b\x32!.zrchain.treasury.SignReqResponse\"\x14\n\x12QueryParamsRequest\"?\n\x13QueryParamsResponse\x12(\n\x06params\x18\x01 \x01(\x0b\x32\x18.zrchain.treasury.Params2\xd7\x05\n\x05Query\x12U\n\x06Params\x12$.zrchain.treasury.QueryParamsRequest\x1a%.zrchain.treasury.QueryParamsResponse\x12\x64\n\x0bKeyRequests\x12).zrchain.treasury.QueryKeyRequestsRequest\x1a*.zrchain.treasury.QueryKeyRequestsResponse\x12m\n\x0eKeyRequestByID\x12,.zrchain.treasury.QueryKeyRequestByIDRequest\x1a-.zrchain.treasury.QueryKeyRequestByIDResponse\x12O\n\x04Keys\x12\".zrchain.treasury.QueryKeysRequest\x1a#.zrchain.treasury.QueryKeysResponse\x12X\n\x07KeyByID\x12%.zrchain.treasury.QueryKeyByIDRequest\x1a&.zrchain.treasury.QueryKeyByIDResponse\x12v\n\x11SignatureRequests\x12/.zrchain.treasury.QuerySignatureRequestsRequest\x1a\x30.zrchain.treasury.QuerySignatureRequestsResponse\x12\x7f\n\x14SignatureRequestByID\x12\x32.zrchain.treasury.QuerySignatureRequestByIDRequest\x1a\x33.zrchain.treasury.QuerySignatureRequestByIDResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.treasury.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_start=155
-  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_end=338
-  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_start=341
-  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_end=484
-  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_start=486
-  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_end=526
-  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_start=528
-  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_end=612
-  _globals['_QUERYKEYSREQUEST']._serialized_start=615
-  _globals['_QUERYKEYSREQUEST']._serialized_end=786
-  _globals['_WALLETRESPONSE']._serialized_start=788
-  _globals['_WALLETRESPONSE']._serialized_end=835
-  _globals['_KEYANDWALLETRESPONSE']._serialized_start=837
-  _globals['_KEYANDWALLETRESPONSE']._serialized_end=954
-  _globals['_QUERYKEYSRESPONSE']._serialized_start=957
-  _globals['_QUERYKEYSRESPONSE']._serialized_end=1091
-  _globals['_QUERYKEYBYIDREQUEST']._serialized_start=1093
-  _globals['_QUERYKEYBYIDREQUEST']._serialized_end=1195
-  _globals['_QUERYKEYBYIDRESPONSE']._serialized_start=1197
-  _globals['_QUERYKEYBYIDRESPONSE']._serialized_end=1314
-  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_start=1317
-  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_end=1483
-  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_start=1486
-  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_end=1637
-  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_start=1639
-  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_end=1685
-  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_start=1687
-  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_end=1779
-  _globals['_QUERY']._serialized_start=1782
-  _globals['_QUERY']._serialized_end=2422
+  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_start=186
+  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_end=369
+  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_start=372
+  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_end=515
+  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_start=517
+  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_end=557
+  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_start=559
+  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_end=643
+  _globals['_QUERYKEYSREQUEST']._serialized_start=646
+  _globals['_QUERYKEYSREQUEST']._serialized_end=817
+  _globals['_WALLETRESPONSE']._serialized_start=819
+  _globals['_WALLETRESPONSE']._serialized_end=866
+  _globals['_KEYANDWALLETRESPONSE']._serialized_start=868
+  _globals['_KEYANDWALLETRESPONSE']._serialized_end=985
+  _globals['_QUERYKEYSRESPONSE']._serialized_start=988
+  _globals['_QUERYKEYSRESPONSE']._serialized_end=1122
+  _globals['_QUERYKEYBYIDREQUEST']._serialized_start=1124
+  _globals['_QUERYKEYBYIDREQUEST']._serialized_end=1226
+  _globals['_QUERYKEYBYIDRESPONSE']._serialized_start=1228
+  _globals['_QUERYKEYBYIDRESPONSE']._serialized_end=1345
+  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_start=1348
+  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_end=1514
+  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_start=1517
+  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_end=1668
+  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_start=1670
+  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_end=1716
+  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_start=1718
+  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_end=1810
+  _globals['_QUERYPARAMSREQUEST']._serialized_start=1812
+  _globals['_QUERYPARAMSREQUEST']._serialized_end=1832
+  _globals['_QUERYPARAMSRESPONSE']._serialized_start=1834
+  _globals['_QUERYPARAMSRESPONSE']._serialized_end=1897
+  _globals['_QUERY']._serialized_start=1900
+  _globals['_QUERY']._serialized_end=2627
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class QueryStub:
-    """The treasury queries a keyring and the admin CLI use (Params and wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
     """
 
     def __init__(self, channel):
@@ -35,6 +35,11 @@ class QueryStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Params = channel.unary_unary(
+                '/zrchain.treasury.Query/Params',
+                request_serializer=zrchain_dot_treasury_dot_query__pb2.QueryParamsRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_query__pb2.QueryParamsResponse.FromString,
+                _registered_method=True)
         self.KeyRequests = channel.unary_unary(
                 '/zrchain.treasury.Query/KeyRequests',
                 request_serializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyRequestsRequest.SerializeToString,
@@ -68,8 +73,14 @@ class QueryStub:
 
 
 class QueryServicer:
-    """The treasury queries a keyring and the admin CLI use (Params and wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
     """
+
+    def Params(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def KeyRequests(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -110,6 +121,11 @@ class QueryServicer:
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Params': grpc.unary_unary_rpc_method_handler(
+                    servicer.Params,
+                    request_deserializer=zrchain_dot_treasury_dot_query__pb2.QueryParamsRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_query__pb2.QueryParamsResponse.SerializeToString,
+            ),
             'KeyRequests': grpc.unary_unary_rpc_method_handler(
                     servicer.KeyRequests,
                     request_deserializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyRequestsRequest.FromString,
@@ -149,8 +165,35 @@ def add_QueryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Query:
-    """The treasury queries a keyring and the admin CLI use (Params and wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
     """
+
+    @staticmethod
+    def Params(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Query/Params',
+            zrchain_dot_treasury_dot_query__pb2.QueryParamsRequest.SerializeToString,
+            zrchain_dot_treasury_dot_query__pb2.QueryParamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def KeyRequests(request,
