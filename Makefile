@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages the build, the tests and the demo need (only missing ones are installed).
-APT_PACKAGES := softhsm2 libsystemd-dev pkg-config gcc python3-dev python3-venv
+APT_PACKAGES := softhsm2 libsystemd-dev pkg-config gcc python3-dev python3-venv prometheus systemd
 PEER_APT_PACKAGES := nodejs npm
 STAMP := $(VENV)/.installed
 

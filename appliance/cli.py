@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from appliance import __version__
 from appliance.errors import UserError
+from appliance.logs import setup_logging
 
 # Modules that provide a subcommand group through `register(subparsers)`. A group whose module is not
 # present yet is skipped, so the CLI works while the product is being built.
@@ -47,10 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(f"zrkeyring-{args.command or 'cli'}", verbose=args.verbose)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
