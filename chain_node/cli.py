@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -32,25 +31,10 @@ from chain_client.errors import ChainError
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params, load_genesis
+from chain_node.keyfile import key_from_file, read_key_file, write_key_file
 from chain_node.server import Node, NodeConfig
 
 DEFAULT_BALANCE = 10**15
-
-
-def write_key_file(path: Path, chain_id: str, signers: dict[str, SoftwareSigner]) -> None:
-    """Write software keys (owner-only permissions); for the demo and tests, never production."""
-    payload = {"chain_id": chain_id, "keys": {name: s.secret_hex() for name, s in signers.items()}}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-
-
-def read_key_file(path: Path) -> tuple[str, dict[str, SoftwareSigner]]:
-    try:
-        payload = json.loads(path.read_text())
-        return payload["chain_id"], {n: SoftwareSigner.from_hex(h) for n, h in payload["keys"].items()}
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: cannot read key file ({exc})") from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -86,11 +70,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _session(args: argparse.Namespace) -> tuple[ChainClient, SoftwareSigner]:
-    chain_id, signers = read_key_file(Path(args.keys_file))
-    if args.key not in signers:
-        raise UserError(f"{args.keys_file}: no key named {args.key!r} (have: {', '.join(signers)})")
+    chain_id, signer = key_from_file(Path(args.keys_file), args.key)
     config = ClientConfig(endpoints=args.node, chain_id=args.chain_id or chain_id, simulate=True)
-    return ChainClient(config), signers[args.key]
+    return ChainClient(config), signer
 
 
 def _party_address(args: argparse.Namespace, name_or_address: str) -> str:

@@ -131,12 +131,15 @@ def make_world(tmp: Path, block_time: float = 0.1, default_btl: int = 20) -> Wor
     return world
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def open_world(tmp_path_factory):
+    """One node per test module; other test folders reuse it with `pytest.fixture(...)(open_world)`."""
     built = make_world(tmp_path_factory.mktemp("chain"))
     yield built
     built.client.close()
     built.node.stop()
+
+
+world = pytest.fixture(scope="module", name="world")(open_world)
 
 
 def digest(label: str) -> bytes:
