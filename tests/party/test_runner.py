@@ -12,7 +12,7 @@ import pytest
 
 from appliance.cluster.bundle import fill_roster, init_cluster
 from appliance.mpc_party.dkg import DkgParty
-from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.envelope import Envelope, Gate, Outbox
 from appliance.mpc_party.frost import FROST_ED25519
 from appliance.mpc_party.group import ED25519
 from appliance.mpc_party.roster import Roster
@@ -39,6 +39,7 @@ def runners(tmp_path_factory):
         server = PeerServer.from_roster(roster, i, gate, tls).start()
         client = PeerClient.from_roster(roster, i, tls, timeout=1.0)
         runner = SessionRunner(i, gate, Outbox(i, sign_with(keys[i])), client.send, RunnerConfig(3.0))
+        runner.parts = (gate, client, keys[i])  # for tests that build a runner with a hostile network
         built[i] = runner
         closers += [runner.close, client.close, lambda s=server: s.stop(grace=None)]
     yield built
@@ -90,3 +91,38 @@ def test_silent_party_times_out_naming_it(runners) -> None:
         sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))) for i in (1, 2)})
     for i in (1, 2):
         assert isinstance(results[i], SessionTimeout) and results[i].missing == [3]
+
+
+def hostile_send(client, me: int, key):
+    """A network (or compromised peer) that replays every envelope, adds a copy with a broken signature,
+    and one validly signed envelope for a session nobody opened."""
+    def send(target, env, timeout):
+        data = env.encode()
+        ack = client.send(target, data, timeout)
+        client.send(target, data, timeout)  # replay
+        broken = bytearray(data)
+        broken[-1] ^= 0x01  # the signature is the last field
+        client.send(target, bytes(broken), timeout)
+        stray = Envelope.create(sign_with(key), session_id=secrets.token_bytes(32), protocol=env.protocol,
+                                round=env.round, sender=me, recipient=env.recipient, seq=0, payload=env.payload)
+        client.send(target, stray.encode(), timeout)
+        return ack
+    return send
+
+
+def test_replayed_forged_and_stray_envelopes_are_dropped_and_counted(runners) -> None:
+    hostile = {}
+    for i, runner in runners.items():
+        gate, client, key = runner.parts
+        hostile[i] = SessionRunner(i, gate, Outbox(i, sign_with(key)), hostile_send(client, i, key),
+                                   RunnerConfig(3.0))
+    before = {i: runners[i].parts[0].counters() for i in runners}
+    sid = secrets.token_bytes(32)
+    shares = run_parallel({i: (lambda i=i: hostile[i].run(
+        sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))) for i in (1, 2, 3)})
+    assert len({shares[i].group_public_key for i in (1, 2, 3)}) == 1  # the session completed
+    for i in (1, 2, 3):
+        after = runners[i].parts[0].counters()
+        for reason in ("replay", "bad_signature", "session_not_open"):
+            assert after[reason] > before[i][reason], (i, reason, after)
+        hostile[i].close()
