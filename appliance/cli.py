@@ -19,6 +19,7 @@ from appliance.logs import setup_logging
 COMMAND_GROUPS: list[str] = [
     "appliance.hsm.cli",
     "appliance.cluster.cli",
+    "appliance.keyring_cli",
     "appliance.mpc_party.daemon",
     "appliance.controller.service",
     "appliance.demo",
