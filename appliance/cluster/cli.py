@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from appliance.cluster.bundle import ROSTER, fill_roster, init_cluster
+from appliance.cluster.sealkey import seal_tls_key
 from appliance.mpc_party.roster import Roster
 
 
@@ -42,6 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roster.add_argument("--chain-address", required=True, help="the party's chain account address (zen1…)")
     roster.set_defaults(handler=run_roster)
 
+    seal = commands.add_parser(
+        "seal-key",
+        help="seal this party's TLS key with its HSM and delete the plaintext party.key",
+        description="Run once on each party host after copying its bundle there. The party daemon then "
+        "unseals the key into memory at start; no private key stays on disk in plaintext.",
+    )
+    seal.add_argument("--bundle-dir", required=True, help="this party's bundle directory (party-<i>)")
+    seal.add_argument("--config", required=True, help="TOML file with this party's [hsm] section")
+    seal.set_defaults(handler=run_seal_key)
+
     show = commands.add_parser("show", help="print a roster and its digest (compare it across hosts)")
     show.add_argument("--roster", required=True, help="roster TOML file (or a bundle directory)")
     show.set_defaults(handler=run_show)
@@ -68,6 +79,15 @@ def run_roster(args: argparse.Namespace) -> int:
         print(f"still missing: {', '.join(todo)}")
     else:
         print(f"roster complete, copied to every party bundle; digest {roster.digest()}")
+    return 0
+
+
+def run_seal_key(args: argparse.Namespace) -> int:
+    from appliance.hsm import Hsm, load_hsm_config
+
+    with Hsm.open(load_hsm_config(args.config)) as hsm:
+        sealed = seal_tls_key(args.bundle_dir, hsm)
+    print(f"TLS key sealed by the HSM into {sealed}; the plaintext party.key was overwritten and removed")
     return 0
 
 

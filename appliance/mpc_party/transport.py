@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from appliance.cluster.ca import party_cn, party_index_from_cn
+from appliance.cluster.sealkey import KEY_FILE, SEALED_FILE, Sealer, unseal_tls_key
 from appliance.errors import ConfigError, UserError
 from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
 from appliance.mpc_party.roster import Roster
@@ -63,11 +64,17 @@ class TlsCredentials:
     key_pem: bytes
 
     @classmethod
-    def from_bundle(cls, directory: str | Path) -> TlsCredentials:
-        """Read ca.pem, party.pem and party.key from a `cluster init` party directory."""
+    def from_bundle(cls, directory: str | Path, sealer: Sealer | None = None) -> TlsCredentials:
+        """Read ca.pem, party.pem and the TLS key from a `cluster init` party directory: the HSM-sealed
+        `party.key.sealed` when there is one (unsealed with `sealer`), else the plaintext `party.key`."""
         directory = Path(directory)
         try:
-            return cls(*((directory / name).read_bytes() for name in ("ca.pem", "party.pem", "party.key")))
+            ca, cert = (directory / "ca.pem").read_bytes(), (directory / "party.pem").read_bytes()
+            if (directory / SEALED_FILE).exists():
+                if sealer is None:
+                    raise UserError(f"TLS bundle {directory}: the key is sealed but no HSM was given")
+                return cls(ca, cert, unseal_tls_key(directory, sealer))
+            return cls(ca, cert, (directory / KEY_FILE).read_bytes())
         except OSError as exc:
             raise UserError(f"TLS bundle {directory}: {exc.strerror}: {exc.filename}") from None
 
