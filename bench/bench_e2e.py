@@ -1,0 +1,318 @@
+"""End-to-end benchmark: a whole 2-of-3 keyring on this machine, timed from the chain's point of view.
+
+A chain node with 0.2 s blocks, three SoftHSM party hosts with their daemons and controllers (all real
+processes, `appliance.localnet`). The workspace owner puts requests on chain; a watcher thread polls
+the chain every 20 ms and notes when each request turns FULFILLED.
+
+Latency of a request = (wall time the watcher first saw it FULFILLED) - (time of the block that
+included the request, `TxResponse.timestamp`; the node stamps a block when it starts executing it, so
+this is the earliest moment any controller could have seen the request).
+
+Figures: keygen latency; for ECDSA and Ed25519 the signing latency one request at a time (no
+queueing) and the sustained rate (requests offered faster than the target for 60 s, several
+MsgNewSignatureRequest per tx, counted when created and fulfilled inside the window); duplicates and
+losses over every request of the run. Set ZRKEYRING_BENCH_KEEP=<dir> to keep the party folders and
+logs for profiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.localnet import LocalKeyring, LocalSettings
+from bench.common import Result
+from chain_client.client import ChainClient, ClientConfig, msg_responses
+from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
+
+BLOCK_TIME_S = 0.2
+POLL_S = 0.02
+KEYGEN_TYPES = ("ecdsa", "ed25519") * 5
+LATENCY_SAMPLES = 40
+SUSTAIN_S = float(os.environ.get("ZRKEYRING_BENCH_SUSTAIN_S", "60"))
+OFFERED_PER_S = 30.0  # above the 20/s target, so the keyring, not the submitter, sets the pace
+MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
+DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
+LATENCY_TIMEOUT_S = 30.0
+CLOSED = ("FULFILLED", "REJECTED")
+DUPLICATE_REASON = "already sent a fulfilment"
+
+
+@dataclass
+class Tracked:
+    """One request we put on chain; `done` is set when the watcher sees it closed."""
+
+    kind: str  # "key" or "sign"
+    request_id: int
+    included_at: float  # UNIX seconds: block time of the including block
+    closed_at: float | None = None
+    final: Any = None  # the request as read by id once closed
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def fulfilled(self) -> bool:
+        return self.final is not None and self.final.status.endswith("FULFILLED")
+
+    @property
+    def latency(self) -> float:
+        assert self.closed_at is not None
+        return self.closed_at - self.included_at
+
+
+class Watcher:
+    """Polls every POLL_S on its own client: lists the keyring's open requests in bulk (two small
+    queries per kind), and reads by id only tracked requests missing from that list. Open requests
+    move PENDING -> PARTIAL -> closed, and PENDING is listed first, so a request in neither list was
+    closed before the second list returned: that time is its `closed_at` (an upper bound, <= 20 ms late).
+    """
+
+    def __init__(self, endpoint: str, chain_id: str, keyring: str) -> None:
+        self.client = ChainClient(ClientConfig(endpoints=[endpoint], chain_id=chain_id, poll_interval_s=POLL_S))
+        self.keyring = keyring
+        self.pending: dict[tuple[str, int], Tracked] = {}
+        self.closed: list[Tracked] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-watcher", daemon=True)
+        self.errors = 0
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
+
+    def track(self, item: Tracked) -> None:
+        with self._lock:
+            self.pending[(item.kind, item.request_id)] = item
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self.pending)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._poll()
+            except Exception:  # a slow or busy node must not end the measurement
+                self.errors += 1
+            self._stop.wait(max(0.0, POLL_S - (time.monotonic() - started)))
+
+    def _list_open(self, kind: str) -> set[int]:
+        query = self.client.key_requests if kind == "key" else self.client.sign_requests
+        prefix = "KEY_REQUEST_STATUS_" if kind == "key" else "SIGN_REQUEST_STATUS_"
+        listing = [query(self.keyring, prefix + status) for status in ("PENDING", "PARTIAL")]
+        return {req.id for reqs in listing for req in reqs}
+
+    def _poll(self) -> None:
+        with self._lock:
+            kinds = {kind for kind, _ in self.pending}
+        for kind in sorted(kinds):
+            open_ids = self._list_open(kind)
+            seen_at = time.time()
+            with self._lock:
+                candidates = [t for (k, i), t in self.pending.items() if k == kind and i not in open_ids]
+            for item in candidates:
+                req = self.client.key_request(item.request_id) if kind == "key" else \
+                    self.client.sign_request(item.request_id)
+                if req is None or not req.status.endswith(CLOSED):
+                    continue
+                item.closed_at, item.final = seen_at, req
+                with self._lock:
+                    self.pending.pop((kind, item.request_id), None)
+                    self.closed.append(item)
+                item.done.set()
+
+
+class Bench:
+    def __init__(self, keyring: LocalKeyring, watcher: Watcher) -> None:
+        self.keyring, self.watcher = keyring, watcher
+        self.client = keyring.client
+        assert self.client is not None
+        self.client.config.poll_interval_s = POLL_S  # send() waits for inclusion by GetTx polling
+        self.all: list[Tracked] = []
+
+    # --- submitting --------------------------------------------------------------------------------
+
+    def _submit(self, kind: str, msgs: list, response_cls: type, id_field: str) -> list[Tracked]:
+        response = self.client.send(self.keyring.owner, msgs)
+        included_at = _block_time(response.timestamp)
+        ids = [getattr(r, id_field) for r in msg_responses(response, [response_cls] * len(msgs))]
+        items = [Tracked(kind, i, included_at) for i in ids]
+        for item in items:
+            self.watcher.track(item)
+        self.all.extend(items)
+        return items
+
+    def submit_keys(self, key_type: str) -> Tracked:
+        k = self.keyring
+        msg = treasury_tx.MsgNewKeyRequest(creator=k.owner.address(), workspace_addr=k.workspace,
+                                           keyring_addr=k.keyring, key_type=key_type)
+        return self._submit("key", [msg], treasury_tx.MsgNewKeyRequestResponse, "key_req_id")[0]
+
+    def submit_signs(self, key_id: int, key_type: str, count: int) -> list[Tracked]:
+        me = self.keyring.owner.address()
+        msgs = [treasury_tx.MsgNewSignatureRequest(creator=me, key_ids=[key_id],
+                                                   data_for_signing=_data(key_type).hex()) for _ in range(count)]
+        return self._submit("sign", msgs, treasury_tx.MsgNewSignatureRequestResponse, "sig_req_id")
+
+    # --- phases ------------------------------------------------------------------------------------
+
+    def one_at_a_time(self, submit: Callable[[], Tracked], samples: int) -> list[float]:
+        latencies = []
+        for _ in range(samples):
+            item = submit()
+            if not item.done.wait(LATENCY_TIMEOUT_S):
+                raise TimeoutError(f"{item.kind} request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if item.fulfilled:
+                latencies.append(item.latency)
+        return latencies
+
+    def keygen(self) -> tuple[list[float], dict[str, int]]:
+        """Key requests one at a time; returns latencies and a key id per type for the signing phases."""
+        latencies, keys = [], {}
+        for key_type in KEYGEN_TYPES:
+            item = self.submit_keys(key_type)
+            if not item.done.wait(LATENCY_TIMEOUT_S):
+                raise TimeoutError(f"key request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if item.fulfilled:
+                latencies.append(item.latency)
+                keys.setdefault(key_type, self.keyring.key_for_request(item.request_id).id)
+        return latencies, keys
+
+    def sustained(self, key_id: int, key_type: str) -> dict[str, float]:
+        """Offer OFFERED_PER_S for SUSTAIN_S (one tx per block or so, batched), then drain."""
+        start = time.time()
+        end = start + SUSTAIN_S
+        items: list[Tracked] = []
+        while (now := time.time()) < end:
+            owed = int(OFFERED_PER_S * (now - start)) + 1 - len(items)
+            items += self.submit_signs(key_id, key_type, min(max(owed, 1), MAX_BATCH))
+        drain_until = time.monotonic() + DRAIN_S
+        while any(not t.done.is_set() for t in items) and time.monotonic() < drain_until:
+            time.sleep(0.1)
+        in_window = [t for t in items if t.included_at <= end]
+        ok = [t for t in in_window if t.fulfilled and t.closed_at is not None and t.closed_at <= end]
+        fulfilled_late = [t for t in items if t.fulfilled and t not in ok]
+        return {
+            "rate": len(ok) / SUSTAIN_S,
+            "offered": len(in_window) / SUSTAIN_S,
+            "submitted": len(items),
+            "late": len(fulfilled_late),
+            "lost": sum(not t.fulfilled for t in items),
+            "p50": _quantile([t.latency for t in items if t.fulfilled], 0.5),
+            "p99": _quantile([t.latency for t in items if t.fulfilled], 0.99),
+        }
+
+
+def run() -> list[Result]:
+    keep = os.environ.get("ZRKEYRING_BENCH_KEEP")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return _run(Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=keep)))
+    with tempfile.TemporaryDirectory(prefix="zrkeyring-bench-e2e-") as tmp:
+        return _run(Path(tmp))
+
+
+def _run(root: Path) -> list[Result]:
+    settings = LocalSettings(block_time=BLOCK_TIME_S)
+    keyring = LocalKeyring(root, settings).setup()
+    watcher: Watcher | None = None
+    try:
+        keyring.start()
+        assert keyring.node is not None
+        watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring).start()
+        return _measure(Bench(keyring, watcher), keyring, settings)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        keyring.close()
+
+
+def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> list[Result]:
+    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s; inclusion = block "
+           f"time of the request's block, FULFILLED seen by a {POLL_S * 1000:.0f} ms poll")
+    results: list[Result] = []
+    keygen, keys = bench.keygen()
+    results.append(Result("e2e.keygen_latency_p50_s", _quantile(keygen, 0.5), "s",
+                          note=f"{len(keygen)}/{len(KEYGEN_TYPES)} ecdsa+ed25519 key requests one at a time, "
+                               f"max {max(keygen, default=0):.3f} s; {how}"))
+    for key_type in ("ecdsa", "ed25519"):
+        key_id = keys[key_type]
+        lat = bench.one_at_a_time(lambda k=key_id, t=key_type: bench.submit_signs(k, t, 1)[0], LATENCY_SAMPLES)
+        prefix = f"e2e.{key_type}"
+        note = f"{len(lat)}/{LATENCY_SAMPLES} requests one at a time; {how}"
+        results.append(Result(f"{prefix}.sign_latency_p50_s", _quantile(lat, 0.5), "s", note=note))
+        results.append(Result(f"{prefix}.sign_latency_p99_s", _quantile(lat, 0.99), "s", note=note))
+        s = bench.sustained(key_id, key_type)
+        results.append(Result(
+            f"{prefix}.sign_requests_per_s", round(s["rate"], 3), "req/s",
+            note=(f"created and FULFILLED within a {SUSTAIN_S:.0f} s window, offered {s['offered']:.1f}/s in "
+                  f"batched txs; {s['submitted']} submitted, {s['late']} fulfilled after the window, "
+                  f"{s['lost']} not fulfilled after a {DRAIN_S:.0f} s drain; latency under load "
+                  f"p50 {s['p50']:.3f} s p99 {s['p99']:.3f} s")))
+    results += _integrity(bench, keyring)
+    return results
+
+
+def _integrity(bench: Bench, keyring: LocalKeyring) -> list[Result]:
+    duplicates = losses = 0
+    for item in bench.all:
+        if item.final is None:
+            losses += 1
+            continue
+        sigs = getattr(item.final, "keyring_party_sigs", None)
+        if sigs is None:
+            sigs = item.final.keyring_party_signatures
+        creators = [s.creator for s in sigs]
+        if len(creators) != len(set(creators)) or DUPLICATE_REASON in item.final.reject_reason:
+            duplicates += 1
+        if not item.fulfilled:
+            losses += 1
+    failed_txs = sum(len(re.findall(r"tx \w+ failed in block", h.log("controller").read_text()))
+                     for h in keyring.hosts if h.log("controller").exists())
+    jobs = _job_times(keyring)
+    note = (f"over all {len(bench.all)} requests of the run; controllers' txs failed in a block: {failed_txs}; "
+            f"party job time (controller log) p50 {_quantile(jobs, 0.5):.3f} s over {len(jobs)} jobs")
+    return [Result("e2e.duplicates", duplicates, "count", note=note),
+            Result("e2e.losses", losses, "count", note=note)]
+
+
+def _job_times(keyring: LocalKeyring) -> list[float]:
+    pattern = re.compile(r"sign request \d+: result ready in ([0-9.]+) s")
+    return [float(m) for h in keyring.hosts if h.log("controller").exists()
+            for m in pattern.findall(h.log("controller").read_text())]
+
+
+def _data(key_type: str) -> bytes:
+    """Fresh data per request: a 32-byte digest for ECDSA, a short message for Ed25519."""
+    nonce = secrets.token_bytes(16)
+    return hashlib.sha256(b"bench e2e " + nonce).digest() if key_type != "ed25519" else b"bench e2e " + nonce
+
+
+def _block_time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (pos - low), 4)
