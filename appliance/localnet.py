@@ -144,13 +144,13 @@ class LocalKeyring:
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
-            f"round_timeout_s = {s.round_timeout_s}\n\n{host.hsm_section}\n{chain}")
+            f"round_timeout_s = {s.round_timeout_s}\n\n{host.hsm_section}\n{chain}{_metrics_table()}")
         host.config("controller").write_text(
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
             f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n\n"
-            f"{host.hsm_section}\n{chain}")
+            f"{host.hsm_section}\n{chain}{_metrics_table()}")
 
     # --- processes ---------------------------------------------------------------------------------
 
@@ -255,6 +255,10 @@ class LocalKeyring:
 
 def demo_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def _metrics_table() -> str:
+    return f'\n[metrics]\naddress = "127.0.0.1:{free_port()}"\n'
 
 
 def _field(text: str, pattern: str) -> str:

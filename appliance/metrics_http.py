@@ -12,11 +12,14 @@ small, fixed set of values (listed beside each metric) — never a request id, k
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -29,6 +32,7 @@ from prometheus_client import (
 )
 
 from appliance import __version__
+from appliance.config import load_section
 from appliance.errors import ConfigError
 
 # Bucket edges for things that take milliseconds (one PKCS#11 call) and for protocol sessions (seconds).
@@ -69,6 +73,58 @@ def hsm_operation(operation: str) -> Iterator[None]:
         raise
     finally:
         HSM_OPERATION_SECONDS.labels(operation).observe(time.perf_counter() - start)
+
+
+class MeteredHsm:
+    """An Hsm whose calls on the daemons' hot paths are timed and error-counted; the rest pass through.
+
+    Why a wrapper: the HSM layer stays free of metrics, and both daemons get the same labels.
+    """
+
+    METERED = ("seal", "unseal", "sign_identity", "sign_chain", "random")
+
+    def __init__(self, hsm: Any) -> None:
+        self._hsm = hsm
+
+    @classmethod
+    def wrap(cls, hsm: Any) -> Any:
+        return hsm if isinstance(hsm, cls) else cls(hsm)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._hsm, name)
+        if name not in self.METERED:
+            return target
+
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            with hsm_operation(name):
+                return target(*args, **kwargs)
+
+        return metered
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """The optional `[metrics]` table; `address` empty means this daemon's default address."""
+
+    address: str = ""
+
+
+def load_metrics_section(data: dict[str, Any], default_address: str) -> MetricsSection | None:
+    """The `[metrics]` table with its default filled in, or None when the table is absent (no server)."""
+    if "metrics" not in data:
+        return None
+    section = load_section(data, "metrics", MetricsSection)
+    parse_address(section.address or default_address)  # fail at load, naming the field
+    return MetricsSection(section.address or default_address)
+
+
+def serve_configured(section: MetricsSection | None) -> ThreadingHTTPServer | None:
+    """Start /metrics if the daemon's config has a `[metrics]` table (call before opening the HSM)."""
+    if section is None:
+        return None
+    server = start_metrics_server(section.address)
+    logging.getLogger("zrkeyring").info("metrics on http://%s/metrics", section.address)
+    return server
 
 
 def parse_address(address: str, field: str = "metrics.address") -> tuple[str, int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import load_section, read_toml
+from appliance.controller import metrics
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.planner import (
     Decision,
@@ -37,7 +38,8 @@ from appliance.controller.planner import (
 )
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
-from appliance.mpc_party.daemon import ChainSection
+from appliance.metrics_http import MeteredHsm, MetricsSection, load_metrics_section, serve_configured
+from appliance.mpc_party.daemon import ChainSection, job_log_fields, open_hsm
 from appliance.mpc_party.jobs import KeygenJob, SignJob
 from appliance.mpc_party.local_api import JobFailed, PartyClient
 from appliance.mpc_party.roster import Roster
@@ -49,6 +51,8 @@ from chain_client.errors import ChainTxError, ChainUnavailable
 log = logging.getLogger("zrkeyring.controller")
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
+METRICS_ADDRESS = "127.0.0.1:9811"  # when [metrics] is present without an address
+KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,30 @@ class ControllerConfig:
     controller: ControllerSection
     hsm: HsmConfig
     chain: ChainSection
+    metrics: MetricsSection | None = None  # no [metrics] table: no /metrics server
 
     @classmethod
     def load(cls, path: str | Path) -> ControllerConfig:
         data = read_toml(path)
         return cls(load_section(data, "controller", ControllerSection), load_section(data, "hsm", HsmConfig),
-                   load_section(data, "chain", ChainSection))
+                   load_section(data, "chain", ChainSection), load_metrics_section(data, METRICS_ADDRESS))
+
+
+def reject_label(reason: str) -> str:
+    """The metrics `reason` label of a planner/controller rejection text."""
+    text = reason.lower()
+    if "unsupported key type" in text:
+        return "unsupported_key_type"
+    if "unknown key" in text or "belongs to keyring" in text:
+        return "unknown_key"
+    return "invalid_request"
 
 
 class HsmChainSigner:
     """chain_client's Signer backed by the HSM chain account key (which never leaves the token)."""
 
     def __init__(self, hsm: Hsm) -> None:
-        self._hsm = hsm
+        self._hsm = MeteredHsm.wrap(hsm)
         self._public = hsm.chain_public_key()
 
     def public_key(self) -> bytes:
@@ -120,6 +135,8 @@ class Controller:
         self._lock = threading.Lock()
         self.height = 0
         self.last_fulfilment = 0.0
+        self._key_types: dict[tuple[str, int], str] = {}  # metrics labels of requests seen this run
+        self._reject_reasons: dict[tuple[str, int], str] = {}
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -130,12 +147,30 @@ class Controller:
             self._broadcast(tx.tx_hash, tx.tx_bytes)
 
     def tick(self) -> None:
-        self.height = self.chain.latest_height()
+        started = time.monotonic()
+        _chain_id, self.height, block_time = self.chain.latest_block()
+        metrics.CHAIN_HEIGHT.set(self.height)
         opened = self._open_requests()
         for item in opened.values():
             self._consider(item)
         self._follow_txs()
         self._post(opened)
+        self._count_pending(opened)
+        metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
+        now = time.time()
+        lag = now - block_time.timestamp() if block_time is not None else time.monotonic() - started
+        metrics.CHAIN_POLL_LAG.set(max(0.0, lag))
+        metrics.CHAIN_LAST_POLL.set(now)
+
+    def _count_pending(self, opened: dict[tuple[str, int], _Open]) -> None:
+        """Open on chain and not yet answered by us (journal entry not done)."""
+        counts = dict.fromkeys(KIND_LABELS.values(), 0)
+        for (kind, request_id) in opened:
+            entry = self.journal.get(kind, request_id)
+            if entry is None or entry.state is not State.DONE:
+                counts[KIND_LABELS[kind]] += 1
+        for label, count in counts.items():
+            metrics.PENDING_REQUESTS.labels(label).set(count)
 
     def _open_requests(self) -> dict[tuple[str, int], _Open]:
         found: dict[tuple[str, int], _Open] = {}
@@ -154,6 +189,10 @@ class Controller:
 
     def _consider(self, item: _Open) -> None:
         req = item.request
+        tag = (item.kind, req.id)
+        self._key_types[tag] = metrics.key_type_label(req.key_type)
+        if self.journal.get(item.kind, req.id) is None:
+            metrics.REQUESTS_SEEN.labels(KIND_LABELS[item.kind], self._key_types[tag]).inc()
         entry = self.journal.observe(item.kind, req.id)
         if entry.state in (State.DONE, State.POSTING):
             return
@@ -216,9 +255,11 @@ class Controller:
             try:
                 check_signature(req.key_type, public_key, data, signature)
             except ResultInvalid as exc:
-                log.warning("sign request %d: signature posted by another party is invalid: %s", req.id, exc)
+                log.warning("sign request %d: signature posted by another party is invalid: %s", req.id, exc,
+                            extra={"request_id": req.id})
                 return False
-            log.info("sign request %d: repeating the verified signature another party posted", req.id)
+            log.info("sign request %d: repeating the verified signature another party posted", req.id,
+                     extra={"request_id": req.id})
             self.journal.record_result("sign", req.id, signature)
             return True
         return False
@@ -233,7 +274,8 @@ class Controller:
 
     def _reject(self, kind: str, request_id: int, reason: str) -> None:
         log.info("%s request %d will be rejected: %s", kind, request_id, reason,
-                 extra={"REQUEST_ID": request_id})
+                 extra={"request_id": request_id})
+        self._reject_reasons[(kind, request_id)] = reject_label(reason)
         self.journal.record_reject(kind, request_id, clip_reason(reason))
 
     # --- jobs on the party daemon ------------------------------------------------------------------
@@ -248,10 +290,15 @@ class Controller:
         self._pool.submit(self._run_job, job, key_type, sign_ctx)
 
     def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
-        extra = {"REQUEST_ID": job.request_id}
+        extra = job_log_fields(job)
         started = time.monotonic()
         try:
-            result = self.party.run(job, timeout=self.config.controller.job_timeout_s)
+            try:
+                result = self.party.run(job, timeout=self.config.controller.job_timeout_s)
+            except JobFailed as exc:
+                metrics.PARTY_UP.set(0 if "party daemon unreachable" in str(exc) else 1)
+                raise
+            metrics.PARTY_UP.set(1)
             if sign_ctx is None:
                 check_public_key(key_type, result)
             else:
@@ -308,8 +355,9 @@ class Controller:
             return
         self.journal.record_tx(prepared.tx_hash, prepared.tx_bytes, prepared.sequence, timeout_height,
                                [(e.kind, e.request_id) for e in ready])
-        log.info("posting %d answer(s) in tx %s: %s", len(ready), prepared.tx_hash[:12],
-                 ", ".join(f"{e.kind} {e.request_id}" for e in ready))
+        for e in ready:
+            log.info("posting %s request %d in tx %s", e.kind, e.request_id, prepared.tx_hash[:12],
+                     extra={"request_id": e.request_id})
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
 
     def _settle_closed(self, entry: Entry) -> None:
@@ -325,8 +373,10 @@ class Controller:
             response = self.chain.broadcast_raw(tx_bytes)
         except ChainUnavailable as exc:
             log.warning("broadcast of %s failed (will retry): %s", tx_hash[:12], exc)
+            metrics.TX_BROADCASTS.labels("error").inc()
             return
         if response.code != 0:
+            metrics.TX_BROADCASTS.labels("rejected").inc()
             log.warning("tx %s refused by the node: code %d: %s", tx_hash[:12], response.code,
                         response.raw_log)
             self._fail_tx(tx_hash, response.code, response.raw_log)
@@ -345,6 +395,7 @@ class Controller:
                     log.info("tx %s expired unincluded (timeout height %d)", tx.tx_hash[:12],
                              tx.timeout_height)
                     self.journal.set_tx_state(tx.tx_hash, "expired")
+                    metrics.TX_BROADCASTS.labels("timeout").inc()
                     for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
                         self.journal.reopen(kind, request_id, "tx expired")
                     self.chain.resync(self.address)
@@ -353,13 +404,27 @@ class Controller:
             if response.code != 0:
                 log.warning("tx %s failed in block %d: %s", tx.tx_hash[:12], response.height,
                             response.raw_log)
+                metrics.TX_BROADCASTS.labels("rejected").inc()
                 self._fail_tx(tx.tx_hash, response.code, response.raw_log)
                 continue
             self.journal.set_tx_state(tx.tx_hash, "included", 0)
+            metrics.TX_BROADCASTS.labels("committed").inc()
             for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
+                self._count_answer(kind, request_id)
                 self.journal.mark_done(kind, request_id, f"included at height {response.height}")
             self.last_fulfilment = time.time()
+            metrics.LAST_FULFILMENT.set(self.last_fulfilment)
             log.info("tx %s included at height %d", tx.tx_hash[:12], response.height)
+
+    def _count_answer(self, kind: str, request_id: int) -> None:
+        """Our answer to one request was committed: count it as fulfilled or rejected."""
+        entry = self.journal.get(kind, request_id)
+        key_type = self._key_types.get((kind, request_id), "other")
+        if entry is not None and entry.reject_reason is not None:
+            reason = self._reject_reasons.get((kind, request_id), "invalid_request")
+            metrics.REQUESTS_REJECTED.labels(KIND_LABELS[kind], key_type, reason).inc()
+        else:
+            metrics.REQUESTS_FULFILLED.labels(KIND_LABELS[kind], key_type).inc()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -373,6 +438,7 @@ class Controller:
             try:
                 self.tick()
             except ChainUnavailable as exc:
+                metrics.CHAIN_POLL_ERRORS.inc()
                 log.warning("chain unavailable: %s", exc)
             except Exception:
                 log.exception("controller tick failed")
@@ -393,7 +459,8 @@ def run_controller(args: argparse.Namespace) -> int:
     from appliance.daemon_life import serve_until_signalled
 
     config = ControllerConfig.load(args.config)
-    hsm = Hsm.open(config.hsm)
+    serve_configured(config.metrics)
+    hsm = open_hsm(config.hsm)
     chain = ChainClient(config.chain.client_config())
     party = PartyClient(config.controller.party_socket)
     controller = Controller(config, chain, HsmChainSigner(hsm), party)

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import load_section, read_toml
+from appliance.controller.planner import parse_key_type
 from appliance.errors import ConfigError, UserError
-from appliance.hsm import Hsm, HsmConfig
+from appliance.hsm import Hsm, HsmConfig, HsmError, read_pin
 from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share
-from appliance.mpc_party import protocols
+from appliance.logs import register_secret
+from appliance.metrics_http import MeteredHsm, MetricsSection, load_metrics_section, serve_configured
+from appliance.mpc_party import metrics, protocols
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import (
     Job,
@@ -46,6 +50,7 @@ from chain_client.client import ChainClient, ClientConfig
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
+METRICS_ADDRESS = "127.0.0.1:9810"  # when [metrics] is present without an address
 
 
 @dataclass(frozen=True)
@@ -78,12 +83,26 @@ class PartyConfig:
     party: PartySection
     hsm: HsmConfig
     chain: ChainSection
+    metrics: MetricsSection | None = None  # no [metrics] table: no /metrics server
 
     @classmethod
     def load(cls, path: str | Path) -> PartyConfig:
         data = read_toml(path)
         return cls(load_section(data, "party", PartySection), load_section(data, "hsm", HsmConfig),
-                   load_section(data, "chain", ChainSection))
+                   load_section(data, "chain", ChainSection), load_metrics_section(data, METRICS_ADDRESS))
+
+
+def open_hsm(config: HsmConfig) -> Hsm:
+    """Log in to the token and keep its PIN out of every log line from here on."""
+    hsm = Hsm.open(config)
+    register_secret(read_pin(config))
+    return hsm
+
+
+def protocol_label(key_type: str) -> str:
+    """The metrics `protocol` label of a job's key type."""
+    parsed = parse_key_type(key_type)
+    return parsed.protocol if parsed is not None else "unknown"
 
 
 def mixed_rng(hsm: Hsm) -> protocols.Rng:
@@ -106,7 +125,8 @@ class PartyDaemon:
     """One party: transport server and client, session runner, share store, local API."""
 
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
-        self.config, self.hsm, self.chain = config, hsm, chain
+        self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm), chain
+        hsm = self.hsm
         p = config.party
         self.me = p.index
         self.roster = Roster.load(p.roster).require_complete()
@@ -114,12 +134,12 @@ class PartyDaemon:
         if not self.keyring:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
         self._check_identity()
-        tls = TlsCredentials.from_bundle(p.tls_dir)
+        tls = TlsCredentials.from_bundle(p.tls_dir, sealer=self.hsm)
         self.gate = Gate(self.me, self.roster.identity_keys())
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
-                                    RunnerConfig(p.round_timeout_s))
+                                    RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
         Path(p.data_dir).mkdir(parents=True, exist_ok=True)
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite")
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
@@ -137,11 +157,13 @@ class PartyDaemon:
     def start(self) -> PartyDaemon:
         self.server.start()
         self.local.start()
+        metrics.ENVELOPES.watch(self.gate.counters)
         log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
                  self.server.listen, self.config.party.local_socket)
         return self
 
     def stop(self) -> None:
+        metrics.ENVELOPES.forget(self.gate.counters)
         self.local.stop()
         self.server.stop(grace=1.0)
         self.runner.close()
@@ -155,7 +177,10 @@ class PartyDaemon:
         try:
             check_on_chain(job, self.chain, self.keyring)
         except RequestRefused as exc:
-            log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc)
+            log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc,
+                        extra={"request_id": job.request_id})
+            metrics.SESSIONS_ABORTED.labels(protocol_label(job.key_type), "chain_check",
+                                            metrics.NO_CULPRIT).inc()
             raise JobFailed(f"refused: {exc}") from None
         sid = job_session_id(job, self.config.chain.chain_id, self.keyring)
         with self._lock:
@@ -173,20 +198,36 @@ class PartyDaemon:
         return future.result()
 
     def _execute(self, job: Job, sid: bytes) -> bytes:
-        extra = {"REQUEST_ID": job.request_id, "SESSION_ID": sid.hex()}
+        extra = job_log_fields(job, sid)
+        protocol, phase = protocol_label(job.key_type), "keygen" if isinstance(job, KeygenJob) else "sign"
         log.info("party %d runs %s request %d attempt %d (session %s)", self.me, job.kind, job.request_id,
                  job.attempt, sid.hex()[:12], extra=extra)
+        metrics.SESSIONS_STARTED.labels(protocol, phase).inc()
+        active = metrics.SESSIONS_ACTIVE.labels(protocol)
+        active.inc()
+        started = time.monotonic()
+        reason, culprit = "local_error", None
         try:
-            if isinstance(job, KeygenJob):
-                return self._keygen(job, sid)
-            return self._sign(job, sid)
+            result = self._keygen(job, sid) if isinstance(job, KeygenJob) else self._sign(job, sid)
+            metrics.SESSION_SECONDS.labels(protocol, phase).observe(time.monotonic() - started)
+            reason = ""
+            return result
         except SessionTimeout as exc:
+            reason, culprit = "timeout", min(exc.missing, default=None)
+            log.warning("party %d: session %s timed out: %s", self.me, sid.hex()[:12], exc, extra=extra)
             raise JobFailed(str(exc), retryable=True, missing=exc.missing) from None
         except ProtocolError as exc:
-            culprit = getattr(exc, "culprit", None)
-            log.warning("party %d: session %s aborted: %s", self.me, sid.hex()[:12], exc, extra=extra)
+            reason, culprit = "peer_misbehaviour", getattr(exc, "culprit", None)
+            log.warning("party %d: session %s aborted: %s", self.me, sid.hex()[:12], exc,
+                        extra={**extra, "peer": culprit} if culprit is not None else extra)
             raise JobFailed(f"protocol aborted: {exc}", retryable=True, culprit=culprit) from None
+        except HsmError:
+            reason = "hsm_error"
+            raise
         finally:
+            active.dec()
+            if reason:
+                metrics.SESSIONS_ABORTED.labels(protocol, reason, metrics.culprit_label(culprit)).inc()
             self.sessions_run += 1
 
     def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
@@ -203,7 +244,7 @@ class PartyDaemon:
         put_share(self.store, self.hsm, meta, plaintext)
         self.store.commit(self.keyring, job.request_id, self.me, 1)
         log.info("party %d stored its share of key request %d (public key %s)", self.me, job.request_id,
-                 public_key.hex(), extra={"REQUEST_ID": job.request_id})
+                 public_key.hex(), extra=job_log_fields(job, sid))
         return public_key
 
     def _sign(self, job: SignJob, sid: bytes) -> bytes:
@@ -228,6 +269,16 @@ class PartyDaemon:
         }
 
 
+def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
+    """The structured journal fields (appliance.logs.STRUCTURED_FIELDS) of one job's log lines."""
+    fields: dict[str, Any] = {"request_id": job.request_id}
+    if sid is not None:
+        fields["session_id"] = sid.hex()
+    if isinstance(job, SignJob):
+        fields["key_id"] = job.key_id
+    return fields
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("party", help="the MPC party daemon")
     sub = parser.add_subparsers(dest="party_command", metavar="COMMAND")
@@ -242,7 +293,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     from appliance.daemon_life import serve_until_signalled
 
     config = PartyConfig.load(args.config)
-    hsm = Hsm.open(config.hsm)
+    serve_configured(config.metrics)
+    hsm = open_hsm(config.hsm)
     chain = ChainClient(config.chain.client_config())
     try:
         daemon = PartyDaemon(config, hsm, chain).start()

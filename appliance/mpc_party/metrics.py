@@ -8,7 +8,12 @@ appliance.metrics_http and are re-exported here. Serve them with
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections.abc import Callable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from appliance.metrics_http import (
     BUILD_INFO,
@@ -22,11 +27,13 @@ from appliance.metrics_http import (
 __all__ = [
     "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
-    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "culprit_label",
+    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
+    "peer_contact",
 ]
 
-# protocol: the protocol family a session runs (the planner's KeyType.protocol values).
-PROTOCOLS = ("dkls23", "frost-ed25519", "frost-secp256k1")
+# protocol: the protocol family a session runs (the planner's KeyType.protocol values); "unknown" only
+# for a job naming a key type no protocol serves (refused before any session starts).
+PROTOCOLS = ("dkls23", "frost-ed25519", "frost-secp256k1", "unknown")
 # phase: what the session does.
 PHASES = ("keygen", "presign", "sign", "refresh")
 # reason: why a session ended without a result.
@@ -73,7 +80,8 @@ PEER_LAST_SEEN = Gauge(
 )
 PRESIGNATURE_POOL = Gauge(
     "zrkeyring_party_presignature_pool_size",
-    "Unused DKLs23 presignatures held (sealed) by this party, summed over keys.",
+    "Unused DKLs23 presignatures held (sealed) by this party, summed over keys. Always 0 in this "
+    "version: presigning happens inside each signing session, there is no pool.",
     ["key_type"],
 )
 
@@ -89,3 +97,50 @@ for _key_type in ("ecdsa_secp256k1", "bitcoin_secp256k1"):
 def culprit_label(party_index: int | None) -> str:
     """The `culprit` label for a blamed party index (None when nobody is blamed)."""
     return NO_CULPRIT if party_index is None else str(int(party_index))
+
+
+def peer_contact(peer: int, ok: bool) -> None:
+    """Record one delivery attempt to `peer` (the session runner's callback)."""
+    label = str(int(peer))
+    PEER_UP.labels(label).set(1 if ok else 0)
+    if ok:
+        PEER_LAST_SEEN.labels(label).set_to_current_time()
+
+
+class GateCollector(Collector):
+    """`zrkeyring_party_envelopes_total{result, reason}` read from the envelope gates' own counters.
+
+    Why a collector: the gate already counts (under its lock) every envelope it accepts or drops;
+    copying its numbers at scrape time keeps one source of truth. Reasons are envelope.DropReason values.
+    """
+
+    def __init__(self) -> None:
+        self._sources: list[Callable[[], dict[str, int]]] = []
+        self._lock = threading.Lock()
+
+    def watch(self, counters: Callable[[], dict[str, int]]) -> None:
+        with self._lock:
+            self._sources.append(counters)
+
+    def forget(self, counters: Callable[[], dict[str, int]]) -> None:
+        with self._lock:
+            if counters in self._sources:
+                self._sources.remove(counters)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("zrkeyring_party_envelopes", "Peer envelopes accepted or dropped by the "
+                                     "gate, by drop reason ('none' for accepted).", labels=["result", "reason"])
+        totals: dict[str, int] = {}
+        with self._lock:
+            sources = list(self._sources)
+        for counters in sources:
+            for name, value in counters().items():
+                totals[name] = totals.get(name, 0) + value
+        family.add_metric(["accepted", "none"], totals.pop("accepted", 0))
+        for reason, value in sorted(totals.items()):
+            family.add_metric(["dropped", reason], value)
+        yield family
+
+
+ENVELOPES = GateCollector()
+REGISTRY.register(ENVELOPES)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RESEND_PAUSE_S = 0.02
 SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
+ContactFn = Callable[[int, bool], None]  # (party, reached?) after each delivery attempt, e.g. for metrics
 
 
 class SessionTimeout(Exception):
@@ -47,8 +48,10 @@ class SessionRunner:
     """Drives sessions for one party; safe to use from several threads at once."""
 
     def __init__(self, me: int, gate: Gate, outbox: Outbox, send: SendFn,
-                 config: RunnerConfig | None = None, pool: ThreadPoolExecutor | None = None) -> None:
+                 config: RunnerConfig | None = None, pool: ThreadPoolExecutor | None = None,
+                 on_contact: ContactFn | None = None) -> None:
         self.me, self.gate, self.outbox, self._send = me, gate, outbox, send
+        self._on_contact = on_contact or (lambda _party, _ok: None)
         self.config = config or RunnerConfig()
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
 
@@ -95,14 +98,17 @@ class SessionRunner:
             try:
                 ack = self._send(target, env, remaining)
             except PeerUnavailable as exc:
-                log.debug("party %d: %s", self.me, exc)
+                log.debug("party %d: %s", self.me, exc, extra={"peer": target})
+                self._on_contact(target, False)
                 time.sleep(min(RESEND_PAUSE_S * 5, max(0.0, deadline - time.monotonic())))
                 continue
+            self._on_contact(target, True)
             if ack.accepted:
                 return
             if ack.reason != DropReason.SESSION_NOT_OPEN.value:
                 log.warning("party %d: party %d refused envelope (round %d): %s",
-                            self.me, target, env.round, ack.reason)
+                            self.me, target, env.round, ack.reason,
+                            extra={"peer": target, "session_id": env.session_id.hex()})
                 return
             time.sleep(RESEND_PAUSE_S)
 
