@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     REGISTRY,
@@ -104,23 +104,28 @@ class MeteredHsm:
 
 @dataclass(frozen=True)
 class MetricsSection:
-    """The optional `[metrics]` table; `address` empty means this daemon's default address."""
+    """The optional `[metrics]` table. Each daemon subclasses it with its own default address; an empty
+    address (and so a config without the table, see `load_metrics_section`) means no /metrics server."""
 
     address: str = ""
 
 
-def load_metrics_section(data: dict[str, Any], default_address: str) -> MetricsSection | None:
-    """The `[metrics]` table with its default filled in, or None when the table is absent (no server)."""
+M = TypeVar("M", bound=MetricsSection)
+
+
+def load_metrics_section(data: dict[str, Any], cls: type[M]) -> M:
+    """The `[metrics]` table as `cls`; without the table, `cls(address="")`: metrics switched off."""
     if "metrics" not in data:
-        return None
-    section = load_section(data, "metrics", MetricsSection)
-    parse_address(section.address or default_address)  # fail at load, naming the field
-    return MetricsSection(section.address or default_address)
+        return cls(address="")
+    section = load_section(data, "metrics", cls)
+    if section.address:
+        parse_address(section.address)  # fail at load time, naming the field
+    return section
 
 
-def serve_configured(section: MetricsSection | None) -> ThreadingHTTPServer | None:
-    """Start /metrics if the daemon's config has a `[metrics]` table (call before opening the HSM)."""
-    if section is None:
+def serve_configured(section: MetricsSection) -> ThreadingHTTPServer | None:
+    """Start /metrics unless the daemon's config switches it off (call before opening the HSM)."""
+    if not section.address:
         return None
     server = start_metrics_server(section.address)
     logging.getLogger("zrkeyring").info("metrics on http://%s/metrics", section.address)

@@ -51,7 +51,6 @@ from chain_client.errors import ChainTxError, ChainUnavailable
 log = logging.getLogger("zrkeyring.controller")
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
-METRICS_ADDRESS = "127.0.0.1:9811"  # when [metrics] is present without an address
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 
 
@@ -73,17 +72,24 @@ class ControllerSection:
 
 
 @dataclass(frozen=True)
+class ControllerMetricsSection(MetricsSection):
+    """The `[metrics]` table of the controller (absent: no /metrics server)."""
+
+    address: str = "127.0.0.1:9811"
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     controller: ControllerSection
     hsm: HsmConfig
     chain: ChainSection
-    metrics: MetricsSection | None = None  # no [metrics] table: no /metrics server
+    metrics: ControllerMetricsSection = ControllerMetricsSection(address="")  # no [metrics] table: no server
 
     @classmethod
     def load(cls, path: str | Path) -> ControllerConfig:
         data = read_toml(path)
         return cls(load_section(data, "controller", ControllerSection), load_section(data, "hsm", HsmConfig),
-                   load_section(data, "chain", ChainSection), load_metrics_section(data, METRICS_ADDRESS))
+                   load_section(data, "chain", ChainSection), load_metrics_section(data, ControllerMetricsSection))
 
 
 def reject_label(reason: str) -> str:

@@ -50,7 +50,6 @@ from chain_client.client import ChainClient, ClientConfig
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
-METRICS_ADDRESS = "127.0.0.1:9810"  # when [metrics] is present without an address
 
 
 @dataclass(frozen=True)
@@ -79,17 +78,24 @@ class ChainSection:
 
 
 @dataclass(frozen=True)
+class PartyMetricsSection(MetricsSection):
+    """The `[metrics]` table of the party daemon (absent: no /metrics server)."""
+
+    address: str = "127.0.0.1:9810"
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     party: PartySection
     hsm: HsmConfig
     chain: ChainSection
-    metrics: MetricsSection | None = None  # no [metrics] table: no /metrics server
+    metrics: PartyMetricsSection = PartyMetricsSection(address="")  # no [metrics] table: no server
 
     @classmethod
     def load(cls, path: str | Path) -> PartyConfig:
         data = read_toml(path)
         return cls(load_section(data, "party", PartySection), load_section(data, "hsm", HsmConfig),
-                   load_section(data, "chain", ChainSection), load_metrics_section(data, METRICS_ADDRESS))
+                   load_section(data, "chain", ChainSection), load_metrics_section(data, PartyMetricsSection))
 
 
 def open_hsm(config: HsmConfig) -> Hsm:
