@@ -22,6 +22,7 @@ COMMAND_GROUPS: list[str] = [
     "appliance.keyring_cli",
     "appliance.mpc_party.daemon",
     "appliance.controller.service",
+    "appliance.status_cli",
     "appliance.demo",
 ]
 

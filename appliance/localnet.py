@@ -93,6 +93,9 @@ class LocalKeyring:
         init_cluster(bundle, s.parties, s.threshold, "127.0.0.1", _free_port_range(s.parties), name="local")
         for host in self.hosts:
             fill_roster(bundle, host.index, host.identity_key, host.chain_address)
+        for host in self.hosts:  # the TLS key leaves the disk: sealed by the party's own HSM
+            self._zrkeyring(host, "cluster", "seal-key", "--bundle-dir", str(bundle / f"party-{host.index}"),
+                            "--config", str(host.directory / "secrets" / f"party-{host.index}.toml"))
         accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *(h.chain_address for h in self.hosts)]]
         genesis = Genesis(CHAIN_ID, Params(default_btl=s.default_btl), accounts)
         (self.root / "chain").mkdir(parents=True, exist_ok=True)

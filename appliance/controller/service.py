@@ -46,11 +46,13 @@ from appliance.mpc_party.roster import Roster
 from chain_client import messages
 from chain_client.client import ChainClient
 from chain_client.crypto import signer_address
-from chain_client.errors import ChainTxError, ChainUnavailable
+from chain_client.errors import WRONG_SEQUENCE, ChainTxError, ChainUnavailable
 
 log = logging.getLogger("zrkeyring.controller")
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
+MAX_ANSWERS_PER_TX = 20  # keeps a fulfilment tx well inside the default 300k gas
+LATE_POST_BLOCKS = 2  # parties outside the eager set wait this long before repeating an answer
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 
 
@@ -137,6 +139,9 @@ class Controller:
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
         self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
         self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
+        self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
+        self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
+        self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._keys: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.height = 0
@@ -156,10 +161,10 @@ class Controller:
         started = time.monotonic()
         _chain_id, self.height, block_time = self.chain.latest_block()
         metrics.CHAIN_HEIGHT.set(self.height)
+        self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         for item in opened.values():
             self._consider(item)
-        self._follow_txs()
         self._post(opened)
         self._count_pending(opened)
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
@@ -224,6 +229,8 @@ class Controller:
             self._reject("key", req.id, plan.reason)
         elif plan.decision is Decision.RUN:
             attempt = self._attempt(req.mpc_btl)
+            if self.me in quorum(self.parties, self.threshold, req.id, attempt):
+                self._eager.add(("key", req.id))  # every party makes the key; a quorum posts it first
             job = KeygenJob(req.id, req.key_type, tuple(self.parties), self.threshold, attempt)
             self._start(job, req.key_type, None)
 
@@ -251,6 +258,7 @@ class Controller:
         attempt = self._attempt(req.mpc_btl)
         signers = quorum(self.parties, self.threshold, req.id, attempt)
         if self.me in signers:
+            self._eager.add(("sign", req.id))
             job = SignJob(req.id, req.key_type, key.id, public_key, data, tuple(signers), attempt)
             self._start(job, req.key_type, (public_key, data))
 
@@ -282,6 +290,8 @@ class Controller:
         log.info("%s request %d will be rejected: %s", kind, request_id, reason,
                  extra={"request_id": request_id})
         self._reject_reasons[(kind, request_id)] = reject_label(reason)
+        if self.me in quorum(self.parties, self.threshold, request_id, 0):
+            self._eager.add((kind, request_id))
         self.journal.record_reject(kind, request_id, clip_reason(reason))
 
     # --- jobs on the party daemon ------------------------------------------------------------------
@@ -289,13 +299,22 @@ class Controller:
     def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
         tag = (job.kind, job.request_id, job.attempt)
         with self._lock:
-            if tag in self._started:
+            # One job per request at a time: a backlog must not turn into stacked attempts.
+            if tag in self._started or (job.kind, job.request_id) in self._running:
                 return
             self._started.add(tag)
+            self._running.add((job.kind, job.request_id))
         self.journal.set_attempt(job.kind, job.request_id, job.attempt)
         self._pool.submit(self._run_job, job, key_type, sign_ctx)
 
     def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+        try:
+            self._run_job_once(job, key_type, sign_ctx)
+        finally:
+            with self._lock:
+                self._running.discard((job.kind, job.request_id))
+
+    def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
         extra = job_log_fields(job)
         started = time.monotonic()
         try:
@@ -349,7 +368,10 @@ class Controller:
             if self._posted_by_us(item.request):
                 self.journal.mark_done(entry.kind, entry.request_id, "our fulfilment is on chain")
                 continue
+            if self._wait_before_posting(entry):
+                continue
             ready.append(entry)
+        ready = ready[:MAX_ANSWERS_PER_TX]
         if not ready:
             return
         msgs = [self._messages(e) for e in ready]
@@ -366,6 +388,16 @@ class Controller:
                      extra={"request_id": e.request_id})
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
 
+    def _wait_before_posting(self, entry: Entry) -> bool:
+        """Parties outside the eager set hold an answer back for LATE_POST_BLOCKS: the chain rejects a
+        post to a request that is already FULFILLED, and that would fail every other answer in the same
+        tx. They still post if the request stays open (an eager party is down or slow)."""
+        tag = (entry.kind, entry.request_id)
+        if tag in self._eager:
+            return False
+        first = self._ready_height.setdefault(tag, self.height)
+        return self.height - first < LATE_POST_BLOCKS
+
     def _settle_closed(self, entry: Entry) -> None:
         """A request no longer open: fulfilled or rejected without us, or timed out."""
         req = self.chain.key_request(entry.request_id) if entry.kind == "key" else \
@@ -375,17 +407,21 @@ class Controller:
             self.journal.mark_done(entry.kind, entry.request_id, f"closed on chain: {status}")
 
     def _broadcast(self, tx_hash: str, tx_bytes: bytes) -> None:
+        """Send journalled bytes. The tx is given up (its answers re-planned) only when it provably cannot
+        land: refused by CheckTx for a reason other than the sequence, failed in a block, or past its
+        timeout height. A sequence mismatch on a re-broadcast may mean it already landed: wait and see."""
         try:
-            response = self.chain.broadcast_raw(tx_bytes)
+            self.chain.broadcast_raw(tx_bytes)  # code 0, or 19: already in the mempool / cache
         except ChainUnavailable as exc:
-            log.warning("broadcast of %s failed (will retry): %s", tx_hash[:12], exc)
+            log.warning("broadcast of %s failed (left to land or expire): %s", tx_hash[:12], exc)
             metrics.TX_BROADCASTS.labels("error").inc()
-            return
-        if response.code != 0:
+        except ChainTxError as exc:
             metrics.TX_BROADCASTS.labels("rejected").inc()
-            log.warning("tx %s refused by the node: code %d: %s", tx_hash[:12], response.code,
-                        response.raw_log)
-            self._fail_tx(tx_hash, response.code, response.raw_log)
+            if exc.code == WRONG_SEQUENCE:
+                log.warning("tx %s: sequence mismatch (left to land or expire): %s", tx_hash[:12], exc.raw_log)
+                return
+            log.warning("tx %s refused by the node: code %d: %s", tx_hash[:12], exc.code, exc.raw_log)
+            self._fail_tx(tx_hash, exc.code, exc.raw_log)
 
     def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
         self.journal.set_tx_state(tx_hash, "failed", code, raw_log)

@@ -57,3 +57,6 @@ def test_no_share_or_pin_in_any_file(keyring, keys) -> None:
         for what, needle in needles:
             assert needle not in data, f"{what} found in {path}"
     assert scanned > 20
+    # The TLS transport keys were sealed by each party's HSM (`cluster seal-key`): no plaintext key file.
+    assert not list(Path(keyring.root).rglob("party.key"))
+    assert len(list(Path(keyring.root).rglob("party.key.sealed"))) == len(keyring.hosts)
