@@ -57,12 +57,12 @@ PENDING_REQUESTS = Gauge(
 )
 REQUESTS_NEAR_TIMEOUT = Gauge(
     "zrkeyring_pending_requests_near_timeout",
-    "Pending requests within the configured margin (controller.near_timeout_blocks) of their timeout.",
+    "Pending requests within 5 blocks of their timeout (mpc_btl).",
     ["kind"],
 )
 OLDEST_PENDING_AGE = Gauge(
     "zrkeyring_pending_request_oldest_age_seconds",
-    "Age of the oldest pending request, from the block that created it (0 when none is pending).",
+    "Age of the oldest pending request since this controller first saw it (0 when none is pending).",
     ["kind"],
 )
 LAST_FULFILMENT = Gauge(

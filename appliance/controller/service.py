@@ -53,6 +53,7 @@ log = logging.getLogger("zrkeyring.controller")
 OPEN_STATUSES = ("PENDING", "PARTIAL")
 MAX_ANSWERS_PER_TX = 20  # keeps a fulfilment tx well inside the default 300k gas
 LATE_POST_BLOCKS = 2  # parties outside the eager set wait this long before repeating an answer
+NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as near its timeout
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 
 
@@ -142,6 +143,7 @@ class Controller:
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
+        self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.height = 0
@@ -174,14 +176,28 @@ class Controller:
         metrics.CHAIN_LAST_POLL.set(now)
 
     def _count_pending(self, opened: dict[tuple[str, int], _Open]) -> None:
-        """Open on chain and not yet answered by us (journal entry not done)."""
+        """Open on chain and not yet answered by us (journal entry not done): how many, how many close to
+        their timeout, and how long the oldest has waited since this controller first saw it."""
         counts = dict.fromkeys(KIND_LABELS.values(), 0)
-        for (kind, request_id) in opened:
+        near = dict.fromkeys(KIND_LABELS.values(), 0)
+        oldest = dict.fromkeys(KIND_LABELS.values(), 0.0)
+        now = time.time()
+        for (kind, request_id), item in opened.items():
             entry = self.journal.get(kind, request_id)
-            if entry is None or entry.state is not State.DONE:
-                counts[KIND_LABELS[kind]] += 1
+            if entry is not None and entry.state is State.DONE:
+                continue
+            label = KIND_LABELS[kind]
+            counts[label] += 1
+            if item.request.mpc_btl and item.request.mpc_btl - self.height <= NEAR_TIMEOUT_BLOCKS:
+                near[label] += 1
+            seen = self._first_seen.setdefault((kind, request_id), now)
+            oldest[label] = max(oldest[label], now - seen)
         for label, count in counts.items():
             metrics.PENDING_REQUESTS.labels(label).set(count)
+            metrics.REQUESTS_NEAR_TIMEOUT.labels(label).set(near[label])
+            metrics.OLDEST_PENDING_AGE.labels(label).set(oldest[label])
+        for tag in [t for t in self._first_seen if t not in opened]:
+            del self._first_seen[tag]
 
     def _open_requests(self) -> dict[tuple[str, int], _Open]:
         found: dict[tuple[str, int], _Open] = {}

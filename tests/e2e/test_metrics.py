@@ -126,6 +126,8 @@ def test_controller_metrics_after_keygen_and_signing(keyring, keys) -> None:
     assert total(s, "zrkeyring_tx_broadcasts_total", result="committed") >= 1
     assert total(s, "zrkeyring_last_fulfilment_timestamp_seconds") > time.time() - 600
     assert present(s, "zrkeyring_pending_requests")
+    for gauge in ("zrkeyring_pending_requests_near_timeout", "zrkeyring_pending_request_oldest_age_seconds"):
+        assert present(s, gauge) and 0 <= total(s, gauge) < 600
     assert total(s, "zrkeyring_hsm_operation_duration_seconds_count", operation="sign_chain") > 0
     assert total(s, "zrkeyring_controller_party_up") == 1
 
