@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,7 +91,7 @@ class LocalKeyring:
         for i in range(1, s.parties + 1):
             self.hosts.append(self._provision_host(i))
         bundle = self.root / "cluster"
-        init_cluster(bundle, s.parties, s.threshold, "127.0.0.1", _free_port_range(s.parties), name="local")
+        init_cluster(bundle, s.parties, s.threshold, "127.0.0.1", free_port_range(s.parties), name="local")
         for host in self.hosts:
             fill_roster(bundle, host.index, host.identity_key, host.chain_address)
         for host in self.hosts:  # the TLS key leaves the disk: sealed by the party's own HSM
@@ -271,7 +272,8 @@ def _field(text: str, pattern: str) -> str:
     return match.group(1)
 
 
-def _free_port_range(count: int) -> int:
+def free_port_range(count: int) -> int:
+    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding each)."""
     for _ in range(100):
         base = free_port()
         if base + count < 65535 and all(_port_free(p) for p in range(base, base + count)):
@@ -280,8 +282,6 @@ def _free_port_range(count: int) -> int:
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

@@ -6,8 +6,6 @@ TLS certificate yet is a stranger to the gate, which is how the stranger test ge
 
 from __future__ import annotations
 
-import secrets
-import socket
 from dataclasses import dataclass
 
 import coincurve
@@ -15,6 +13,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from appliance.cluster.bundle import ClusterBundle, fill_roster, init_cluster
+from appliance.localnet import free_port_range
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.roster import Roster
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
@@ -25,22 +24,8 @@ ROSTER_PARTIES = 3
 
 
 def free_base_port(count: int) -> int:
-    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding)."""
-    for _ in range(50):
-        base = 20000 + secrets.randbelow(40000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range found")
+    """A base port with `count` consecutive free ports on 127.0.0.1."""
+    return free_port_range(count)
 
 
 @dataclass
