@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from appliance.mpc_party.dkls23 import local
+from appliance.mpc_party.protocols.dkls23 import local
 from bench import peer_dkls23
 from bench.common import Result, mean_ms
 

@@ -1,7 +1,7 @@
 """End-to-end benchmark: a whole 2-of-3 keyring on this machine, timed from the chain's point of view.
 
 A chain node with 0.2 s blocks, three SoftHSM party hosts with their daemons and controllers (all real
-processes, `appliance.localnet`). The workspace owner puts requests on chain; a watcher thread polls
+processes, `appliance.local.localnet`). The workspace owner puts requests on chain; a watcher thread polls
 the chain every 20 ms and notes when each request turns FULFILLED.
 
 Latency of a request = (wall time the watcher first saw it FULFILLED) - (time of the block that
@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.localnet import LocalKeyring, LocalSettings
+from appliance.local.localnet import LocalKeyring, LocalSettings
 from bench.common import Result
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx

@@ -5,8 +5,8 @@ secp256k1 signing is the BIP-340 variant (what the keyring posts for key type BI
 
 from __future__ import annotations
 
-from appliance.mpc_party.frost import FROST_ED25519, FROST_SECP256K1_BIP340
-from appliance.mpc_party.frost.local import run_dkg, sign
+from appliance.mpc_party.protocols.frost import FROST_ED25519, FROST_SECP256K1_BIP340
+from appliance.mpc_party.protocols.frost.local import run_dkg, sign
 from bench.common import Result, mean_ms
 
 SHAPES = [(3, 2), (5, 3)]

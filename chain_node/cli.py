@@ -24,7 +24,7 @@ from pathlib import Path
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from appliance.errors import UserError
+from appliance.runtime.errors import UserError
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.crypto import SoftwareSigner
 from chain_client.errors import ChainError

@@ -18,8 +18,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from appliance.config import build
-from appliance.errors import ConfigError
+from appliance.runtime.config import build
+from appliance.runtime.errors import ConfigError
 from chain_client.address import AddressError, address_bytes
 
 

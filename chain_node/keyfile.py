@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from appliance.errors import UserError
+from appliance.runtime.errors import UserError
 from chain_client.crypto import SoftwareSigner
 
 

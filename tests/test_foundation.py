@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from appliance.config import build, read_toml
-from appliance.errors import ConfigError
+from appliance.runtime.config import build, read_toml
+from appliance.runtime.errors import ConfigError
 from chain_client.address import AddressError, account_address, address_bytes, bech32_decode, bech32_encode
 
 
 def test_cli_version_and_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("zrkeyring ")
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout
 
 

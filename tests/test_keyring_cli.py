@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from appliance import keyring_cli
-from appliance.errors import ConfigError, UserError
-from appliance.mpc_party.roster import Roster
+from appliance.cli import keyring as keyring_cli
+from appliance.rules.roster import Roster
+from appliance.runtime.errors import ConfigError, UserError
 from chain_client.crypto import SoftwareSigner
 from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
@@ -148,8 +148,8 @@ def test_node_down_is_one_clear_line(world, keys_file, tmp_path):
     roster_path = write_roster(tmp_path / "roster.toml", world.parties[:2])
     script = (
         "import argparse, sys\n"
-        "from appliance import keyring_cli\n"
-        "from appliance.errors import UserError\n"
+        "from appliance.cli import keyring as keyring_cli\n"
+        "from appliance.runtime.errors import UserError\n"
         "parser = argparse.ArgumentParser()\n"
         "keyring_cli.register(parser.add_subparsers())\n"
         "args = parser.parse_args(sys.argv[1:])\n"

@@ -10,11 +10,11 @@ import sqlite3
 
 import pytest
 
+from appliance.cli.status import Check, HostView, journal_not_done, probe_peer, register
 from appliance.controller.service import ControllerMetricsSection, reject_label
-from appliance.errors import ConfigError
-from appliance.metrics_http import load_metrics_section, serve_configured
 from appliance.mpc_party.daemon import PartyMetricsSection
-from appliance.status_cli import Check, HostView, journal_not_done, probe_peer, register
+from appliance.runtime.errors import ConfigError
+from appliance.runtime.metrics_http import load_metrics_section, serve_configured
 
 HSM = '[hsm]\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\ntoken_label = "t"\npin_env = "NO_SUCH_PIN_VAR"\n'
 CHAIN = '[chain]\nchain_id = "c-1"\nendpoints = ["127.0.0.1:1"]\n'

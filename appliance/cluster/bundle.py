@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.cluster.ca import DEFAULT_DAYS, ClusterCA, party_cn
-from appliance.errors import UserError
-from appliance.mpc_party.roster import ClusterSection, PartyEntry, Roster, check_identity_key, split_address
+from appliance.rules.roster import ClusterSection, PartyEntry, Roster, check_identity_key, split_address
+from appliance.runtime.errors import UserError
 
 MAX_CLUSTER_PARTIES = 32
 ROSTER = "roster.toml"

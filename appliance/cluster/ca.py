@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from appliance.mpc_party.roster import is_ip
+from appliance.rules.roster import is_ip
 
 PARTY_CN_PREFIX = "party-"
 DEFAULT_DAYS = 3650

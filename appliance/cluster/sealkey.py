@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from appliance.errors import UserError
+from appliance.runtime.errors import UserError
 
 KEY_FILE = "party.key"
 SEALED_FILE = "party.key.sealed"

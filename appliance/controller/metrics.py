@@ -2,15 +2,15 @@
 
 The controller watches the chain, asks its party for keys and signatures, and posts fulfilments.
 Label values are fixed sets (the tuples below). Shared metrics (build info, HSM timings for the chain
-key) come from appliance.metrics_http and are re-exported. Serve them with
-`appliance.metrics_http.start_metrics_server(config.metrics.address)`.
+key) come from appliance.runtime.metrics_http and are re-exported. Serve them with
+`appliance.runtime.metrics_http.start_metrics_server(config.metrics.address)`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from appliance.metrics_http import (
+from appliance.runtime.metrics_http import (
     BUILD_INFO,
     HSM_ERRORS,
     HSM_OPERATION_SECONDS,

@@ -10,27 +10,12 @@ and which are skipped (parents of split signature requests; requests too close t
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from dataclasses import dataclass
 from enum import Enum
 
-from appliance.mpc_party.wire import transcript_hash
+from appliance.rules.keytypes import KeyType, parse_key_type
 
-SESSION_DOMAIN = b"zrkeyring/session/v1"
 MAX_REJECT_REASON = 512
-
-
-class KeyType(Enum):
-    """zrChain's KeyType enum names (the values the chain uses on the wire)."""
-
-    ECDSA_SECP256K1 = "KEY_TYPE_ECDSA_SECP256K1"
-    EDDSA_ED25519 = "KEY_TYPE_EDDSA_ED25519"
-    BITCOIN_SECP256K1 = "KEY_TYPE_BITCOIN_SECP256K1"
-
-    @property
-    def protocol(self) -> str:
-        return "frost-ed25519" if self is KeyType.EDDSA_ED25519 else "dkls23"
 
 
 class Decision(Enum):
@@ -55,39 +40,6 @@ class SignRequestView:
     data_for_signing: tuple[bytes, ...]
     child_req_ids: tuple[int, ...]
     mpc_btl: int
-
-
-def session_id(chain_id: str, keyring: str, kind: str, request_id: int, attempt: int) -> bytes:
-    """32-byte session id bound to (chain, keyring, request kind, request id, attempt)."""
-    return transcript_hash(
-        SESSION_DOMAIN,
-        chain_id.encode(),
-        keyring.encode(),
-        kind.encode(),
-        struct.pack(">QI", request_id, attempt),
-    )
-
-
-def quorum(parties: list[int], threshold: int, request_id: int, attempt: int) -> list[int]:
-    """The `threshold` parties that run attempt `attempt` of request `request_id`.
-
-    A window of consecutive parties (in index order) starting at a position derived from the request id
-    and advanced by one per attempt, so load spreads across parties and a silent party is rotated out
-    within n attempts.
-    """
-    if not 1 <= threshold <= len(parties):
-        raise ValueError(f"threshold {threshold} out of range for {len(parties)} parties")
-    ordered = sorted(parties)
-    seed = int.from_bytes(hashlib.sha256(struct.pack(">Q", request_id)).digest()[:8], "big")
-    start = (seed + attempt) % len(ordered)
-    return sorted(ordered[(start + k) % len(ordered)] for k in range(threshold))
-
-
-def parse_key_type(name: str) -> KeyType | None:
-    try:
-        return KeyType(name)
-    except ValueError:
-        return None
 
 
 def plan_key_request(key_type: str, mpc_btl: int, height: int, margin: int) -> Plan:

@@ -1,4 +1,4 @@
-"""`zrkeyring controller run`: this party's view of the chain and its voice on it.
+"""The controller (`zrkeyring controller run`): this party's view of the chain and its voice on it.
 
 Each tick (every `poll_interval_s`):
 1. read the chain height and every PENDING/PARTIAL key and signature request of our keyring;
@@ -16,7 +16,6 @@ Each tick (every `poll_interval_s`):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -25,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config import load_section, read_toml
 from appliance.controller import metrics
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.planner import (
@@ -34,15 +32,15 @@ from appliance.controller.planner import (
     clip_reason,
     plan_key_request,
     plan_sign_request,
-    quorum,
 )
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
-from appliance.metrics_http import MeteredHsm, MetricsSection, load_metrics_section, serve_configured
-from appliance.mpc_party.daemon import ChainSection, job_log_fields, open_hsm
-from appliance.mpc_party.jobs import KeygenJob, SignJob
-from appliance.mpc_party.local_api import JobFailed, PartyClient
-from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
+from appliance.rules.attempts import attempt_at, quorum
+from appliance.rules.roster import Roster
+from appliance.runtime.chain import ChainSection
+from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from chain_client import messages
 from chain_client.client import ChainClient
 from chain_client.crypto import signer_address
@@ -235,8 +233,7 @@ class Controller:
 
     def _attempt(self, mpc_btl: int) -> int:
         c = self.config.controller
-        created = max(0, mpc_btl - c.default_btl)
-        return max(0, (self.height - created) // max(1, c.attempt_blocks))
+        return attempt_at(self.height, mpc_btl, c.default_btl, c.attempt_blocks)
 
     def _consider_key(self, req: Any) -> None:
         c = self.config.controller
@@ -501,39 +498,3 @@ class Controller:
             except Exception:
                 log.exception("controller tick failed")
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("controller", help="the party's chain controller")
-    sub = parser.add_subparsers(dest="controller_command", metavar="COMMAND")
-    run = sub.add_parser("run", help="watch the chain, run requests on the local party, post fulfilments",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--config", required=True, help="controller TOML file with [controller], [hsm], [chain]")
-    run.set_defaults(handler=run_controller)
-    parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
-
-
-def run_controller(args: argparse.Namespace) -> int:
-    from appliance.daemon_life import serve_until_signalled
-
-    config = ControllerConfig.load(args.config)
-    serve_configured(config.metrics)
-    hsm = open_hsm(config.hsm)
-    chain = ChainClient(config.chain.client_config())
-    party = PartyClient(config.controller.party_socket)
-    controller = Controller(config, chain, HsmChainSigner(hsm), party)
-    stop = threading.Event()
-    worker = threading.Thread(target=controller.run_forever, args=(stop,), name="controller-loop")
-    worker.start()
-
-    def shutdown() -> None:
-        stop.set()
-        worker.join()
-        controller.close()
-        party.close()
-        chain.close()
-        hsm.close()
-
-    serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
-                          lambda: f"height {controller.height}")
-    return 0

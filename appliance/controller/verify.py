@@ -12,7 +12,7 @@ import coincurve
 import nacl.exceptions
 import nacl.signing
 
-from appliance.mpc_party.group import ED25519, SECP256K1, EncodingError
+from appliance.mpc_party.protocols.group import ED25519, SECP256K1, EncodingError
 
 EDDSA = "KEY_TYPE_EDDSA_ED25519"
 HALF_ORDER = SECP256K1.order // 2

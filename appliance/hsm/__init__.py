@@ -17,9 +17,10 @@ from appliance.hsm.errors import (
     SealError,
     TokenNotFoundError,
 )
-from appliance.hsm.facade import Hsm, HsmStatus
+from appliance.hsm.facade import Hsm, HsmStatus, open_hsm
 
 __all__ = [
+    "open_hsm",
     "BlobAuthError",
     "BlobFormatError",
     "Hsm",

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.config import load_section, read_toml
-from appliance.errors import ConfigError
+from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.errors import ConfigError
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 

@@ -7,7 +7,7 @@ needed mechanism) is a `UserError`, so the CLI prints it as one line. A blob tha
 
 from __future__ import annotations
 
-from appliance.errors import UserError
+from appliance.runtime.errors import UserError
 
 
 class HsmError(UserError):

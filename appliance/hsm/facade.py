@@ -26,6 +26,7 @@ from appliance.hsm.provision import (
 )
 from appliance.hsm.token import TokenLink
 from appliance.hsm.worker import HsmWorker
+from appliance.runtime.logs import register_secret
 from chain_client.address import account_address
 
 
@@ -183,3 +184,10 @@ class Hsm:
     def chain_address(self) -> str:
         """The party's zrChain account address (bech32 `zen1...`)."""
         return account_address(self.chain_public_key())
+
+
+def open_hsm(config: HsmConfig) -> Hsm:
+    """Log in to the token and keep its PIN out of every log line from here on."""
+    hsm = Hsm.open(config)
+    register_secret(read_pin(config))
+    return hsm

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from appliance.errors import UserError
+from appliance.runtime.errors import UserError
 
 AAD_DOMAIN = b"zrkeyring/share-aad/v1"
 

@@ -1,4 +1,4 @@
-"""`zrkeyring party run`: the MPC party daemon of one party host.
+"""The MPC party daemon of one party host (`zrkeyring party run`).
 
 It joins the pieces: the HSM (identity key for envelopes, sealing key for shares, randomness), the
 cluster roster and mutual-TLS transport to the other parties, the share store, a read-only view of the
@@ -11,7 +11,6 @@ session already run (or joins the one in flight) instead of starting a second on
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import secrets
@@ -19,33 +18,27 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.config import load_section, read_toml
-from appliance.controller.planner import parse_key_type
-from appliance.errors import ConfigError, UserError
-from appliance.hsm import Hsm, HsmConfig, HsmError, read_pin
+from appliance.hsm import Hsm, HsmConfig, HsmError
 from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share
-from appliance.logs import register_secret
-from appliance.metrics_http import MeteredHsm, MetricsSection, load_metrics_section, serve_configured
-from appliance.mpc_party import metrics, protocols
+from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
-from appliance.mpc_party.jobs import (
-    Job,
-    KeygenJob,
-    RequestRefused,
-    SignJob,
-    check_on_chain,
-    job_session_id,
-)
-from appliance.mpc_party.local_api import JobFailed, LocalServer
-from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
+from appliance.mpc_party.protocols import dispatch as protocols
+from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
-from appliance.mpc_party.wire import ProtocolError
-from chain_client.client import ChainClient, ClientConfig
+from appliance.rules.keytypes import protocol_label
+from appliance.rules.roster import Roster
+from appliance.runtime.chain import ChainSection
+from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.errors import ConfigError
+from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from chain_client.client import ChainClient
 
 log = logging.getLogger("zrkeyring.party")
 
@@ -63,18 +56,6 @@ class PartySection:
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
-
-
-@dataclass(frozen=True)
-class ChainSection:
-    """The `[chain]` table (shared with the controller)."""
-
-    chain_id: str
-    endpoints: list[str] = field(default_factory=lambda: ["127.0.0.1:9090"])
-    keyring: str = ""  # default: the roster's cluster.keyring
-
-    def client_config(self, **overrides: Any) -> ClientConfig:
-        return ClientConfig(endpoints=list(self.endpoints), chain_id=self.chain_id, **overrides)
 
 
 @dataclass(frozen=True)
@@ -96,19 +77,6 @@ class PartyConfig:
         data = read_toml(path)
         return cls(load_section(data, "party", PartySection), load_section(data, "hsm", HsmConfig),
                    load_section(data, "chain", ChainSection), load_metrics_section(data, PartyMetricsSection))
-
-
-def open_hsm(config: HsmConfig) -> Hsm:
-    """Log in to the token and keep its PIN out of every log line from here on."""
-    hsm = Hsm.open(config)
-    register_secret(read_pin(config))
-    return hsm
-
-
-def protocol_label(key_type: str) -> str:
-    """The metrics `protocol` label of a job's key type."""
-    parsed = parse_key_type(key_type)
-    return parsed.protocol if parsed is not None else "unknown"
 
 
 def mixed_rng(hsm: Hsm) -> protocols.Rng:
@@ -273,40 +241,3 @@ class PartyDaemon:
             "sessions": self.sessions_run,
             "envelopes": self.gate.counters(),
         }
-
-
-def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
-    """The structured journal fields (appliance.logs.STRUCTURED_FIELDS) of one job's log lines."""
-    fields: dict[str, Any] = {"request_id": job.request_id}
-    if sid is not None:
-        fields["session_id"] = sid.hex()
-    if isinstance(job, SignJob):
-        fields["key_id"] = job.key_id
-    return fields
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("party", help="the MPC party daemon")
-    sub = parser.add_subparsers(dest="party_command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the party daemon (peers over mTLS, controller over a unix socket)",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--config", required=True, help="party TOML file with [party], [hsm] and [chain]")
-    run.set_defaults(handler=run_daemon)
-    parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
-
-
-def run_daemon(args: argparse.Namespace) -> int:
-    from appliance.daemon_life import serve_until_signalled
-
-    config = PartyConfig.load(args.config)
-    serve_configured(config.metrics)
-    hsm = open_hsm(config.hsm)
-    chain = ChainClient(config.chain.client_config())
-    try:
-        daemon = PartyDaemon(config, hsm, chain).start()
-    except UserError:
-        hsm.close()
-        raise
-    serve_until_signalled(f"party {daemon.me} ready", daemon.stop)
-    hsm.close()
-    return 0

@@ -29,18 +29,17 @@ from dataclasses import dataclass, field
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from appliance.mpc_party.wire import SESSION_ID_LEN, ProtocolAbort, Reader, Writer
+from appliance.mpc_party.protocols.wire import SESSION_ID_LEN, ProtocolAbort, Reader, Writer
+from appliance.rules.roster import MAX_INDEX
 
 log = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
 SIGNING_DOMAIN = b"zrkeyring/party-envelope/v1"
 SIGNATURE_LEN = 64
-IDENTITY_KEY_LEN = 32
 BROADCAST = 0
 MAX_PROTOCOL_LEN = 32
 MAX_PAYLOAD = 16 << 20
-MAX_INDEX = 0xFFFF
 _PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 
 Signer = Callable[[bytes], bytes]

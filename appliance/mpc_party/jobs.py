@@ -1,4 +1,4 @@
-"""What a controller asks of its party daemon, and what the party checks on chain before it helps.
+"""What the party checks on chain before it helps with a job its controller asked for.
 
 Parties trust the chain, not each other (nor even their controller's word for the data): before
 contributing to a session, a party re-reads the request from the chain itself and checks that it
@@ -9,11 +9,11 @@ a peer cannot steer this party into a session for anything the chain did not ask
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from appliance.controller.planner import parse_key_type, session_id
+from appliance.mpc_party.local_api import Job, KeygenJob, SignJob
+from appliance.rules.attempts import session_id
+from appliance.rules.keytypes import parse_key_type
 
 OPEN_KEY_STATUSES = {"KEY_REQUEST_STATUS_PENDING", "KEY_REQUEST_STATUS_PARTIAL"}
 OPEN_SIGN_STATUSES = {"SIGN_REQUEST_STATUS_PENDING", "SIGN_REQUEST_STATUS_PARTIAL"}
@@ -21,63 +21,6 @@ OPEN_SIGN_STATUSES = {"SIGN_REQUEST_STATUS_PENDING", "SIGN_REQUEST_STATUS_PARTIA
 
 class RequestRefused(Exception):
     """The chain does not hold what the job claims; the party will not contribute."""
-
-
-@dataclass(frozen=True)
-class KeygenJob:
-    request_id: int
-    key_type: str
-    parties: tuple[int, ...]
-    threshold: int
-    attempt: int = 0
-
-    @property
-    def kind(self) -> str:
-        return "key"
-
-
-@dataclass(frozen=True)
-class SignJob:
-    request_id: int
-    key_type: str
-    key_id: int
-    public_key: bytes
-    data: bytes
-    signers: tuple[int, ...]
-    attempt: int = 0
-
-    @property
-    def kind(self) -> str:
-        return "sign"
-
-
-Job = KeygenJob | SignJob
-
-
-def encode_job(job: Job) -> bytes:
-    body = asdict(job)
-    for name in ("public_key", "data"):
-        if name in body:
-            body[name] = body[name].hex()
-    return json.dumps({"kind": job.kind, **body}, sort_keys=True).encode()
-
-
-def decode_job(data: bytes) -> Job:
-    """Parse a job from the local API; raises ValueError with the reason on anything malformed."""
-    try:
-        body = json.loads(data)
-        kind = body.pop("kind")
-        if kind == "key":
-            return KeygenJob(int(body["request_id"]), str(body["key_type"]),
-                             tuple(int(p) for p in body["parties"]), int(body["threshold"]),
-                             int(body.get("attempt", 0)))
-        if kind == "sign":
-            return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
-                           bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
-                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"malformed job: {exc}") from None
-    raise ValueError(f"unknown job kind {kind!r}")
 
 
 class ChainReader(Protocol):

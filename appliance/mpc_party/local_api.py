@@ -3,7 +3,7 @@
 Only the controller on the same host talks to it (the socket file's permissions are the access
 control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf stubs:
 
-    /zrkeyring.party.v1.Local/Run     request: a job (see `jobs.encode_job`)
+    /zrkeyring.party.v1.Local/Run     request: a job (see `encode_job`)
                                       answer:  {"ok": true, "result": hex}
                                             or {"ok": false, "error": str, "retryable": bool,
                                                 "culprit": int | null, "missing": [int]}
@@ -12,6 +12,9 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
 
 `retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
 that did not answer in time is retryable; a request the chain does not hold is not.
+
+This module is the contract between the two daemons: the controller imports it and nothing else of
+the party package.
 """
 
 from __future__ import annotations
@@ -20,13 +23,81 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from appliance.mpc_party.jobs import Job, decode_job, encode_job
+# --- the jobs a controller asks for (the contract between the two daemons) -----------------------
+
+
+@dataclass(frozen=True)
+class KeygenJob:
+    request_id: int
+    key_type: str
+    parties: tuple[int, ...]
+    threshold: int
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "key"
+
+
+@dataclass(frozen=True)
+class SignJob:
+    request_id: int
+    key_type: str
+    key_id: int
+    public_key: bytes
+    data: bytes
+    signers: tuple[int, ...]
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "sign"
+
+
+Job = KeygenJob | SignJob
+
+
+def encode_job(job: Job) -> bytes:
+    body = asdict(job)
+    for name in ("public_key", "data"):
+        if name in body:
+            body[name] = body[name].hex()
+    return json.dumps({"kind": job.kind, **body}, sort_keys=True).encode()
+
+
+def decode_job(data: bytes) -> Job:
+    """Parse a job from the local API; raises ValueError with the reason on anything malformed."""
+    try:
+        body = json.loads(data)
+        kind = body.pop("kind")
+        if kind == "key":
+            return KeygenJob(int(body["request_id"]), str(body["key_type"]),
+                             tuple(int(p) for p in body["parties"]), int(body["threshold"]),
+                             int(body.get("attempt", 0)))
+        if kind == "sign":
+            return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
+                           bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
+                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed job: {exc}") from None
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
+    """The structured journal fields (appliance.runtime.logs.STRUCTURED_FIELDS) of one job's log lines."""
+    fields: dict[str, Any] = {"request_id": job.request_id}
+    if sid is not None:
+        fields["session_id"] = sid.hex()
+    if isinstance(job, SignJob):
+        fields["key_id"] = job.key_id
+    return fields
+
 
 SERVICE = "zrkeyring.party.v1.Local"
 RUN = f"/{SERVICE}/Run"

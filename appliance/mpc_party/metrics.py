@@ -2,8 +2,8 @@
 
 Label values are fixed sets (the tuples below); `culprit` and `peer` are party indices ("1".."n"), so
 they are bounded by the cluster size. Shared metrics (build info, HSM timings) come from
-appliance.metrics_http and are re-exported here. Serve them with
-`appliance.metrics_http.start_metrics_server(config.metrics.address)`.
+appliance.runtime.metrics_http and are re-exported here. Serve them with
+`appliance.runtime.metrics_http.start_metrics_server(config.metrics.address)`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from appliance.metrics_http import (
+from appliance.runtime.metrics_http import (
     BUILD_INFO,
     HSM_ERRORS,
     HSM_OPERATION_SECONDS,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.mpc_party.envelope import BROADCAST, DropReason, Envelope, Gate, Outbox
-from appliance.mpc_party.sessions import Outgoing, Session
+from appliance.mpc_party.protocols.sessions import Outgoing, Session
+from appliance.mpc_party.protocols.wire import ProtocolAbort
 from appliance.mpc_party.transport import PeerUnavailable
-from appliance.mpc_party.wire import ProtocolAbort
 
 log = logging.getLogger(__name__)
 

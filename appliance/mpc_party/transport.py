@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import serialization
 
 from appliance.cluster.ca import party_cn, party_index_from_cn
 from appliance.cluster.sealkey import KEY_FILE, SEALED_FILE, Sealer, unseal_tls_key
-from appliance.errors import ConfigError, UserError
 from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
-from appliance.mpc_party.roster import Roster
-from appliance.mpc_party.wire import ProtocolAbort, Reader, Writer
+from appliance.mpc_party.protocols.wire import ProtocolAbort, Reader, Writer
+from appliance.rules.roster import Roster
+from appliance.runtime.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import ConfigError
+from appliance.runtime.errors import ConfigError
 from chain_client.crypto import SoftwareSigner
 from chain_node.genesis import Genesis, GenesisAccount, load_genesis
 from chain_node.server import Node, NodeConfig

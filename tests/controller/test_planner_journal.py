@@ -15,9 +15,8 @@ from appliance.controller.planner import (
     clip_reason,
     plan_key_request,
     plan_sign_request,
-    quorum,
-    session_id,
 )
+from appliance.rules.attempts import quorum, session_id
 
 
 def test_session_id_binds_every_field() -> None:

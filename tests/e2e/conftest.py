@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.localnet import LocalKeyring, LocalSettings
+from appliance.local.localnet import LocalKeyring, LocalSettings
 
 
 @pytest.fixture(scope="module")

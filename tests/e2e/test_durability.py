@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from appliance.e2e_demo import verify_independently
+from appliance.local.e2e_demo import verify_independently
 from chain_client.client import msg_responses
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 

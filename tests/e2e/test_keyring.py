@@ -6,9 +6,8 @@ import secrets
 
 import pytest
 
-from appliance.e2e_demo import verify_independently
-from appliance.mpc_party.jobs import SignJob
-from appliance.mpc_party.local_api import JobFailed, PartyClient
+from appliance.local.e2e_demo import verify_independently
+from appliance.mpc_party.local_api import JobFailed, PartyClient, SignJob
 
 
 def sign_data(key_type: str) -> bytes:

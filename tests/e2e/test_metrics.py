@@ -12,11 +12,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.e2e_demo import verify_independently
-from appliance.localnet import ROOT
-from appliance.mpc_party.jobs import SignJob
-from appliance.mpc_party.local_api import JobFailed, PartyClient
-from appliance.status_cli import EXIT_OK, EXIT_PROBLEM
+from appliance.cli.status import EXIT_OK, EXIT_PROBLEM
+from appliance.local.e2e_demo import verify_independently
+from appliance.local.localnet import ROOT
+from appliance.mpc_party.local_api import JobFailed, PartyClient, SignJob
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -132,7 +131,7 @@ def test_controller_metrics_after_keygen_and_signing(keyring, keys) -> None:
     assert total(s, "zrkeyring_controller_party_up") == 1
 
 
-STATUS = ("import argparse, sys; from appliance.status_cli import status; "
+STATUS = ("import argparse, sys; from appliance.cli.status import status; "
           "sys.exit(status(argparse.Namespace(config=sys.argv[1])))")
 
 

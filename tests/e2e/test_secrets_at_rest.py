@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.localnet import ROOT
+from appliance.local.localnet import ROOT
 
 # Runs inside a party's own environment (its SOFTHSM2_CONF): unseal every active share with that party's
 # HSM and print the secrets the scan must not find. Test-only: production never prints a share.
@@ -15,7 +15,7 @@ UNSEAL = """
 import json, sys
 from appliance.hsm import Hsm, load_hsm_config, read_pin
 from appliance.hsm.store import ShareStore, open_share
-from appliance.mpc_party import protocols
+from appliance.mpc_party.protocols import dispatch as protocols
 config = load_hsm_config(sys.argv[1])
 hsm = Hsm.open(config)
 store = ShareStore(sys.argv[2])

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def zrkeyring(token, *args, env_extra=None):
     env = {**token.env, **(env_extra or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", *args],
+        [sys.executable, "-m", "appliance.cli.main", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

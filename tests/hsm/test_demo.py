@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from appliance.hsm.demo import demo_step
+from appliance.local.demo_hsm import demo_step
 
 
 def test_demo_step_twice_and_the_session_token_still_works(hsm, softhsm_dir):

@@ -6,8 +6,6 @@ import pytest
 from pkcs11 import Mechanism
 from pkcs11 import exceptions as p11
 
-from appliance.config import build
-from appliance.errors import ConfigError, UserError
 from appliance.hsm import (
     Hsm,
     HsmConfig,
@@ -23,6 +21,8 @@ from appliance.hsm import (
 from appliance.hsm import token as token_module
 from appliance.hsm.provision import REQUIRED_MECHANISMS, check_mechanisms
 from appliance.hsm.softhsm import SOFTHSM_MODULE, write_hsm_config
+from appliance.runtime.config import build
+from appliance.runtime.errors import ConfigError, UserError
 from tests.hsm.conftest import connect
 
 CKF_USER_PIN_LOCKED = 0x00040000

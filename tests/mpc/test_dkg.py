@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.mpc_party.dkg import (
+from appliance.mpc_party.protocols.dkg import (
     DkgCommitments,
     DkgEcho,
     DkgParty,
@@ -19,8 +19,8 @@ from appliance.mpc_party.dkg import (
     run_local_dkg,
     run_local_refresh,
 )
-from appliance.mpc_party.group import ED25519, SECP256K1, lagrange_at_zero
-from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
+from appliance.mpc_party.protocols.group import ED25519, SECP256K1, lagrange_at_zero
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort
 
 GROUPS = [ED25519, SECP256K1]
 

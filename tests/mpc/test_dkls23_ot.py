@@ -7,11 +7,11 @@ import secrets
 import numpy as np
 import pytest
 
-from appliance.mpc_party.dkls23 import mul
-from appliance.mpc_party.dkls23.common import M_OT, OT_WIDTH, Q
-from appliance.mpc_party.dkls23.ot_base import VsotReceiver, VsotSender
-from appliance.mpc_party.dkls23.ot_ext import gf_inner, gf_mul, receiver_extend, sender_extend
-from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
+from appliance.mpc_party.protocols.dkls23 import mul
+from appliance.mpc_party.protocols.dkls23.common import M_OT, OT_WIDTH, Q
+from appliance.mpc_party.protocols.dkls23.ot_base import VsotReceiver, VsotSender
+from appliance.mpc_party.protocols.dkls23.ot_ext import gf_inner, gf_mul, receiver_extend, sender_extend
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort
 
 rng = secrets.token_bytes
 SID = bytes(range(32))

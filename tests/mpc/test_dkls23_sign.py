@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from appliance.mpc_party.dkls23 import local
-from appliance.mpc_party.dkls23.common import GROUP, Q
-from appliance.mpc_party.dkls23.demo import verify_independently
-from appliance.mpc_party.dkls23.keyshare import Dkls23Key, delta_bits
-from appliance.mpc_party.dkls23.sign import Signature, SignSession
-from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
+from appliance.local.demo_dkls23 import verify_independently
+from appliance.mpc_party.protocols.dkls23 import local
+from appliance.mpc_party.protocols.dkls23.common import GROUP, Q
+from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key, delta_bits
+from appliance.mpc_party.protocols.dkls23.sign import Signature, SignSession
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort
 
 
 def check_signature(public_key: bytes, digest: bytes, sig: Signature) -> None:
@@ -145,7 +145,7 @@ def test_deterministic_rng_is_injected():
 
 
 def test_keygen_rounds_out_of_order_are_local_errors():
-    from appliance.mpc_party.dkls23.keygen import KeygenSession
+    from appliance.mpc_party.protocols.dkls23.keygen import KeygenSession
     s = KeygenSession(bytes(32), 1, 2, 2)
     with pytest.raises(LocalProtocolError):
         s.round2()
@@ -160,6 +160,6 @@ def test_keygen_rounds_out_of_order_are_local_errors():
 
 
 def test_demo_step_reports_verified_signatures():
-    from appliance.mpc_party.dkls23.demo import demo_step
+    from appliance.local.demo_dkls23 import demo_step
     lines = demo_step()
     assert lines and any("verified" in line for line in lines)

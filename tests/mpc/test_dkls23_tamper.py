@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from appliance.mpc_party.dkls23 import local, mul
-from appliance.mpc_party.dkls23.common import GROUP, Q
-from appliance.mpc_party.dkls23.keygen import decode_keygen_message
-from appliance.mpc_party.dkls23.sign import SignSession, decode_sign_message
-from appliance.mpc_party.wire import ProtocolAbort
+from appliance.mpc_party.protocols.dkls23 import local, mul
+from appliance.mpc_party.protocols.dkls23.common import GROUP, Q
+from appliance.mpc_party.protocols.dkls23.keygen import decode_keygen_message
+from appliance.mpc_party.protocols.dkls23.sign import SignSession, decode_sign_message
+from appliance.mpc_party.protocols.wire import ProtocolAbort
 from tests.mpc.test_dkls23_sign import check_signature
 
 DIGEST = hashlib.sha256(b"tamper").digest()

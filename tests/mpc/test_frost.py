@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.mpc_party.frost import (
+from appliance.mpc_party.protocols.frost import (
     FROST_ED25519,
     FROST_SECP256K1,
     FROST_SECP256K1_BIP340,
@@ -23,9 +23,9 @@ from appliance.mpc_party.frost import (
     SignState,
     decode_frost_message,
 )
-from appliance.mpc_party.frost.ciphersuite import tagged_hash
-from appliance.mpc_party.frost.local import refresh, run_dkg, sign
-from appliance.mpc_party.wire import LocalProtocolError, ProtocolAbort
+from appliance.mpc_party.protocols.frost.ciphersuite import tagged_hash
+from appliance.mpc_party.protocols.frost.local import refresh, run_dkg, sign
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort
 
 
 def verify_ed25519(public: bytes, message: bytes, sig: bytes) -> None:
@@ -275,7 +275,7 @@ def test_fuzzed_signing_messages_only_abort(data):
 
 
 def test_demo_step():
-    from appliance.mpc_party.frost.demo import demo_step
+    from appliance.local.demo_frost import demo_step
 
     lines = demo_step()
     assert any("PyNaCl" in line for line in lines) and any("coincurve" in line for line in lines)

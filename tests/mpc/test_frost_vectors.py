@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from appliance.mpc_party.dkg import KeyShare
-from appliance.mpc_party.frost import FROST_ED25519, FROST_SECP256K1, FrostSigner, core, decode_frost_message
-from appliance.mpc_party.frost.ciphersuite import expand_message_xmd_sha256
+from appliance.mpc_party.protocols.dkg import KeyShare
+from appliance.mpc_party.protocols.frost import FROST_ED25519, FROST_SECP256K1, FrostSigner, core, decode_frost_message
+from appliance.mpc_party.protocols.frost.ciphersuite import expand_message_xmd_sha256
 
 # Transcribed from RFC 9591 appendix E, FROST(Ed25519, SHA-512): 2-of-3, signers 1 and 3.
 ED25519_VECTOR = {

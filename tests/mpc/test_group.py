@@ -1,4 +1,4 @@
-"""The group layer (appliance/mpc_party/group.py): arithmetic against independent libraries, encodings
+"""The group layer (appliance/mpc_party/protocols/group.py): arithmetic against independent libraries, encodings
 round-trip, and every malformed input a peer could send is refused."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl import bindings as sodium
 
-from appliance.mpc_party.group import (
+from appliance.mpc_party.protocols.group import (
     ED25519,
     SECP256K1,
     EncodingError,

@@ -6,8 +6,15 @@ import stat
 
 import pytest
 
-from appliance.mpc_party.jobs import KeygenJob, SignJob, decode_job, encode_job
-from appliance.mpc_party.local_api import JobFailed, LocalServer, PartyClient
+from appliance.mpc_party.local_api import (
+    JobFailed,
+    KeygenJob,
+    LocalServer,
+    PartyClient,
+    SignJob,
+    decode_job,
+    encode_job,
+)
 
 
 def test_job_encoding_round_trip_and_rejects() -> None:

@@ -6,10 +6,10 @@ import secrets
 
 import nacl.signing
 
-from appliance.mpc_party.dkg import DkgParty
-from appliance.mpc_party.frost import FROST_ED25519
-from appliance.mpc_party.group import ED25519
-from appliance.mpc_party.sessions import DkgSession, FrostSignSession, run_in_process
+from appliance.mpc_party.protocols.dkg import DkgParty
+from appliance.mpc_party.protocols.frost import FROST_ED25519
+from appliance.mpc_party.protocols.group import ED25519
+from appliance.mpc_party.protocols.sessions import DkgSession, FrostSignSession, run_in_process
 
 
 def test_dkg_then_frost_sign_through_sessions() -> None:
@@ -29,9 +29,9 @@ def test_dkg_then_frost_sign_through_sessions() -> None:
 def test_keyshare_codec_round_trip_and_rejects() -> None:
     import pytest
 
-    from appliance.mpc_party.dkg import run_local_dkg
-    from appliance.mpc_party.group import SECP256K1
-    from appliance.mpc_party.sharecodec import ShareCodecError, decode_keyshare, encode_keyshare
+    from appliance.mpc_party.protocols.dkg import run_local_dkg
+    from appliance.mpc_party.protocols.group import SECP256K1
+    from appliance.mpc_party.protocols.sharecodec import ShareCodecError, decode_keyshare, encode_keyshare
 
     for group in (ED25519, SECP256K1):
         share = run_local_dkg(group, 3, 2)[1]
@@ -47,8 +47,8 @@ def test_protocol_dispatch_for_every_key_type() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-    from appliance.mpc_party import protocols
-    from appliance.mpc_party.group import default_rng
+    from appliance.mpc_party.protocols import dispatch as protocols
+    from appliance.mpc_party.protocols.group import default_rng
 
     for key_type in protocols.SUPPORTED:
         sid = secrets.token_bytes(32)

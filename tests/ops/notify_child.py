@@ -5,7 +5,7 @@ argv[1] = "native" (systemd-python when importable) or "direct" (the AF_UNIX wri
 
 import sys
 
-from appliance.systemd import Notifier, stop_on_signals
+from appliance.runtime.systemd import Notifier, stop_on_signals
 
 
 def main() -> int:

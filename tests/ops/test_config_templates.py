@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from appliance import __version__
-from appliance.config import build
 from appliance.hsm.config import HsmConfig, load_hsm_config
-from appliance.metrics_http import parse_address
+from appliance.runtime.config import build
+from appliance.runtime.metrics_http import parse_address
 
 CONFIG = Path(__file__).resolve().parents[2] / "packaging" / "debian" / "config"
 COMMENTED_SETTING = re.compile(r"^# ([a-z_]+ = .+)$", re.MULTILINE)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import logs
+from appliance.runtime import logs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_pin_never_reaches_the_journal(journal, restore_root_logger) -> None:
 def test_text_mode_outside_systemd() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
     code = (
-        "import logging; from appliance import logs\n"
+        "import logging; from appliance.runtime import logs\n"
         "print(logs.setup_logging())\n"
         "logging.getLogger('zrkeyring.t').info('fulfilled', extra={'request_id': 9, 'peer': 3})\n"
     )

@@ -10,9 +10,9 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 import appliance.controller.metrics as controller_metrics
-import appliance.metrics_http as shared_metrics
 import appliance.mpc_party.metrics as party_metrics
-from appliance.errors import ConfigError
+import appliance.runtime.metrics_http as shared_metrics
+from appliance.runtime.errors import ConfigError
 
 # The list, mapped to metric family names (counters without `_total`, as the parser reports them).
 REQUIRED = {

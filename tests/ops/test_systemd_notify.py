@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.systemd import Notifier, socket_sender, watchdog_interval
+from appliance.runtime.systemd import Notifier, socket_sender, watchdog_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 

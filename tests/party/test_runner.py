@@ -11,14 +11,14 @@ import nacl.signing
 import pytest
 
 from appliance.cluster.bundle import fill_roster, init_cluster
-from appliance.mpc_party.dkg import DkgParty
 from appliance.mpc_party.envelope import Envelope, Gate, Outbox
-from appliance.mpc_party.frost import FROST_ED25519
-from appliance.mpc_party.group import ED25519
-from appliance.mpc_party.roster import Roster
+from appliance.mpc_party.protocols.dkg import DkgParty
+from appliance.mpc_party.protocols.frost import FROST_ED25519
+from appliance.mpc_party.protocols.group import ED25519
+from appliance.mpc_party.protocols.sessions import DkgSession, FrostSignSession
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
-from appliance.mpc_party.sessions import DkgSession, FrostSignSession
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
+from appliance.rules.roster import Roster
 from chain_client.address import account_address
 from tests.transport.conftest import free_base_port, sign_with
 

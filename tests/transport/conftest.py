@@ -13,10 +13,10 @@ import pytest
 from nacl.signing import SigningKey
 
 from appliance.cluster.bundle import ClusterBundle, fill_roster, init_cluster
-from appliance.localnet import free_port_range
+from appliance.local.localnet import free_port_range
 from appliance.mpc_party.envelope import Gate, Outbox
-from appliance.mpc_party.roster import Roster
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
+from appliance.rules.roster import Roster
 from chain_client.address import account_address
 
 BUNDLE_PARTIES = 4

@@ -15,8 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nacl.signing import SigningKey
 
 from appliance.cluster.bundle import fill_roster, init_cluster
-from appliance.errors import ConfigError, UserError
-from appliance.mpc_party.roster import Roster
+from appliance.rules.roster import Roster
+from appliance.runtime.errors import ConfigError, UserError
 from chain_client.address import account_address
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +116,8 @@ def test_roster_errors_name_the_field(tmp_path, old, new, message):
 def zrkeyring(*args: str) -> subprocess.CompletedProcess:
     # The cluster group is registered here until the lead adds it to COMMAND_GROUPS.
     code = (
-        "import sys, appliance.cli as c\n"
-        "g = 'appliance.cluster.cli'\n"
+        "import sys, appliance.cli.main as c\n"
+        "g = 'appliance.cli.cluster'\n"
         "c.COMMAND_GROUPS.append(g) if g not in c.COMMAND_GROUPS else None\n"
         "sys.exit(c.main(sys.argv[1:]))\n"
     )

@@ -10,10 +10,10 @@ import pytest
 
 from appliance.cluster.bundle import init_cluster
 from appliance.cluster.sealkey import SEALED_FILE, seal_tls_key
-from appliance.errors import UserError
 from appliance.hsm import SealError
 from appliance.hsm.softhsm import write_hsm_config
 from appliance.mpc_party.transport import TlsCredentials
+from appliance.runtime.errors import UserError
 from tests.hsm.conftest import connect
 
 
@@ -44,9 +44,9 @@ def test_seal_key_command(softhsm_token, tmp_path) -> None:
     bundle = init_cluster(tmp_path / "bundle", 2, 2, "127.0.0.1", 7311)
     config = write_hsm_config(softhsm_token, tmp_path / "cfg")
     env = softhsm_token.env
-    subprocess.run([sys.executable, "-m", "appliance.cli", "hsm", "init", "--config", str(config)], env=env,
+    subprocess.run([sys.executable, "-m", "appliance.cli.main", "hsm", "init", "--config", str(config)], env=env,
                    check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "cluster", "seal-key", "--bundle-dir",
+    out = subprocess.run([sys.executable, "-m", "appliance.cli.main", "cluster", "seal-key", "--bundle-dir",
                           str(bundle.party_dir(1)), "--config", str(config)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "sealed" in out.stdout and not (bundle.party_dir(1) / "party.key").exists()

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.cluster.bundle import init_cluster
-from appliance.errors import ConfigError, UserError
 from appliance.mpc_party.envelope import BROADCAST, Envelope, Gate
-from appliance.mpc_party.roster import Roster
 from appliance.mpc_party.transport import PeerClient, PeerServer, PeerUnavailable, TlsCredentials
+from appliance.rules.roster import Roster
+from appliance.runtime.errors import ConfigError, UserError
 from tests.transport.conftest import free_base_port, sign_with
 
 PROTOCOL = "frost-ed25519-dkg"

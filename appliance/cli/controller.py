@@ -1,0 +1,48 @@
+"""`zrkeyring controller run`: start this party's chain controller.
+
+The controller watches the chain for the keyring's open requests, asks the local party daemon to run
+each one, verifies every result with an independent library, and posts this party's fulfilments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from appliance.cli.daemon_group import register_run_group
+from appliance.controller.service import Controller, ControllerConfig, HsmChainSigner
+from appliance.hsm import open_hsm
+from appliance.mpc_party.local_api import PartyClient
+from appliance.runtime.daemon_life import serve_until_signalled
+from appliance.runtime.metrics_http import serve_configured
+from chain_client.client import ChainClient
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_run_group(subparsers, "controller", "the party's chain controller",
+                       "watch the chain, run requests on the local party, post fulfilments", __doc__,
+                       "controller TOML file with [controller], [hsm], [chain]", run_controller)
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    config = ControllerConfig.load(args.config)
+    serve_configured(config.metrics)
+    hsm = open_hsm(config.hsm)
+    chain = ChainClient(config.chain.client_config())
+    party = PartyClient(config.controller.party_socket)
+    controller = Controller(config, chain, HsmChainSigner(hsm), party)
+    stop = threading.Event()
+    worker = threading.Thread(target=controller.run_forever, args=(stop,), name="controller-loop")
+    worker.start()
+
+    def shutdown() -> None:
+        stop.set()
+        worker.join()
+        controller.close()
+        party.close()
+        chain.close()
+        hsm.close()
+
+    serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
+                          lambda: f"height {controller.height}")
+    return 0

@@ -1,0 +1,188 @@
+"""`zrkeyring keyring register`: put the cluster's keyring on chain, with every roster party in it.
+
+    zrkeyring keyring register --roster roster.toml --admin-keys-file keys.json --admin-key admin \\
+        --node node-a:9090 --node node-b:9090 --chain-id diamond-1 --write-roster
+
+One MsgNewKeyring (party_threshold = the roster's threshold; the admin becomes the keyring's admin),
+then one tx with a MsgAddKeyringParty per party. Running it again is safe: with `--keyring ADDR`, or
+a roster whose [cluster] keyring is already set, it only adds the parties the keyring lacks.
+
+The admin key is a software key file (`zrkeyring-chain init` format, see chain_node/keyfile.py),
+named by path: a key is never taken on the command line. Progress goes to stderr, the keyring
+address alone to stdout (`ADDR=$(zrkeyring keyring register …)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf.message import Message
+
+from appliance.rules.roster import Roster
+from appliance.runtime.errors import UserError
+from chain_client.client import ChainClient, ClientConfig, msg_responses
+from chain_client.crypto import SoftwareSigner
+from chain_client.errors import ChainError, ChainTxError, ChainUnavailable
+from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxResponse
+from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
+from chain_node.keyfile import key_from_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("keyring", help="register the cluster's keyring on chain")
+    commands = group.add_subparsers(dest="keyring_command", metavar="SUBCOMMAND", required=True)
+    reg = commands.add_parser(
+        "register",
+        help="create the keyring (threshold from the roster) and add every roster party to it",
+        description="Create a keyring whose party_threshold is the roster's threshold and add each "
+        "party's chain_address to it. With --keyring ADDR (or a roster that already names a keyring) "
+        "only the missing parties are added. Prints the keyring address on stdout.",
+    )
+    reg.add_argument("--roster", required=True, help="complete cluster roster (TOML)")
+    reg.add_argument("--admin-keys-file", required=True, help="software key file (zrkeyring-chain format)")
+    reg.add_argument("--admin-key", required=True, help="name of the admin key in that file")
+    reg.add_argument(
+        "--node", action="append", default=None, help="chain gRPC endpoint; repeat for failover"
+    )
+    reg.add_argument("--chain-id", default="", help="chain id (default: the one in the key file)")
+    reg.add_argument("--keyring", default="", help="existing keyring: add the parties it lacks")
+    reg.add_argument("--description", default="", help="keyring description (default: the cluster name)")
+    reg.add_argument("--key-req-fee", type=int, default=0, help="urock charged per key request")
+    reg.add_argument("--sig-req-fee", type=int, default=0, help="urock charged per signature request")
+    reg.add_argument(
+        "--write-roster", action="store_true", help="record the keyring address in the roster's [cluster]"
+    )
+    reg.set_defaults(handler=run_register)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_register(args: argparse.Namespace) -> int:
+    roster_path = Path(args.roster)
+    roster = Roster.load(roster_path).require_complete()
+    file_chain_id, admin = key_from_file(Path(args.admin_keys_file), args.admin_key)
+    chain_id = args.chain_id or file_chain_id
+    endpoints = args.node or ["127.0.0.1:9090"]
+    existing = _existing_keyring(args.keyring, roster.cluster.keyring)
+    config = ClientConfig(endpoints=endpoints, chain_id=chain_id, simulate=True, attempts=3)
+    with ChainClient(config) as client:
+        try:
+            address = _register(client, roster, roster_path, admin, existing, args)
+        except ChainUnavailable as exc:
+            raise UserError(f"chain not reachable: {exc}") from None
+        except ChainError as exc:
+            raise UserError(f"keyring registration refused by the chain: {exc}") from None
+    print(address)
+    return 0
+
+
+def _existing_keyring(flag: str, in_roster: str) -> str:
+    if flag and in_roster and flag != in_roster:
+        raise UserError(
+            f"--keyring {flag} differs from the roster's [cluster] keyring {in_roster}; "
+            "fix the roster or drop --keyring"
+        )
+    return flag or in_roster
+
+
+def _register(
+    client: ChainClient,
+    roster: Roster,
+    roster_path: Path,
+    admin: SoftwareSigner,
+    existing: str,
+    args: argparse.Namespace,
+) -> str:
+    _check_chain(client, admin)
+    if existing:
+        keyring = client.keyring(existing)
+        if keyring is None:
+            raise UserError(f"keyring {existing} not found on chain {client.config.chain_id}")
+        if admin.address() not in keyring.admins:
+            raise UserError(
+                f"{admin.address()} (key {args.admin_key!r}) is not an admin of keyring {existing} "
+                f"(admins: {', '.join(keyring.admins)})"
+            )
+        if keyring.party_threshold != roster.cluster.threshold:
+            _say(
+                f"warning: keyring {existing} has party_threshold {keyring.party_threshold}, the roster "
+                f"says {roster.cluster.threshold} (not changed)"
+            )
+        present = set(keyring.parties)
+        address = existing
+    else:
+        message = identity_tx.MsgNewKeyring(
+            creator=admin.address(),
+            description=args.description or roster.cluster.name,
+            party_threshold=roster.cluster.threshold,
+            key_req_fee=args.key_req_fee,
+            sig_req_fee=args.sig_req_fee,
+        )
+        response = _send(client, admin, [message])
+        (created,) = msg_responses(response, [identity_tx.MsgNewKeyringResponse])
+        address = created.addr
+        present = set()
+        _say(f"keyring {address} created (party_threshold {roster.cluster.threshold})")
+    if args.write_roster and roster.cluster.keyring != address:
+        # Written before the parties are added, so a re-run after a failure completes this keyring.
+        _write_keyring(roster, roster_path, address)
+    _add_parties(client, admin, roster, address, present)
+    return address
+
+
+def _check_chain(client: ChainClient, admin: SoftwareSigner) -> None:
+    """The node answers, serves the chain we sign for, and the admin can pay: say which is wrong."""
+    served, height, _ = client.latest_block()
+    if served != client.config.chain_id:
+        endpoints = ", ".join(client.config.endpoints)
+        raise UserError(f"node {endpoints} serves chain {served!r}, not {client.config.chain_id!r}")
+    if client.account(admin.address()) is None:
+        raise UserError(
+            f"admin account {admin.address()} does not exist on chain {served} (not funded): "
+            "send it some urock for fees first"
+        )
+    _say(f"chain {served} at height {height}; admin {admin.address()}")
+
+
+def _add_parties(
+    client: ChainClient, admin: SoftwareSigner, roster: Roster, keyring: str, present: set[str]
+) -> None:
+    adds = []
+    for party in roster.parties:
+        if party.chain_address in present:
+            _say(f"{party.name} ({party.chain_address}) is already a party of {keyring}")
+            continue
+        adds.append(
+            identity_tx.MsgAddKeyringParty(creator=admin.address(), keyring_addr=keyring, party=party.chain_address)
+        )
+    if not adds:
+        _say(f"nothing to add: every roster party is in {keyring}")
+        return
+    try:
+        _send(client, admin, adds)
+    except ChainTxError as exc:
+        raise UserError(
+            f"adding parties to keyring {keyring} failed (none added): {exc.raw_log} "
+            f"(code {exc.code}); re-run with --keyring {keyring}"
+        ) from None
+    _say(f"added {len(adds)} parties to {keyring} in one tx")
+
+
+def _send(client: ChainClient, admin: SoftwareSigner, messages: Sequence[Message]) -> TxResponse:
+    response = client.send(admin, messages)
+    _say(f"tx {response.txhash} in block {response.height}")
+    return response
+
+
+def _write_keyring(roster: Roster, path: Path, address: str) -> None:
+    # Roster has no setter for [cluster] fields (only with_party), so replace the frozen section here.
+    updated = dataclasses.replace(roster, cluster=dataclasses.replace(roster.cluster, keyring=address))
+    updated.validate()
+    updated.write(path)
+    _say(f"roster {path}: [cluster] keyring = {address}")

@@ -1,0 +1,38 @@
+"""`zrkeyring party run`: start the MPC party daemon of this host.
+
+The daemon logs in to the HSM, serves its peers over mutual TLS and its own controller over a unix
+socket, and runs a protocol session for each job after re-checking the request on chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.cli.daemon_group import register_run_group
+from appliance.hsm import open_hsm
+from appliance.mpc_party.daemon import PartyConfig, PartyDaemon
+from appliance.runtime.daemon_life import serve_until_signalled
+from appliance.runtime.errors import UserError
+from appliance.runtime.metrics_http import serve_configured
+from chain_client.client import ChainClient
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_run_group(subparsers, "party", "the MPC party daemon",
+                       "run the party daemon (peers over mTLS, controller over a unix socket)", __doc__,
+                       "party TOML file with [party], [hsm] and [chain]", run_daemon)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    config = PartyConfig.load(args.config)
+    serve_configured(config.metrics)
+    hsm = open_hsm(config.hsm)
+    chain = ChainClient(config.chain.client_config())
+    try:
+        daemon = PartyDaemon(config, hsm, chain).start()
+    except UserError:
+        hsm.close()
+        raise
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop)
+    hsm.close()
+    return 0

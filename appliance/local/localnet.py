@@ -1,0 +1,290 @@
+"""A whole keyring on one machine: chain node, n party hosts (SoftHSM token, party daemon, controller).
+
+Used by `zrkeyring demo`, the end-to-end tests and the end-to-end benchmark. It follows the operator's
+steps (docs/operations.md) with the real commands and processes: `zrkeyring hsm init` per token,
+`cluster init` and the roster, a keyring registered on the chain node with every party's chain
+address, then `zrkeyring party run` and `zrkeyring controller run` for each party, each party in its
+own folder with its own SoftHSM configuration (as separate hosts would be).
+
+Only the workspace owner / keyring admin uses a software key: that role is a user of the chain, not
+part of the keyring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.cluster.bundle import fill_roster, init_cluster
+from appliance.hsm.softhsm import init_token, make_token_dir, write_hsm_config
+from appliance.mpc_party.local_api import PartyClient
+from chain_client.client import ChainClient, ClientConfig, msg_responses
+from chain_client.crypto import SoftwareSigner
+from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
+from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
+from chain_node.genesis import Genesis, GenesisAccount, Params
+from chain_node.local import LocalNode, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN_ID = "zrkeyring-local-1"
+KEY_TYPE_NAMES = {"ecdsa": "KEY_TYPE_ECDSA_SECP256K1", "bitcoin": "KEY_TYPE_BITCOIN_SECP256K1",
+                  "ed25519": "KEY_TYPE_EDDSA_ED25519"}
+FUNDS = 10**15
+
+
+@dataclass
+class LocalSettings:
+    parties: int = 3
+    threshold: int = 2
+    block_time: float = 0.2
+    default_btl: int = 100
+    round_timeout_s: float = 2.0
+    attempt_blocks: int = 15
+    poll_interval_s: float = 0.1
+
+
+@dataclass
+class PartyHost:
+    index: int
+    directory: Path
+    env: dict[str, str]
+    hsm_section: str
+    identity_key: str = ""
+    chain_address: str = ""
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "party.sock"
+
+    def config(self, role: str) -> Path:
+        return self.directory / f"{role}.toml"
+
+    def log(self, role: str) -> Path:
+        return self.directory / f"{role}.log"
+
+
+class LocalKeyring:
+    """Build with `setup()`, then `start()`; `close()` stops every process."""
+
+    def __init__(self, root: Path, settings: LocalSettings | None = None) -> None:
+        self.root = Path(root)
+        self.settings = settings or LocalSettings()
+        self.owner = SoftwareSigner()
+        self.hosts: list[PartyHost] = []
+        self.node: LocalNode | None = None
+        self.client: ChainClient | None = None
+        self.workspace = self.keyring = ""
+
+    # --- set-up, in the operator's order ---------------------------------------------------------
+
+    def setup(self) -> LocalKeyring:
+        s = self.settings
+        for i in range(1, s.parties + 1):
+            self.hosts.append(self._provision_host(i))
+        bundle = self.root / "cluster"
+        init_cluster(bundle, s.parties, s.threshold, "127.0.0.1", free_port_range(s.parties), name="local")
+        for host in self.hosts:
+            fill_roster(bundle, host.index, host.identity_key, host.chain_address)
+        for host in self.hosts:  # the TLS key leaves the disk: sealed by the party's own HSM
+            self._zrkeyring(host, "cluster", "seal-key", "--bundle-dir", str(bundle / f"party-{host.index}"),
+                            "--config", str(host.directory / "secrets" / f"party-{host.index}.toml"))
+        accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *(h.chain_address for h in self.hosts)]]
+        genesis = Genesis(CHAIN_ID, Params(default_btl=s.default_btl), accounts)
+        (self.root / "chain").mkdir(parents=True, exist_ok=True)
+        self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time)
+        self.node.start()
+        self.client = ChainClient(ClientConfig(endpoints=[self.node.endpoint], chain_id=CHAIN_ID,
+                                               poll_interval_s=0.05))
+        self._register_keyring()
+        for host in self.hosts:
+            self._write_configs(host, bundle)
+        return self
+
+    def _provision_host(self, index: int) -> PartyHost:
+        directory = self.root / f"party-{index}"
+        conf = make_token_dir(directory / "softhsm")
+        token = init_token(conf, label=f"party-{index}")
+        hsm_toml = write_hsm_config(token, directory / "secrets")
+        host = PartyHost(index, directory, {**os.environ, **token.env, "PYTHONUNBUFFERED": "1",
+                                            "GRPC_VERBOSITY": "ERROR"}, hsm_toml.read_text())
+        out = self._zrkeyring(host, "hsm", "init", "--config", str(hsm_toml))
+        host.identity_key = _field(out, r"identity public key \(Ed25519\): ([0-9a-f]{64})")
+        host.chain_address = _field(out, r"chain address:\s+(zen1[0-9a-z]+)")
+        return host
+
+    def _zrkeyring(self, host: PartyHost, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "appliance.cli.main", *args], cwd=ROOT, env=host.env,
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"zrkeyring {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _register_keyring(self) -> None:
+        assert self.client is not None
+        me = self.owner.address()
+        response = self.client.send(self.owner, [identity_tx.MsgNewWorkspace(creator=me)])
+        self.workspace = msg_responses(response, [identity_tx.MsgNewWorkspaceResponse])[0].addr
+        new = identity_tx.MsgNewKeyring(creator=me, description="zrkeyring local",
+                                        party_threshold=self.settings.threshold)
+        response = self.client.send(self.owner, [new])
+        self.keyring = msg_responses(response, [identity_tx.MsgNewKeyringResponse])[0].addr
+        self.client.send(self.owner, [identity_tx.MsgAddKeyringParty(creator=me, keyring_addr=self.keyring,
+                                                                     party=h.chain_address) for h in self.hosts])
+
+    def _write_configs(self, host: PartyHost, bundle: Path) -> None:
+        s, node = self.settings, self.node
+        assert node is not None
+        party_dir = bundle / f"party-{host.index}"
+        chain = f'[chain]\nchain_id = "{CHAIN_ID}"\nendpoints = ["{node.endpoint}"]\nkeyring = "{self.keyring}"\n'
+        host.config("party").write_text(
+            f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
+            f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
+            f"round_timeout_s = {s.round_timeout_s}\n\n{host.hsm_section}\n{chain}{_metrics_table()}")
+        host.config("controller").write_text(
+            f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
+            f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
+            f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
+            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n\n"
+            f"{host.hsm_section}\n{chain}{_metrics_table()}")
+
+    # --- processes ---------------------------------------------------------------------------------
+
+    def start(self) -> LocalKeyring:
+        for host in self.hosts:
+            self.start_role(host.index, "party")
+        for host in self.hosts:
+            self.wait_party_ready(host.index)
+        for host in self.hosts:
+            self.start_role(host.index, "controller")
+        return self
+
+    def host(self, index: int) -> PartyHost:
+        return self.hosts[index - 1]
+
+    def start_role(self, index: int, role: str) -> None:
+        host = self.host(index)
+        with host.log(role).open("a") as log:
+            host.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "appliance.cli.main", role, "run", "--config", str(host.config(role))],
+                cwd=ROOT, env=host.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_party_ready(self, index: int, timeout_s: float = 30.0) -> None:
+        host = self.host(index)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            proc = host.procs.get("party")
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"party {index} exited:\n{host.log('party').read_text()[-3000:]}")
+            if host.socket.exists():
+                client = PartyClient(host.socket)
+                try:
+                    client.status(timeout=1.0)
+                    return
+                except Exception:  # not serving yet
+                    time.sleep(0.1)
+                finally:
+                    client.close()
+            else:
+                time.sleep(0.1)
+        raise RuntimeError(f"party {index} not ready within {timeout_s} s:\n{host.log('party').read_text()[-3000:]}")
+
+    def stop_role(self, index: int, role: str, kill: bool = False) -> None:
+        proc = self.host(index).procs.pop(role, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        for host in self.hosts:
+            for role in ("controller", "party"):
+                self.stop_role(host.index, role)
+        if self.client is not None:
+            self.client.close()
+        if self.node is not None:
+            self.node.stop()
+
+    # --- what a workspace owner does ---------------------------------------------------------------
+
+    def request_key(self, key_type: str) -> int:
+        assert self.client is not None
+        msg = treasury_tx.MsgNewKeyRequest(creator=self.owner.address(), workspace_addr=self.workspace,
+                                           keyring_addr=self.keyring, key_type=key_type)
+        response = self.client.send(self.owner, [msg])
+        return msg_responses(response, [treasury_tx.MsgNewKeyRequestResponse])[0].key_req_id
+
+    def request_signature(self, key_id: int, data: bytes) -> int:
+        assert self.client is not None
+        msg = treasury_tx.MsgNewSignatureRequest(creator=self.owner.address(), key_ids=[key_id],
+                                                 data_for_signing=data.hex())
+        response = self.client.send(self.owner, [msg])
+        return msg_responses(response, [treasury_tx.MsgNewSignatureRequestResponse])[0].sig_req_id
+
+    def wait_request(self, kind: str, request_id: int, timeout_s: float = 60.0):
+        """Poll until the request is FULFILLED (returned) or REJECTED (raised)."""
+        assert self.client is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            req = self.client.key_request(request_id) if kind == "key" else self.client.sign_request(request_id)
+            if req is not None and req.status.endswith("FULFILLED"):
+                return req
+            if req is not None and req.status.endswith("REJECTED"):
+                raise RuntimeError(f"{kind} request {request_id} rejected: {req.reject_reason}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kind} request {request_id} still {req.status if req else 'missing'}")
+            time.sleep(0.05)
+
+    def key_for_request(self, request_id: int):
+        """The chain's Key created by a fulfilled key request (found by its public key)."""
+        assert self.client is not None
+        req = self.client.key_request(request_id)
+        for key in self.client.keys(self.workspace):
+            if bytes(key.public_key) == bytes(req.public_key):
+                return key
+        raise LookupError(f"no key for key request {request_id}")
+
+
+def demo_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _metrics_table() -> str:
+    return f'\n[metrics]\naddress = "127.0.0.1:{free_port()}"\n'
+
+
+def _field(text: str, pattern: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"unexpected `hsm init` output: {text!r}")
+    return match.group(1)
+
+
+def free_port_range(count: int) -> int:
+    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding each)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count < 65535 and all(_port_free(p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError("no free port range on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

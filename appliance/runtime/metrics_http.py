@@ -1,0 +1,156 @@
+"""What every zrkeyring daemon's /metrics has in common: the HTTP endpoint, build info, HSM timings.
+
+Each daemon declares its own metrics in its `metrics.py` (appliance/mpc_party/metrics.py,
+appliance/controller/metrics.py) and re-exports the shared ones below, so an operator can read a
+daemon's whole list in one file. The shared metrics are declared here exactly once because both
+daemons may run in one process (tests, the demo) and the default registry refuses duplicate names.
+
+Conventions (prometheus/client_python): names start with `zrkeyring_`, values are in base units
+(seconds, bytes), counters end in `_total`, durations are `_seconds` histograms, and every label has a
+small, fixed set of values (listed beside each metric) — never a request id, key id or address.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from typing import Any, TypeVar
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from appliance import __version__
+from appliance.runtime.config import load_section
+from appliance.runtime.errors import ConfigError
+
+# Bucket edges for things that take milliseconds (one PKCS#11 call) and for protocol sessions (seconds).
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SESSION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+BUILD_INFO = Info("zrkeyring_build", "zrkeyring version and the Python it runs on (value is always 1).")
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
+
+# operation: seal, unseal, sign_identity, sign_chain, random, login, provision, status
+HSM_OPERATIONS = ("seal", "unseal", "sign_identity", "sign_chain", "random", "login", "provision", "status")
+HSM_OPERATION_SECONDS = Histogram(
+    "zrkeyring_hsm_operation_duration_seconds",
+    "Time spent in one HSM (PKCS#11) operation, queueing for the HSM worker included.",
+    ["operation"],
+    buckets=FAST_BUCKETS,
+)
+HSM_ERRORS = Counter(
+    "zrkeyring_hsm_errors_total",
+    "HSM operations that failed (PKCS#11 error, token missing, login lost).",
+    ["operation"],
+)
+for _operation in HSM_OPERATIONS:
+    HSM_OPERATION_SECONDS.labels(_operation)
+    HSM_ERRORS.labels(_operation)
+
+
+@contextmanager
+def hsm_operation(operation: str) -> Iterator[None]:
+    """Time one HSM call and count it as an error if it raises: `with hsm_operation("seal"): ...`."""
+    if operation not in HSM_OPERATIONS:
+        raise ValueError(f"unknown HSM operation label {operation!r} (known: {', '.join(HSM_OPERATIONS)})")
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        HSM_ERRORS.labels(operation).inc()
+        raise
+    finally:
+        HSM_OPERATION_SECONDS.labels(operation).observe(time.perf_counter() - start)
+
+
+class MeteredHsm:
+    """An Hsm whose calls on the daemons' hot paths are timed and error-counted; the rest pass through.
+
+    Why a wrapper: the HSM layer stays free of metrics, and both daemons get the same labels.
+    """
+
+    METERED = ("seal", "unseal", "sign_identity", "sign_chain", "random")
+
+    def __init__(self, hsm: Any) -> None:
+        self._hsm = hsm
+
+    @classmethod
+    def wrap(cls, hsm: Any) -> Any:
+        return hsm if isinstance(hsm, cls) else cls(hsm)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._hsm, name)
+        if name not in self.METERED:
+            return target
+
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            with hsm_operation(name):
+                return target(*args, **kwargs)
+
+        return metered
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """The optional `[metrics]` table. Each daemon subclasses it with its own default address; an empty
+    address (and so a config without the table, see `load_metrics_section`) means no /metrics server."""
+
+    address: str = ""
+
+
+M = TypeVar("M", bound=MetricsSection)
+
+
+def load_metrics_section(data: dict[str, Any], cls: type[M]) -> M:
+    """The `[metrics]` table as `cls`; without the table, `cls(address="")`: metrics switched off."""
+    if "metrics" not in data:
+        return cls(address="")
+    section = load_section(data, "metrics", cls)
+    if section.address:
+        parse_address(section.address)  # fail at load time, naming the field
+    return section
+
+
+def serve_configured(section: MetricsSection) -> ThreadingHTTPServer | None:
+    """Start /metrics unless the daemon's config switches it off (call before opening the HSM)."""
+    if not section.address:
+        return None
+    server = start_metrics_server(section.address)
+    logging.getLogger("zrkeyring").info("metrics on http://%s/metrics", section.address)
+    return server
+
+
+def parse_address(address: str, field: str = "metrics.address") -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port); errors name the field."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{field}: expected host:port, got {address!r}")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host is the operator asking for all
+    return host, int(port)
+
+
+def start_metrics_server(address: str, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:
+    """Serve /metrics on `address` from a daemon thread; returns the server (call `.shutdown()` to stop).
+
+    Port 0 picks a free port; read it back from `server.server_address[1]`. The `*_created` series are
+    switched off for the process: they double the series count and no dashboard or alert uses them.
+    """
+    disable_created_metrics()
+    host, port = parse_address(address)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"metrics.address: cannot listen on {address}: {exc.strerror or exc}") from None
+    return server
