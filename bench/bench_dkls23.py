@@ -4,6 +4,7 @@ in the same run with the WebAssembly reference peer (bench/peer_dkls23.py).
     ecdsa_dkls23.dkg_ms.NxT          keygen: generic DKG + 128 verified base OTs per ordered pair
     ecdsa_dkls23.sign_ms.NxT         t signers: presign (rounds 1-2) + round 3 + combine (verified)
     ecdsa_dkls23.online_sign_ms.NxT  round 3 + combine only, from a presignature made beforehand
+    ecdsa_dkls23.pair_resetup_ms     one pairwise OT re-setup (both directions of one pair, 2 parties)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ SHAPES = [(3, 2), (5, 3)]
 DKG_RUNS = 5
 SIGN_RUNS = 20
 ONLINE_RUNS = 100
+RESETUP_RUNS = 5
 
 
 def _online_ms(keys, t: int) -> float:
@@ -51,4 +53,8 @@ def run() -> list[Result]:
             Result(f"ecdsa_dkls23.online_sign_ms.{shape}", round(online, 3), "ms",
                    note="round 3 + combine from a presignature"),
         ]
+        if (n, t) == SHAPES[0]:
+            resetup = mean_ms(lambda keys=keys: local.resetup_pair(keys[0], keys[1]), RESETUP_RUNS)
+            results.append(Result("ecdsa_dkls23.pair_resetup_ms", round(resetup, 3), "ms",
+                                  note="pairwise OT re-setup after a burned pair, both parties in one process"))
     return results

@@ -148,7 +148,8 @@ class LocalKeyring:
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
-            f"round_timeout_s = {s.round_timeout_s}\n\n{host.hsm_section}\n{chain}{_metrics_table()}")
+            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n\n{host.hsm_section}\n"
+            f"{chain}{_metrics_table()}")
         host.config("controller").write_text(
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
@@ -158,9 +159,12 @@ class LocalKeyring:
 
     # --- processes ---------------------------------------------------------------------------------
 
-    def start(self) -> LocalKeyring:
+    def start(self, party_entry: dict[int, tuple[str, dict[str, str]]] | None = None) -> LocalKeyring:
+        """Start every party, then every controller; `party_entry` maps a party index to another entry
+        module and extra environment for its party process (tests run a party with changed behaviour)."""
         for host in self.hosts:
-            self.start_role(host.index, "party")
+            module, env = (party_entry or {}).get(host.index, ("appliance.cli.main", {}))
+            self.start_role(host.index, "party", module=module, env=env)
         for host in self.hosts:
             self.wait_party_ready(host.index)
         for host in self.hosts:
@@ -170,12 +174,15 @@ class LocalKeyring:
     def host(self, index: int) -> PartyHost:
         return self.hosts[index - 1]
 
-    def start_role(self, index: int, role: str) -> None:
+    def start_role(self, index: int, role: str, module: str = "appliance.cli.main",
+                   env: dict[str, str] | None = None) -> None:
+        """Start `zrkeyring ROLE run` for a host; tests may run another entry module (a party with
+        changed protocol behaviour) with extra environment."""
         host = self.host(index)
         with host.log(role).open("a") as log:
             host.procs[role] = subprocess.Popen(
-                [sys.executable, "-m", "appliance.cli.main", role, "run", "--config", str(host.config(role))],
-                cwd=ROOT, env=host.env, stdout=log, stderr=subprocess.STDOUT)
+                [sys.executable, "-m", module, role, "run", "--config", str(host.config(role))],
+                cwd=ROOT, env={**host.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_party_ready(self, index: int, timeout_s: float = 30.0) -> None:
         host = self.host(index)

@@ -28,10 +28,13 @@ from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
+from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
 from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
+from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
+from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
@@ -56,6 +59,7 @@ class PartySection:
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
+    attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,11 @@ class PartyDaemon:
                                     RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
         Path(p.data_dir).mkdir(parents=True, exist_ok=True)
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite")
+        self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
+        self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
+                               sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
+        self.gate.on_unopened = self.pairs.on_unopened
+        self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
@@ -132,17 +141,20 @@ class PartyDaemon:
         self.server.start()
         self.local.start()
         metrics.ENVELOPES.watch(self.gate.counters)
+        self.pairs.resume()
         log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
                  self.server.listen, self.config.party.local_socket)
         return self
 
     def stop(self) -> None:
         metrics.ENVELOPES.forget(self.gate.counters)
+        self.pairs.stop()
         self.local.stop()
         self.server.stop(grace=1.0)
         self.runner.close()
         self.client.close()
         self.store.close()
+        self.state.close()
 
     # --- jobs --------------------------------------------------------------------------------------
 
@@ -224,12 +236,45 @@ class PartyDaemon:
     def _sign(self, job: SignJob, sid: bytes) -> bytes:
         if self.me not in job.signers:
             raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
+        self._check_attempt(job)
+        try:
+            self.pairs.check_signers(job.key_type, job.public_key, job.signers)
+        except PairBurned as exc:
+            raise JobFailed(f"refused: {exc}", retryable=True) from None
         record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
         if record is None:
             raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
         share = protocols.import_share(job.key_type, open_share(self.hsm, record))
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
-        return self.runner.run(sid, session)
+        # Durable before the first message leaves: a restart never runs this session id again.
+        if not self.state.claim_session(sid, "sign"):
+            log.warning("party %d refuses signing session %s already ran (a restart or a replay)", self.me,
+                        sid.hex()[:12], extra=job_log_fields(job, sid))
+            raise JobFailed(f"refused: signing session {sid.hex()[:12]} already ran on party {self.me} "
+                            "(a restart or a replay); a session id is never run twice", retryable=True)
+        try:
+            return self.runner.run(sid, session)
+        except ProtocolError as exc:
+            self.pairs.on_abort(exc, job.public_key)
+            raise
+
+    def _check_attempt(self, job: SignJob) -> None:
+        """The signer set must be the quorum rule's for the job's attempt, and the attempt one the
+        chain height allows now: the local socket cannot choose signers or mint extra sessions."""
+        expected = quorum(self.roster.indices(), self.roster.cluster.threshold, job.request_id, job.attempt)
+        if sorted(job.signers) != expected:
+            raise JobFailed(f"refused: signers {sorted(job.signers)} are not the quorum {expected} of "
+                            f"request {job.request_id} attempt {job.attempt}")
+        req = self.chain.sign_request(job.request_id)
+        if req is None:
+            raise JobFailed(f"refused: signature request {job.request_id} does not exist on chain")
+        if self._default_btl is None:
+            self._default_btl = self.chain.params().default_btl
+        current = attempt_at(self.chain.latest_height(), req.mpc_btl, self._default_btl,
+                             self.config.party.attempt_blocks)
+        if not current - 2 <= job.attempt <= current + 1:
+            raise JobFailed(f"refused: attempt {job.attempt} of request {job.request_id} is not current "
+                            f"(the chain height gives attempt {current})", retryable=True)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -240,4 +285,7 @@ class PartyDaemon:
             "hsm": self.hsm.token_label,
             "sessions": self.sessions_run,
             "envelopes": self.gate.counters(),
+            "burned_pairs": [{"public_key": b.public_key.hex(), "peer": b.peer, "reason": b.reason}
+                             for b in self.state.burned() if b.keyring == self.keyring],
+            "resetups": self.pairs.resetups_done,
         }

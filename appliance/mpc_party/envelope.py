@@ -233,6 +233,9 @@ class Gate:
         self._closed_memory = closed_memory
         self._sessions: dict[bytes, _Session] = {}
         self._cond = threading.Condition()
+        # Called (outside the lock) with each authenticated envelope for a session not open here: the
+        # daemon uses it to join sessions a peer starts itself (the pairwise OT re-setup).
+        self.on_unopened: Callable[[Envelope], None] | None = None
         self.accepted = 0
         self.dropped: dict[str, int] = {reason.value: 0 for reason in DropReason}
 
@@ -309,7 +312,13 @@ class Gate:
                     self.accepted += 1
                     self._cond.notify_all()
                     return Verdict(True, envelope=env)
-        return self.drop(reason, f"sender {env.sender} session {env.session_id.hex()[:16]} round {env.round}")
+        verdict = self.drop(reason, f"sender {env.sender} session {env.session_id.hex()[:16]} round {env.round}")
+        if reason is DropReason.SESSION_NOT_OPEN and self.on_unopened is not None:
+            try:
+                self.on_unopened(env)
+            except Exception:  # a hook failure must not break the transport
+                log.exception("party %d: handling an envelope for an unopened session failed", self.me)
+        return verdict
 
     def counters(self) -> dict[str, int]:
         """A consistent snapshot: `accepted` plus one entry per drop reason."""

@@ -28,7 +28,7 @@ __all__ = [
     "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
     "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
-    "peer_contact",
+    "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS",
 ]
 
 # protocol: the protocol family a session runs (the planner's KeyType.protocol values); "unknown" only
@@ -46,6 +46,24 @@ ABORT_REASONS = (
     "cancelled",          # the controller withdrew the request (fulfilled elsewhere, expired, shutdown)
 )
 NO_CULPRIT = "none"
+
+OT_PAIRS_BURNED = Gauge(
+    "zrkeyring_party_ot_pairs_burned",
+    "DKLs23 (key, peer) OT pairs burned after a failed OT-extension check and not yet re-set up; no signing "
+    "with that peer for that key meanwhile (critical: a peer may be probing this party's secrets).",
+)
+OT_PAIR_BURNS = Counter(
+    "zrkeyring_party_ot_pair_burns_total",
+    "DKLs23 OT pairs this party burned, by peer: a check that depends on this party's secret failed.",
+    ["peer"],
+)
+OT_RESETUPS = Counter(
+    "zrkeyring_party_ot_resetups_total",
+    "Pairwise DKLs23 OT re-setups this party took part in, by outcome.",
+    ["outcome"],
+)
+for _outcome in ("done", "failed"):
+    OT_RESETUPS.labels(_outcome)
 
 SESSIONS_STARTED = Counter(
     "zrkeyring_party_sessions_started_total",

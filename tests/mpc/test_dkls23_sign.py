@@ -104,11 +104,15 @@ def test_presignature_signs_only_once(keys):
 
 def test_calling_a_round_twice_is_a_local_error(keys):
     s = SignSession(keys[(3, 2)][0], bytes(32), [1, 2])
-    s.round1()
     with pytest.raises(LocalProtocolError):
-        s.round1()
+        s.round1()  # round 0 first
+    s.round0()
     with pytest.raises(LocalProtocolError):
-        s.round2()  # round-1 messages missing
+        s.round0()
+    with pytest.raises(LocalProtocolError):
+        s.round1()  # the peer's nonce is missing
+    with pytest.raises(LocalProtocolError):
+        s.round2()
     with pytest.raises(LocalProtocolError):
         SignSession(keys[(3, 2)][0], bytes(32), [1])  # below threshold
 

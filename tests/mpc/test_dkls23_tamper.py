@@ -141,8 +141,15 @@ def test_bad_round3_share_never_yields_a_signature(keys, field):
 # --- replay, reorder, duplicates, misaddressing --------------------------------------------------
 
 def _sessions(keys, sid=None):
+    """Signing sessions of parties 1-3 past round 0 (nonces exchanged), ready for round 1."""
     sid = sid or secrets.token_bytes(32)
-    return {k.party_id: SignSession(k, sid, [1, 2, 3]) for k in keys}
+    sessions = {k.party_id: SignSession(k, sid, [1, 2, 3]) for k in keys}
+    nonces = [s.round0() for s in sessions.values()]
+    for j, s in sessions.items():
+        for m in nonces:
+            if m.sender != j:
+                s.receive(_wire(m))
+    return sessions
 
 
 def _wire(msg):

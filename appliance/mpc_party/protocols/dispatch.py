@@ -14,15 +14,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance.mpc_party.protocols.dkg import DkgParty, KeyShare
+from appliance.mpc_party.protocols.dkls23 import resetup
 from appliance.mpc_party.protocols.dkls23.keygen import KeygenSession, KeygenState, decode_keygen_message
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key
+from appliance.mpc_party.protocols.dkls23.resetup import PairResetupSession
 from appliance.mpc_party.protocols.dkls23.sign import Presignature, PresigState, SignSession, decode_sign_message
 from appliance.mpc_party.protocols.dkls23.sign import SignState as DklsSignState
 from appliance.mpc_party.protocols.frost import FROST_ED25519
 from appliance.mpc_party.protocols.group import ED25519, Rng
 from appliance.mpc_party.protocols.sessions import BROADCAST, DkgSession, FrostSignSession, Outgoing, Session
 from appliance.mpc_party.protocols.sharecodec import decode_keyshare, encode_keyshare
-from appliance.mpc_party.protocols.wire import LocalProtocolError
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort, ct_equal
 
 EDDSA = "KEY_TYPE_EDDSA_ED25519"
 ECDSA_TYPES = ("KEY_TYPE_ECDSA_SECP256K1", "KEY_TYPE_BITCOIN_SECP256K1")
@@ -90,7 +92,7 @@ class DklsKeygenSession(Session):
 
 
 class DklsSignSession(Session):
-    """DKLs23 signing in one go: presignature rounds 1-2, then round 3 with the digest, then combine."""
+    """DKLs23 signing in one go: nonces (round 1), presignature rounds (2-3), shares (4), combine."""
 
     protocol = "dkls23-sign"
 
@@ -104,7 +106,7 @@ class DklsSignSession(Session):
         self._signature: bytes | None = None
 
     def start(self) -> list[Outgoing]:
-        return _outgoing(self.session.round1(), 1)
+        return _outgoing([self.session.round0()], 1)
 
     def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
         msg = decode_sign_message(payload, sender)
@@ -114,14 +116,28 @@ class DklsSignSession(Session):
             return []
         self.session.receive(msg)
         missing = self.session.missing()
-        if self.session.state is DklsSignState.WAITING_ROUND1 and not missing["round1"]:
-            return _outgoing(self.session.round2(), 2)
-        if self.session.state is DklsSignState.WAITING_ROUND2 and not missing["round2"]:
-            self._presig = self.session.finish()
-            out = _outgoing([self._presig.round3(self.digest)], 3)
-            self._combine_if_complete()  # round-3 shares may have arrived early
+        if self.session.state is DklsSignState.WAITING_ROUND0 and not missing["round0"]:
+            out = _outgoing(self.session.round1(), 2)
+            if not missing["round1"]:  # every peer's round-1 message came early
+                out += self._after_round1()
             return out
+        if self.session.state is DklsSignState.WAITING_ROUND1 and not missing["round1"]:
+            return self._after_round1()
+        if self.session.state is DklsSignState.WAITING_ROUND2 and not missing["round2"]:
+            return self._after_round2()
         return []
+
+    def _after_round1(self) -> list[Outgoing]:
+        out = _outgoing(self.session.round2(), 3)
+        if not self.session.missing()["round2"]:
+            out += self._after_round2()
+        return out
+
+    def _after_round2(self) -> list[Outgoing]:
+        self._presig = self.session.finish()
+        out = _outgoing([self._presig.round3(self.digest)], 4)
+        self._combine_if_complete()  # round-3 shares may have arrived early
+        return out
 
     def _combine_if_complete(self) -> None:
         assert self._presig is not None
@@ -131,14 +147,15 @@ class DklsSignSession(Session):
     @property
     def current_round(self) -> int:
         if self._presig is not None:
-            return 3
-        return 1 if self.session.state in (DklsSignState.ROUND1, DklsSignState.WAITING_ROUND1) else 2
+            return 4
+        return {DklsSignState.ROUND0: 1, DklsSignState.WAITING_ROUND0: 1,
+                DklsSignState.WAITING_ROUND1: 2}.get(self.session.state, 3)
 
     def waiting_for(self) -> list[int]:
         if self._presig is not None:
             return self._presig.waiting_for() if self._presig.state is PresigState.WAITING_ROUND3 else []
         missing = self.session.missing()
-        return missing["round1"] if self.current_round == 1 else missing["round2"]
+        return missing[f"round{self.current_round - 1}"]
 
     @property
     def done(self) -> bool:
@@ -147,6 +164,66 @@ class DklsSignSession(Session):
     def result(self) -> bytes:
         assert self._signature is not None, "signing not finished"
         return self._signature
+
+
+class DklsResetupSession(Session):
+    """Pairwise OT re-setup of one DKLs23 key with one peer (`dkls23/resetup.py`): rounds 1-5, each
+    one VSOT step per side; round 1 carries the header (public key, initiator's nonce) so the
+    responder can recompute the session id. Result: the key with a fresh pair toward the peer."""
+
+    protocol = "dkls23-ot-resetup"
+
+    def __init__(self, key: Dkls23Key, session_id: bytes, peer: int, nonce: bytes, rng: Rng) -> None:
+        self.session = PairResetupSession(key, session_id, peer, rng)
+        self.me, self.peer = key.party_id, peer
+        self.participants = tuple(sorted((key.party_id, peer)))
+        self._header = resetup.header(key.public_key, nonce)
+        self._step = 0  # the last step we sent
+        self._key: Dkls23Key | None = None
+
+    def start(self) -> list[Outgoing]:
+        self._step = 1
+        return [Outgoing(self.peer, 1, self._header + self.session.round1().to_bytes())]
+
+    def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
+        if self._step == 1 and not self.session.has(1):
+            try:
+                public_key, nonce, payload = resetup.split_header(payload)
+            except ValueError as exc:
+                raise ProtocolAbort(f"OT re-setup: {exc}", sender) from None
+            if not ct_equal(public_key + nonce, self._header):
+                raise ProtocolAbort("OT re-setup header names another key or nonce", sender)
+        msg = resetup.decode_resetup_message(payload, sender)
+        self.session.receive(msg)
+        if msg.step != self._step:
+            raise ProtocolAbort(f"OT re-setup step {msg.step} while in step {self._step}", sender)
+        if self._step == 5:
+            self._key = self.session.finish()
+            return []
+        self._step += 1
+        produced = getattr(self.session, f"round{self._step}")()
+        return [Outgoing(self.peer, self._step, produced.to_bytes())]
+
+    @property
+    def current_round(self) -> int:
+        return self._step
+
+    def waiting_for(self) -> list[int]:
+        return [] if self._key is not None else [self.peer]
+
+    @property
+    def done(self) -> bool:
+        return self._key is not None
+
+    def result(self) -> Dkls23Key:
+        assert self._key is not None, "re-setup not finished"
+        return self._key
+
+
+def resetup_session(share: Any, session_id: bytes, peer: int, nonce: bytes, rng: Rng) -> Session:
+    if not isinstance(share, Dkls23Key):
+        raise LocalProtocolError("OT re-setup applies to DKLs23 keys only")
+    return DklsResetupSession(share, session_id, peer, nonce, rng)
 
 
 def keygen_session(key_type: str, session_id: bytes, me: int, n: int, t: int, rng: Rng) -> Session:

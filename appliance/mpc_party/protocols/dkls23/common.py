@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from appliance.mpc_party.protocols.group import SECP256K1
-from appliance.mpc_party.protocols.wire import transcript_hash
+from appliance.mpc_party.protocols.wire import ProtocolAbort, transcript_hash
 
 GROUP = SECP256K1
 Q = SECP256K1.order
@@ -18,8 +18,9 @@ KAPPA = 256  # bits of the scalar field: the binary part of the gadget vector
 STAT = 80  # statistical security parameter s
 XI = KAPPA + 2 * STAT  # 416 OTs per multiplication (DKLs19 gadget length)
 OT_WIDTH = 128  # base OTs per ordered pair == OT-extension width (computational kappa)
-KOS_PAD = OT_WIDTH + 64  # random padding rows that hide Bob's choice bits in the KOS check
-M_OT = XI + KOS_PAD  # 608 extended OTs per multiplication
+KOS_PAD = OT_WIDTH + STAT  # random padding rows that hide Bob's choice bits in the KOS check
+M_OT = XI + KOS_PAD  # 624 extended OTs per multiplication
+NONCE_LEN = 32  # per-party, per-session freshness of every pair key in signing
 
 # Message kinds (the DKG owns 0x11-0x13).
 KIND_OT1 = 0x21
@@ -27,6 +28,7 @@ KIND_OT2 = 0x22
 KIND_OT3 = 0x23
 KIND_OT4 = 0x24
 KIND_OT5 = 0x25
+KIND_SIGN0 = 0x30
 KIND_SIGN1 = 0x31
 KIND_SIGN2 = 0x32
 KIND_SIGN3 = 0x33
@@ -46,6 +48,21 @@ def hash_to_scalars(domain: bytes, count: int, *parts: bytes) -> list[int]:
 def pair_id(session_id: bytes, alice: int, bob: int) -> bytes:
     """Identifier of one ordered pair (Alice = OT-extension sender, Bob = receiver) in a session."""
     return h32(b"pair", session_id, alice.to_bytes(2, "big"), bob.to_bytes(2, "big"))
+
+
+def fresh_pair_key(context: bytes, alice: int, bob: int, alice_nonce: bytes, bob_nonce: bytes) -> bytes:
+    """The key of one ordered pair in one signing session: every KOS stream, challenge and pad hash
+    of the pair is derived from it. Both sides' fresh nonces are mixed in before any stream is
+    expanded, so two runs never share pads whatever session id the caller supplies (a replayed or
+    restarted session meets new pads, never the old ones with different choice bits)."""
+    return h32(b"pair/fresh", context, alice.to_bytes(2, "big"), bob.to_bytes(2, "big"), alice_nonce, bob_nonce)
+
+
+class CorrelationAbort(ProtocolAbort):
+    """A failed check whose outcome can depend on this party's long-lived OT correlation (Delta of
+    the pair where this party is the OT-extension sender). Passing or failing tells the peer
+    something about Delta, so the daemon must burn the (key, peer) pair: no further session as
+    extension sender toward that peer until the pair's base OTs are re-run."""
 
 
 def encode_scalars(values: list[int]) -> bytes:

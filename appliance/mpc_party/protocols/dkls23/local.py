@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from appliance.mpc_party.protocols.dkls23.keygen import KeygenSession, decode_keygen_message
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key
+from appliance.mpc_party.protocols.dkls23.resetup import PairResetupSession, decode_resetup_message, resetup_session_id
 from appliance.mpc_party.protocols.dkls23.sign import Presignature, Signature, SignSession, decode_sign_message
 from appliance.mpc_party.protocols.group import Rng, default_rng
 from appliance.mpc_party.protocols.wire import SESSION_ID_LEN
@@ -57,6 +58,7 @@ def presign(keys: Sequence[Dkls23Key], rng: Rng = default_rng, session_id: bytes
     sid = session_id if session_id is not None else rng(SESSION_ID_LEN)
     signers = [k.party_id for k in keys]
     sessions = {k.party_id: SignSession(k, sid, signers, rng) for k in keys}
+    deliver(sessions, [s.round0() for s in sessions.values()], decode_sign_message, "sign0", tamper)
     for name in ("round1", "round2"):
         out = [m for s in sessions.values() for m in getattr(s, name)()]
         deliver(sessions, out, decode_sign_message, "sign" + name[-1], tamper)
@@ -75,3 +77,16 @@ def sign(presigs: Sequence[Presignature], digest: bytes, tamper: Tamper | None =
 def sign_now(keys: Sequence[Dkls23Key], digest: bytes, rng: Rng = default_rng) -> Signature:
     """Presign and sign in one go."""
     return sign(presign(keys, rng), digest)
+
+
+def resetup_pair(a: Dkls23Key, b: Dkls23Key, rng: Rng = default_rng,
+                 tamper: Tamper | None = None) -> tuple[Dkls23Key, Dkls23Key]:
+    """Re-run the base OTs of the pair (a, b) (a initiates); shares and other pairs unchanged."""
+    nonce = rng(32)
+    sid = resetup_session_id(a.key_id, a.public_key, a.party_id, b.party_id, nonce)
+    sessions = {a.party_id: PairResetupSession(a, sid, b.party_id, rng),
+                b.party_id: PairResetupSession(b, sid, a.party_id, rng)}
+    for step in range(1, 6):
+        out = [getattr(s, f"round{step}")() for s in sessions.values()]
+        deliver(sessions, out, decode_resetup_message, f"resetup{step}", tamper)
+    return sessions[a.party_id].finish(), sessions[b.party_id].finish()

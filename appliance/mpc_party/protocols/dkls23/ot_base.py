@@ -5,8 +5,8 @@ challenge/response verification of DKLs18 (Protocol 7), which makes a cheating p
 before any seed is used. One object runs a batch of OT_WIDTH OTs for one ordered pair:
 
     sender  S: b, B = b*G, Schnorr proof of b                           -> step 1 (B, R, z)
-    receiver: choice w_l, a_l; A_l = a_l*G + w_l*B; rho_l = H(l, a_l*B)   -> step 2 (A_1..A_k)
-    sender:  rho0_l = H(l, b*A_l), rho1_l = H(l, b*A_l - b*B);
+    receiver: choice w_l, a_l; A_l = a_l*G + w_l*B; rho_l = H(l, B, A_l, a_l*B)  -> step 2 (A_1..A_k)
+    sender:  rho0_l = H(l, B, A_l, b*A_l), rho1_l = H(l, B, A_l, b*A_l - b*B);
              xi_l = H2(rho0_l) ^ H2(rho1_l)                              -> step 3 (xi)
     receiver: resp_l = H2(rho_l) ^ w_l*xi_l                              -> step 4 (resp)
     sender:  check resp_l == H2(rho0_l); open H1(rho0_l), H1(rho1_l)     -> step 5 (openings)
@@ -29,8 +29,10 @@ def _idx(i: int) -> bytes:
     return i.to_bytes(2, "big")
 
 
-def _pad(sid: bytes, i: int, point: bytes) -> bytes:
-    return h32(b"vsot/pad", sid, _idx(i), point)
+def _pad(sid: bytes, i: int, big_b: bytes, big_a: bytes, point: bytes) -> bytes:
+    """rho = H(sid, i, B, A_i, shared point): the pad is bound to the whole OT transcript, so a pad
+    cannot be carried to another OT, pair or session with a different B or A_i."""
+    return h32(b"vsot/pad", sid, _idx(i), big_b, big_a, point)
 
 
 def _h1(sid: bytes, i: int, rho: bytes) -> bytes:
@@ -93,7 +95,8 @@ class VsotSender:
                 ba_minus = coincurve.PublicKey.combine_keys([ba, neg_bb]).format()
             except ValueError:  # A_i == B: b*(A_i - B) is the identity
                 ba_minus = GROUP.identity
-            rho0, rho1 = _pad(self.sid, i, ba.format()), _pad(self.sid, i, ba_minus)
+            rho0 = _pad(self.sid, i, self._big_b, a, ba.format())
+            rho1 = _pad(self.sid, i, self._big_b, a, ba_minus)
             self._rho.append((rho0, rho1))
             challenges.append(_xor(_h2(self.sid, i, rho0), _h2(self.sid, i, rho1)))
         return challenges
@@ -144,10 +147,10 @@ class VsotReceiver:
         out = []
         for i, w in enumerate(self.choices):
             a = GROUP.random_scalar(self._rng).to_bytes(32, "big")
-            self._rho.append(_pad(self.sid, i, pk_b.multiply(a).format()))
             a_pub = coincurve.PublicKey.from_valid_secret(a)
             # A = a*G + w*B, computed for both values of w so the work does not depend on w.
             both = (a_pub.format(), coincurve.PublicKey.combine_keys([a_pub, pk_b]).format())
+            self._rho.append(_pad(self.sid, i, big_b, both[w], pk_b.multiply(a).format()))
             out.append(both[w])
         return out
 

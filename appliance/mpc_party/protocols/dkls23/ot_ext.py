@@ -3,7 +3,12 @@
 Setup per ordered pair (from `ot_base`): the extension *sender* (Alice) holds a secret Delta in
 {0,1}^128 and one seed k_l^{Delta_l} per column l; the extension *receiver* (Bob) holds both seeds
 (k_l^0, k_l^1). Seeds are long-lived; every session expands them through a PRG keyed by the pair's
-session-bound id, so the extended OTs of two sessions are independent.
+fresh session key (`common.fresh_pair_key`: both sides' nonces of that session), so the extended OTs
+of two sessions are independent even when a caller repeats a session id.
+
+The consistency check is the one check whose outcome depends on Alice's long-lived Delta; its failure
+is a `CorrelationAbort`, on which the daemon burns the pair (docs/protocols/dkls23.md, selective
+aborts).
 
 Per session, with Bob's choice bits x in {0,1}^m:
     Bob:   T_l = PRG(k_l^0), U_l = T_l ^ PRG(k_l^1) ^ x          (columns; sends U)
@@ -27,7 +32,7 @@ import hashlib
 
 import numpy as np
 
-from appliance.mpc_party.protocols.dkls23.common import OT_WIDTH, h32
+from appliance.mpc_party.protocols.dkls23.common import OT_WIDTH, CorrelationAbort, h32
 from appliance.mpc_party.protocols.wire import ProtocolAbort, ct_equal
 
 _GF_POLY = (1 << 128) | 0x87  # x^128 + x^7 + x^2 + x + 1
@@ -121,5 +126,6 @@ def sender_extend(delta: bytes, seeds: list[bytes], pair: bytes, m: int, u: byte
     x_tilde, t_tilde = int.from_bytes(check[:16], "big"), int.from_bytes(check[16:], "big")
     expect = t_tilde ^ gf_mul(x_tilde, int.from_bytes(delta, "little"))
     if not ct_equal(q_tilde.to_bytes(16, "big"), expect.to_bytes(16, "big")):
-        raise ProtocolAbort("OT extension consistency check failed", peer)
+        # whether this passes depends on Delta (a flipped bit in column l passes iff Delta_l = 0)
+        raise CorrelationAbort("OT extension consistency check failed", peer)
     return rows

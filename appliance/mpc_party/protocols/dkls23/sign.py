@@ -10,6 +10,10 @@ Each cross term comes from one two-party multiplication (`mul`) per ordered pair
 inputs (r_i, sk_i), Bob = j with input phi_j. Party i ends with additive shares u_i of k*phi and v_i
 of sk*phi, and then s = (m + r*sk)/k = sum w_i / sum u_i with w_i = m*phi_i + r*v_i.
 
+    Round 0 (no message): a fresh nonce n_i, broadcast. The key of every ordered pair (i, j) in this
+                          session is H(ctx, i, j, n_i, n_j): both sides' fresh randomness enters every
+                          OT-extension stream, challenge and pad hash of the pair, so no two runs share
+                          pads, whatever session id the caller supplies (`common.fresh_pair_key`).
     Round 1 (no message): commit to R_i; as Bob, the first multiplication message to each peer.
     Round 2 (no message): echo a hash of all round-1 commitments (everyone must have seen the same);
                           open R_i; as Alice, the multiplication response plus Gamma^u = c_u*G and
@@ -20,9 +24,10 @@ of sk*phi, and then s = (m + r*sk)/k = sum w_i / sum u_i with w_i = m*phi_i + r*
     Round 3 (message):    broadcast (u_i, w_i); anyone combines, normalises to low S, computes the
                           recovery id, and verifies the signature before returning it.
 
-Messages are point-to-point in rounds 1-2 (the transport must encrypt and authenticate them) and a
-broadcast in round 3. Every hash and multiplication is bound to a context hash of the session id,
-the key id, its epoch and the signer set.
+Messages are a broadcast in round 0, point-to-point in rounds 1-2 (the transport must encrypt and
+authenticate them) and a broadcast in round 3. Every hash and multiplication is bound to a context
+hash of the session id, the key id, its epoch and the signer set, and each pair's streams to both
+sides' round-0 nonces.
 """
 
 from __future__ import annotations
@@ -38,14 +43,16 @@ from appliance.mpc_party.protocols.dkg import PeerSet, WireMessage, decode_messa
 from appliance.mpc_party.protocols.dkls23 import mul
 from appliance.mpc_party.protocols.dkls23.common import (
     GROUP,
+    KIND_SIGN0,
     KIND_SIGN1,
     KIND_SIGN2,
     KIND_SIGN3,
     M_OT,
+    NONCE_LEN,
     OT_WIDTH,
     Q,
+    fresh_pair_key,
     h32,
-    pair_id,
 )
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key
 from appliance.mpc_party.protocols.group import EncodingError, Group, Point, Rng, default_rng
@@ -62,6 +69,21 @@ _U_LEN = OT_WIDTH * M_OT // 8
 
 
 # --- messages --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignRound0(WireMessage):
+    """Round 0, broadcast: the sender's fresh nonce for this session's pair keys."""
+
+    KIND: ClassVar[int] = KIND_SIGN0
+    nonce: bytes
+
+    def _write_body(self, w: Writer) -> None:
+        w.fixed(self.nonce, NONCE_LEN)
+
+    @classmethod
+    def _read_body(cls, r: Reader, group: Group) -> dict:
+        return {"nonce": r.fixed(NONCE_LEN)}
 
 
 @dataclass(frozen=True)
@@ -129,8 +151,8 @@ class SignRound3(WireMessage):
         return {"digest": r.fixed(32), "u": r.scalar(group), "w": r.scalar(group)}
 
 
-SignMessage = SignRound1 | SignRound2 | SignRound3
-_KINDS: dict[int, type] = {c.KIND: c for c in (SignRound1, SignRound2, SignRound3)}
+SignMessage = SignRound0 | SignRound1 | SignRound2 | SignRound3
+_KINDS: dict[int, type] = {c.KIND: c for c in (SignRound0, SignRound1, SignRound2, SignRound3)}
 
 
 def decode_sign_message(data: bytes, sender: int | None = None) -> SignMessage:
@@ -185,7 +207,8 @@ def finalize_signature(public_key: Point, big_r: Point, digest: bytes, s: int) -
 
 
 class SignState(enum.Enum):
-    ROUND1 = "ready for round 1"
+    ROUND0 = "ready for round 0"
+    WAITING_ROUND0 = "waiting for round-0 nonces"
     WAITING_ROUND1 = "waiting for round-1 messages"
     WAITING_ROUND2 = "waiting for round-2 messages"
     DONE = "done (presignature produced)"
@@ -207,6 +230,8 @@ class SignSession:
     """One party's presigning session (rounds 1-2). Call sequence::
 
         s = SignSession(key, session_id, signers, rng)
+        msg0 = s.round0()               # one SignRound0, broadcast
+        s.receive(m) for each peer's SignRound0 (and, possibly early, SignRound1)
         msgs1 = s.round1()              # one SignRound1 per peer
         s.receive(m) for each peer's SignRound1 (and, possibly early, SignRound2)
         msgs2 = s.round2()              # one SignRound2 per peer
@@ -227,7 +252,8 @@ class SignSession:
         self._peerset = PeerSet(self.session_id, self.me, set(self.peers))
         self.ctx = h32(b"sign/ctx", self.session_id, key.key_id, key.epoch.to_bytes(4, "big"),
                        key.public_key, b"".join(j.to_bytes(2, "big") for j in signers))
-        self.state = SignState.ROUND1
+        self.state = SignState.ROUND0
+        self._in0: dict[int, SignRound0] = {}
         self._in1: dict[int, SignRound1] = {}
         self._in2: dict[int, SignRound2] = {}
         self._in3: dict[int, SignRound3] = {}
@@ -237,12 +263,27 @@ class SignSession:
             raise LocalProtocolError(f"{what} called in state '{self.state.value}'")
 
     def missing(self) -> dict[str, list[int]]:
-        return {"round1": [j for j in self.peers if j not in self._in1],
+        return {"round0": [j for j in self.peers if j not in self._in0],
+                "round1": [j for j in self.peers if j not in self._in1],
                 "round2": [j for j in self.peers if j not in self._in2]}
+
+    # -- round 0 --
+    def round0(self) -> SignRound0:
+        self._require(SignState.ROUND0, "round0")
+        self._nonce = self._rng(NONCE_LEN)
+        self.state = SignState.WAITING_ROUND0
+        return SignRound0(GROUP, self.session_id, self.me, self._nonce)
+
+    def pair_key(self, alice: int, bob: int) -> bytes:
+        """This session's key of the ordered pair (alice, bob); needs both nonces."""
+        nonces = {j: m.nonce for j, m in self._in0.items()} | {self.me: self._nonce}
+        return fresh_pair_key(self.ctx, alice, bob, nonces[alice], nonces[bob])
 
     # -- round 1 --
     def round1(self) -> list[SignRound1]:
-        self._require(SignState.ROUND1, "round1")
+        self._require(SignState.WAITING_ROUND0, "round1")
+        if missing := self.missing()["round0"]:
+            raise LocalProtocolError(f"round1 needs round-0 nonces from parties {missing}")
         self._r = GROUP.random_scalar(self._rng)
         self._phi = GROUP.random_scalar(self._rng)
         self._big_r = GROUP.base_mul(self._r)
@@ -253,7 +294,7 @@ class SignSession:
         out = []
         for j in self.peers:
             setup = self.key.pairs[j]
-            msg, st = mul.bob_start(pair_id(self.ctx, j, self.me), list(setup.seeds0), list(setup.seeds1),
+            msg, st = mul.bob_start(self.pair_key(j, self.me), list(setup.seeds0), list(setup.seeds1),
                                     self._phi, self._rng)
             self._bob[j] = st
             out.append(SignRound1(GROUP, self.session_id, self.me, j, com, msg))
@@ -265,8 +306,13 @@ class SignSession:
         Peers may be ahead of us, so messages are accepted from the start and buffered."""
         if self.state in (SignState.DONE, SignState.FAILED):
             raise LocalProtocolError(f"receive called in state '{self.state.value}'")
-        if isinstance(msg, SignRound1):
+        if isinstance(msg, SignRound0):
+            self._peerset.check(msg, self._in0)
+            self._in0[msg.sender] = msg
+        elif isinstance(msg, SignRound1):
             self._peerset.check(msg, self._in1)
+            if msg.sender not in self._in0:
+                raise ProtocolAbort("round-1 message before that party's round-0 nonce", msg.sender)
             self._in1[msg.sender] = msg
         elif isinstance(msg, SignRound2):
             self._peerset.check(msg, self._in2)
@@ -307,7 +353,7 @@ class SignSession:
         out = []
         for j in self.peers:
             setup = self.key.pairs[j]
-            alice, c = mul.alice_respond(pair_id(self.ctx, self.me, j), setup.delta, list(setup.seeds_delta),
+            alice, c = mul.alice_respond(self.pair_key(self.me, j), setup.delta, list(setup.seeds_delta),
                                          self._in1[j].bob, [self._r, sk], self._rng, peer=j)
             self._c[j] = c
             out.append(SignRound2(GROUP, self.session_id, self.me, j, view, self._big_r, self._salt, alice,
