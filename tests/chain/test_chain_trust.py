@@ -206,3 +206,13 @@ def test_agreeing_reader_rejects_bad_set_up(world) -> None:
     two = ChainClient(ClientConfig(endpoints=[world.node.endpoint, "127.0.0.1:1"]))
     with pytest.raises(ValueError, match="exactly one endpoint"):
         AgreeingReader([two], 1)
+
+
+def test_chain_cli_reaches_a_tls_node_with_tls_ca(tls_node, capsys) -> None:
+    from chain_node.cli import main
+
+    base = ["show", "keyring", "keyring1nothing", "--node", tls_node.endpoint]
+    assert main([*base, "--tls-ca", str(tls_node.tls.ca)]) == 1
+    assert "keyring keyring1nothing not found" in capsys.readouterr().err  # the node answered over TLS
+    assert main(base) == 1
+    assert "no chain node answered" in capsys.readouterr().err  # plaintext to a TLS node gets nothing
