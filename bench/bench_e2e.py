@@ -83,8 +83,9 @@ class Watcher:
     closed before the second list returned: that time is its `closed_at` (an upper bound, <= 20 ms late).
     """
 
-    def __init__(self, endpoint: str, chain_id: str, keyring: str) -> None:
-        self.client = ChainClient(ClientConfig(endpoints=[endpoint], chain_id=chain_id, poll_interval_s=POLL_S))
+    def __init__(self, endpoint: str, chain_id: str, keyring: str, tls_ca_pem: bytes = b"") -> None:
+        self.client = ChainClient(ClientConfig(endpoints=[endpoint], chain_id=chain_id, poll_interval_s=POLL_S,
+                                               tls_ca_pem=tls_ca_pem))
         self.keyring = keyring
         self.pending: dict[tuple[str, int], Tracked] = {}
         self.closed: list[Tracked] = []
@@ -242,7 +243,8 @@ def _run(root: Path) -> list[Result]:
     try:
         keyring.start()
         assert keyring.node is not None
-        watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring).start()
+        watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
+                          keyring.client.config.tls_ca_pem).start()
         return _measure(Bench(keyring, watcher), keyring, settings)
     finally:
         if watcher is not None:

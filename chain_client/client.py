@@ -9,10 +9,17 @@
 - For a durable journal the two halves are public: `prepare` signs (and takes a sequence) without any
   network write, `broadcast_raw` sends exactly those bytes, as often as needed; `resync` re-reads the
   sequence from the chain.
+- Channels are TLS when `tls_ca_pem` is set: the node's certificate must chain to that pinned CA (or be
+  that certificate), so a machine on the path cannot answer as the chain. Without it the channel is
+  plaintext, and a warning says so once per endpoint (the daemons' `[chain]` table only allows that to
+  a loopback address; see appliance/runtime/chain.py and docs/chain-trust.md).
+- `*_at` queries also return the block height the node says it answered at (the `x-cosmos-block-height`
+  response header a Cosmos node sends), which the k-of-m reader (chain_client/agreement.py) compares.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
@@ -51,6 +58,37 @@ log = logging.getLogger("chain_client")
 M = TypeVar("M", bound=Message)
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _EXPECTED_SEQUENCE = re.compile(r"expected (\d+), got (\d+)")
+HEIGHT_HEADER = "x-cosmos-block-height"
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The host part of a gRPC target "host:port" ("[v6]:port" too); ValueError if it has no port."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{endpoint!r} is not host:port")
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True only for 127.0.0.0/8, ::1 and "localhost": traffic that never leaves this host."""
+    host = endpoint_host(endpoint)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a DNS name other than localhost may resolve anywhere
+
+
+def answer_height(call: Any) -> int | None:
+    """The height a node reported for one answer (initial or trailing metadata), None if it sent none."""
+    for getter in ("initial_metadata", "trailing_metadata"):
+        read = getattr(call, getter, None)
+        metadata = (read() if read is not None else None) or ()
+        for key, value in metadata:
+            if key == HEIGHT_HEADER and str(value).isdigit():
+                return int(value)
+    return None
 
 
 @dataclass
@@ -65,6 +103,8 @@ class ClientConfig:
     gas_adjustment: float = 1.3
     gas_price: float = 2.5  # urock per gas when simulating
     rpc_timeout_s: float = 5.0
+    tls_ca_pem: bytes = b""  # PEM CA (or the node's own certificate) to pin; empty: plaintext
+    tls_server_name: str = ""  # name the node's certificate must carry ("": the endpoint's host)
     attempts: int = 4  # rounds over all endpoints before giving up
     backoff_s: float = 0.1
     backoff_max_s: float = 2.0
@@ -111,6 +151,21 @@ class ChainClient:
         self._guard = threading.Lock()
         self._signer_locks: dict[str, threading.Lock] = {}
         self._accounts: dict[str, _AccountState] = {}
+        if not config.tls_ca_pem:
+            for endpoint in config.endpoints:
+                where = "loopback" if is_loopback(endpoint) else "NOT loopback"
+                log.warning("plaintext gRPC to chain endpoint %s (%s): its answers are not authenticated",
+                            endpoint, where)
+
+    def _open_channel(self, endpoint: str) -> grpc.Channel:
+        """A TLS channel pinned to the configured CA, or plaintext when none is configured."""
+        if not self.config.tls_ca_pem:
+            return grpc.insecure_channel(endpoint)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.config.tls_ca_pem)
+        options = []
+        if self.config.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", self.config.tls_server_name))
+        return grpc.secure_channel(endpoint, credentials, options=options)
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -132,7 +187,7 @@ class ChainClient:
             if method is None:
                 channel = self._channels.get(endpoint)
                 if channel is None:
-                    channel = self._channels[endpoint] = grpc.insecure_channel(endpoint)
+                    channel = self._channels[endpoint] = self._open_channel(endpoint)
                 method = channel.unary_unary(
                     path,
                     request_serializer=lambda m: m.SerializeToString(),
@@ -143,6 +198,10 @@ class ChainClient:
 
     def call(self, path: str, request: Message, response_cls: type[M]) -> M:
         """One unary call with retry and failover on transient errors; other gRPC errors propagate."""
+        return self.call_at(path, request, response_cls)[0]
+
+    def call_at(self, path: str, request: Message, response_cls: type[M]) -> tuple[M, int | None]:
+        """`call`, plus the height the answering node reported (None: it reported none)."""
         endpoints = self.config.endpoints
         delay = self.config.backoff_s
         last: grpc.RpcError | None = None
@@ -151,7 +210,8 @@ class ChainClient:
                 endpoint = endpoints[self._active % len(endpoints)]
                 try:
                     method = self._method(endpoint, path, response_cls)
-                    return method(request, timeout=self.config.rpc_timeout_s)
+                    response, rpc = method.with_call(request, timeout=self.config.rpc_timeout_s)
+                    return response, answer_height(rpc)
                 except grpc.RpcError as exc:
                     if exc.code() not in TRANSIENT:
                         raise
@@ -170,6 +230,15 @@ class ChainClient:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
+            raise
+
+    def _get_at(self, path: str, request: Message, response_cls: type[M]) -> tuple[M | None, int | None]:
+        """`_get_or_none` with the reported height (a NOT_FOUND answer carries it too)."""
+        try:
+            return self.call_at(path, request, response_cls)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None, answer_height(exc)
             raise
 
     def _pages(self, path: str, request: Any, response_cls: type[M], field_name: str, limit: int) -> list:
@@ -218,28 +287,37 @@ class ChainClient:
         )
 
     def key_request(self, request_id: int) -> key_pb2.KeyReqResponse | None:
-        response = self._get_or_none(
+        return self.key_request_at(request_id)[0]
+
+    def key_request_at(self, request_id: int) -> tuple[key_pb2.KeyReqResponse | None, int | None]:
+        response, height = self._get_at(
             "/zrchain.treasury.Query/KeyRequestByID",
             treasury_query.QueryKeyRequestByIDRequest(id=request_id),
             treasury_query.QueryKeyRequestByIDResponse,
         )
-        return response.key_request if response is not None else None
+        return (response.key_request if response is not None else None), height
 
     def sign_request(self, request_id: int) -> mpcsign_pb2.SignReqResponse | None:
-        response = self._get_or_none(
+        return self.sign_request_at(request_id)[0]
+
+    def sign_request_at(self, request_id: int) -> tuple[mpcsign_pb2.SignReqResponse | None, int | None]:
+        response, height = self._get_at(
             "/zrchain.treasury.Query/SignatureRequestByID",
             treasury_query.QuerySignatureRequestByIDRequest(id=request_id),
             treasury_query.QuerySignatureRequestByIDResponse,
         )
-        return response.sign_request if response is not None else None
+        return (response.sign_request if response is not None else None), height
 
     def key(self, key_id: int) -> key_pb2.KeyResponse | None:
-        response = self._get_or_none(
+        return self.key_at(key_id)[0]
+
+    def key_at(self, key_id: int) -> tuple[key_pb2.KeyResponse | None, int | None]:
+        response, height = self._get_at(
             "/zrchain.treasury.Query/KeyByID",
             treasury_query.QueryKeyByIDRequest(id=key_id),
             treasury_query.QueryKeyByIDResponse,
         )
-        return response.key if response is not None else None
+        return (response.key if response is not None else None), height
 
     def keys(self, workspace_addr: str = "", page_limit: int = 100) -> list[key_pb2.KeyResponse]:
         request = treasury_query.QueryKeysRequest(workspace_addr=workspace_addr)

@@ -45,3 +45,18 @@ class ChainTxError(ChainError):
 ANTE_CODES = frozenset({4, 5, 9, 11, 13, 32})
 WRONG_SEQUENCE = 32
 TX_IN_CACHE = 19
+
+
+class ChainDisagreement(ChainError):
+    """Fewer than k of the configured chain endpoints returned identical data (chain_client/agreement.py).
+
+    The message names every endpoint with its height and answer; `differing` names the fields that
+    differed ("existence" when some said absent). `decided` is True when k endpoints did agree and the
+    disagreement was only reported.
+    """
+
+    def __init__(self, message: str, endpoints: list[str], differing: list[str], decided: bool = False) -> None:
+        super().__init__(message)
+        self.endpoints = endpoints
+        self.differing = differing
+        self.decided = decided

@@ -1,13 +1,14 @@
 """`zrkeyring-chain`: run the development chain node and act as a workspace owner / keyring admin.
 
     zrkeyring-chain init --chain-id dev-1 --genesis genesis.json --key owner --key party1
-    zrkeyring-chain start --genesis genesis.json --data-dir ./chain --listen 127.0.0.1:9090
+    zrkeyring-chain start --genesis genesis.json --data-dir ./chain --listen 127.0.0.1:9090 \
+        --tls-cert node.pem --tls-key node.key          # TLS only; without them: plaintext
     zrkeyring-chain workspace-create --keys-file keys.json --key owner
     zrkeyring-chain keyring-create --keys-file keys.json --key owner --threshold 1
     zrkeyring-chain keyring-add-party --keys-file keys.json --key owner --keyring keyring1... --party party1
     zrkeyring-chain key-request --keys-file keys.json --key owner --workspace W --keyring K
     zrkeyring-chain sign-request --keys-file keys.json --key owner --key-id 1 --data <64 hex>[,<64 hex>...]
-    zrkeyring-chain show key-request 1
+    zrkeyring-chain show key-request 1 --node 127.0.0.1:9090 --tls-ca ca.pem
 
 The key file holds software secp256k1 keys in plain hex: it is for the demo and tests only.
 """
@@ -55,7 +56,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     genesis = load_genesis(args.genesis)
-    config = NodeConfig(data_dir=Path(args.data_dir), listen=args.listen, block_time=args.block_time)
+    config = NodeConfig(data_dir=Path(args.data_dir), listen=args.listen, block_time=args.block_time,
+                        tls_cert=_path_or_none(args.tls_cert), tls_key=_path_or_none(args.tls_key))
     try:
         node = Node(genesis, config)
     except (ValueError, OSError) as exc:
@@ -69,9 +71,27 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _path_or_none(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _tls_options(args: argparse.Namespace) -> dict:
+    """ClientConfig TLS fields from --tls-ca / --tls-server-name (none: plaintext)."""
+    if not args.tls_ca:
+        return {}
+    try:
+        pem = Path(args.tls_ca).read_bytes()
+    except OSError as exc:
+        raise UserError(f"--tls-ca {args.tls_ca}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise UserError(f"--tls-ca {args.tls_ca}: not a PEM certificate")
+    return {"tls_ca_pem": pem, "tls_server_name": args.tls_server_name}
+
+
 def _session(args: argparse.Namespace) -> tuple[ChainClient, SoftwareSigner]:
     chain_id, signer = key_from_file(Path(args.keys_file), args.key)
-    config = ClientConfig(endpoints=args.node, chain_id=args.chain_id or chain_id, simulate=True)
+    config = ClientConfig(endpoints=args.node, chain_id=args.chain_id or chain_id, simulate=True,
+                          **_tls_options(args))
     return ChainClient(config), signer
 
 
@@ -141,7 +161,7 @@ def cmd_sign_request(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with ChainClient(ClientConfig(endpoints=args.node)) as client:
+    with ChainClient(ClientConfig(endpoints=args.node, **_tls_options(args))) as client:
         lookups = {
             "key-request": lambda v: client.key_request(int(v)),
             "sign-request": lambda v: client.sign_request(int(v)),
@@ -161,6 +181,8 @@ def _client_options(parser: argparse.ArgumentParser, signing: bool = True) -> No
     parser.add_argument(
         "--node", action="append", default=None, help="node gRPC endpoint; repeat for failover"
     )
+    parser.add_argument("--tls-ca", default="", help="PEM CA (or node certificate) to pin; default plaintext")
+    parser.add_argument("--tls-server-name", default="", help="name the node certificate must carry")
     if signing:
         parser.add_argument("--keys-file", default="keys.json", help="software key file written by `init`")
         parser.add_argument("--key", required=True, help="name of the signing key in the key file")
@@ -192,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="state directory (SQLite)")
     p.add_argument("--listen", default="127.0.0.1:9090", help="gRPC address")
     p.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks")
+    p.add_argument("--tls-cert", default="", help="PEM certificate to serve TLS with (needs --tls-key)")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert (keep it 0600)")
     p.set_defaults(handler=cmd_start)
 
     p = sub.add_parser("workspace-create", help="create a workspace owned by --key")

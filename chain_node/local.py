@@ -1,6 +1,8 @@
 """Run a node as a child process on a free loopback port: for the demo, benchmarks and tests.
 
 `kill()` is SIGKILL (no shutdown code runs), `start()` again reopens the same data directory.
+With `tls` (certificate and key files) the node serves TLS only; `tls = None` before a `start()`
+brings the same node back in plaintext.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from chain_node.genesis import Genesis
@@ -23,9 +26,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class NodeTls:
+    """The PEM files a TLS node serves with, and the CA a client pins to reach it."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def ca_pem(self) -> bytes:
+        return self.ca.read_bytes()
+
+
 class LocalNode:
     def __init__(
-        self, directory: Path, genesis: Genesis, block_time: float = 0.1, port: int | None = None
+        self, directory: Path, genesis: Genesis, block_time: float = 0.1, port: int | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         self.directory = directory
         self.genesis_path = directory / "genesis.json"
@@ -35,6 +51,7 @@ class LocalNode:
         self.port = port or free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.log_path = directory / "node.log"
+        self.tls = tls
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 15.0) -> None:
@@ -43,6 +60,8 @@ class LocalNode:
             "--genesis", str(self.genesis_path), "--data-dir", str(self.data_dir),
             "--listen", self.endpoint, "--block-time", str(self.block_time),
         ]  # fmt: skip
+        if self.tls is not None:
+            command += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(
                 command,
@@ -78,3 +97,58 @@ class LocalNode:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def make_dev_tls(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+                 days: int = 30) -> NodeTls:
+    """A throwaway CA and a node certificate for `names` (IP addresses or DNS names) in `directory`.
+
+    For the demo and tests only. The CA's private key never touches the disk (it signs the one node
+    certificate in memory and is dropped), so nobody can mint a second certificate later; the node's
+    key is written owner-only because the node process must read it.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, node_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"zrkeyring dev chain CA {os.getpid()}")])
+    ca_cert = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    alt_names: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt_names.append(x509.DNSName(name))
+    node_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name).public_key(node_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    tls = NodeTls(directory / "node.pem", directory / "node.key", directory / "ca.pem")
+    tls.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    tls.cert.write_bytes(node_cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = node_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+    fd = os.open(tls.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_pem)
+    return tls

@@ -1,7 +1,9 @@
 """gRPC front end of the node: zrChain treasury/identity queries, Cosmos auth and tx services.
 
-Each handler takes the app lock only for the moment it reads state, so queries see whole blocks.
-A block thread calls `App.produce_block` every `block_time` seconds.
+Each handler takes the app lock only for the moment it reads state, so queries see whole blocks, and
+(as a Cosmos node does) sends the height it read at in the `x-cosmos-block-height` response header.
+A block thread calls `App.produce_block` every `block_time` seconds. Given a certificate and key the
+node serves TLS only (`NodeConfig.tls_cert`/`tls_key`); otherwise plaintext.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.any_pb2 import Any as AnyMsg
 
+from chain_client.client import HEIGHT_HEADER
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2_grpc as auth_grpc
 from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
@@ -128,8 +131,13 @@ class _Base:
         self.app = app
         self.store = app.store
 
+    def _height_header(self, context: grpc.ServicerContext) -> None:
+        """Report the committed height this answer is read at (call with the app lock held)."""
+        context.send_initial_metadata(((HEIGHT_HEADER, str(self.store.height)),))
+
     def _find(self, context: grpc.ServicerContext, ns: str, key: Any, what: str) -> Any:
         """The stored object, or the call ends with NOT_FOUND (as a Cosmos node answers)."""
+        self._height_header(context)
         found = self.store.get(ns, key)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"{what} {key} not found")
@@ -149,6 +157,7 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             )
 
         with self.app.lock:
+            self._height_header(context)
             items, page = paginate(self._requests("keyreq", request.status, keep), request.pagination)
             return treasury_query.QueryKeyRequestsResponse(
                 key_requests=[key_request_response(r) for r in items], pagination=page
@@ -164,6 +173,7 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             return not request.keyring_addr or sign_request_keyring(self.store, r) == request.keyring_addr
 
         with self.app.lock:
+            self._height_header(context)
             items, page = paginate(self._requests("signreq", request.status, keep), request.pagination)
             return treasury_query.QuerySignatureRequestsResponse(
                 sign_requests=[sign_request_response(r) for r in items], pagination=page
@@ -267,6 +277,22 @@ class NodeConfig:
     data_dir: Path
     listen: str = "127.0.0.1:9090"
     block_time: float = 1.0
+    tls_cert: Path | None = None  # PEM certificate chain the node presents (with tls_key: TLS only)
+    tls_key: Path | None = None  # its PEM private key (a development node's throwaway key)
+
+
+def server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files, None for plaintext; both or neither are given."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    cert, key = Path(config.tls_cert).read_bytes(), Path(config.tls_key).read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise ValueError(f"{config.tls_cert}: not a PEM certificate")
+    if b"PRIVATE KEY-----" not in key:
+        raise ValueError(f"{config.tls_key}: not a PEM private key")
+    return grpc.ssl_server_credentials([(key, cert)])
 
 
 class Node:
@@ -289,7 +315,12 @@ class Node:
         auth_grpc.add_QueryServicer_to_server(AuthQuery(self.app), self._server)
         tx_grpc.add_ServiceServicer_to_server(TxService(self.app), self._server)
         cmt_grpc.add_ServiceServicer_to_server(TendermintService(self.app), self._server)
-        self.port = self._server.add_insecure_port(config.listen)
+        credentials = server_credentials(config)
+        self.tls = credentials is not None
+        if credentials is None:
+            self.port = self._server.add_insecure_port(config.listen)
+        else:
+            self.port = self._server.add_secure_port(config.listen, credentials)
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
         self._thread = threading.Thread(target=self._block_loop, name="blocks", daemon=True)
@@ -298,9 +329,10 @@ class Node:
         self._server.start()
         self._thread.start()
         log.info(
-            "node for chain %s listening on %s, height %d, block every %.2f s",
+            "node for chain %s listening on %s (%s), height %d, block every %.2f s",
             self.app.genesis.chain_id,
             self.config.listen,
+            "TLS" if self.tls else "plaintext",
             self.store.height,
             self.config.block_time,
         )

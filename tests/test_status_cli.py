@@ -17,7 +17,7 @@ from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import load_metrics_section, serve_configured
 
 HSM = '[hsm]\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\ntoken_label = "t"\npin_env = "NO_SUCH_PIN_VAR"\n'
-CHAIN = '[chain]\nchain_id = "c-1"\nendpoints = ["127.0.0.1:1"]\n'
+CHAIN = '[chain]\nchain_id = "c-1"\nendpoints = ["127.0.0.1:1"]\nplaintext_loopback_ok = true\n'
 
 
 def test_config_kind_is_told_by_its_table(tmp_path) -> None:

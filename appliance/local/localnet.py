@@ -31,7 +31,7 @@ from chain_client.crypto import SoftwareSigner
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params
-from chain_node.local import LocalNode, free_port
+from chain_node.local import LocalNode, free_port, make_dev_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN_ID = "zrkeyring-local-1"
@@ -49,6 +49,7 @@ class LocalSettings:
     round_timeout_s: float = 2.0
     attempt_blocks: int = 15
     poll_interval_s: float = 0.1
+    chain_tls: bool = True  # the node serves TLS under a throwaway CA that every config pins
 
 
 @dataclass
@@ -100,10 +101,11 @@ class LocalKeyring:
         accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *(h.chain_address for h in self.hosts)]]
         genesis = Genesis(CHAIN_ID, Params(default_btl=s.default_btl), accounts)
         (self.root / "chain").mkdir(parents=True, exist_ok=True)
-        self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time)
+        tls = make_dev_tls(self.root / "chain" / "tls") if s.chain_tls else None
+        self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time, tls=tls)
         self.node.start()
         self.client = ChainClient(ClientConfig(endpoints=[self.node.endpoint], chain_id=CHAIN_ID,
-                                               poll_interval_s=0.05))
+                                               poll_interval_s=0.05, tls_ca_pem=tls.ca_pem() if tls else b""))
         self._register_keyring()
         for host in self.hosts:
             self._write_configs(host, bundle)
@@ -145,6 +147,7 @@ class LocalKeyring:
         assert node is not None
         party_dir = bundle / f"party-{host.index}"
         chain = f'[chain]\nchain_id = "{CHAIN_ID}"\nendpoints = ["{node.endpoint}"]\nkeyring = "{self.keyring}"\n'
+        chain += f'tls_ca = "{node.tls.ca}"\n' if node.tls else "plaintext_loopback_ok = true\n"
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'

@@ -41,6 +41,7 @@ from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
 log = logging.getLogger("zrkeyring.party")
@@ -99,11 +100,24 @@ def mixed_rng(hsm: Hsm) -> protocols.Rng:
     return rng
 
 
+def chain_reader(section: ChainSection, chain: ChainClient) -> ChainClient | AgreeingReader:
+    """What the chain check reads: the failover client, or with `agree` >= 2 a k-of-m reader over one
+    client per endpoint, whose disagreements are counted (zrkeyring_party_chain_disagreements_total)."""
+    if section.agree < 2:
+        return chain
+    clients = [ChainClient(config) for config in section.endpoint_configs()]
+    log.info("chain check needs %d of %d endpoints to agree: %s", section.agree, len(clients),
+             ", ".join(section.endpoints))
+    return AgreeingReader(clients, section.agree, wait_s=section.agree_wait_s,
+                          on_disagreement=metrics.chain_disagreement)
+
+
 class PartyDaemon:
     """One party: transport server and client, session runner, share store, local API."""
 
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
         self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm), chain
+        self.reader = chain_reader(config.chain, chain)
         hsm = self.hsm
         p = config.party
         self.me = p.index
@@ -154,6 +168,8 @@ class PartyDaemon:
         self.runner.close()
         self.client.close()
         self.store.close()
+        if isinstance(self.reader, AgreeingReader):
+            self.reader.close()
         self.state.close()
 
     # --- jobs --------------------------------------------------------------------------------------
@@ -161,7 +177,7 @@ class PartyDaemon:
     def run_job(self, job: Job) -> bytes:
         """Check the job on chain, then run it once per session id (joining a run in flight)."""
         try:
-            check_on_chain(job, self.chain, self.keyring)
+            check_on_chain(job, self.reader, self.keyring)
         except RequestRefused as exc:
             log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc,
                         extra={"request_id": job.request_id})

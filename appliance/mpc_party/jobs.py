@@ -5,6 +5,12 @@ contributing to a session, a party re-reads the request from the chain itself an
 exists, is addressed to this keyring, is still PENDING or PARTIAL, and that the key and the data to
 sign are exactly what the request holds. The session id is recomputed here from the chain request, so
 a peer cannot steer this party into a session for anything the chain did not ask for.
+
+"The chain" is what the reader says: with `[chain] agree = k` an AgreeingReader
+(chain_client/agreement.py) that answers only when k endpoints return identical data; its
+ChainDisagreement becomes a RequestRefused naming the endpoints and what differed. A chain that cannot
+be reached at all (ChainUnavailable, e.g. a TLS handshake failing against the pinned CA) is refused too:
+the party never contributes on an answer it could not authenticate.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Protocol
 from appliance.mpc_party.local_api import Job, KeygenJob, SignJob
 from appliance.rules.attempts import session_id
 from appliance.rules.keytypes import parse_key_type
+from chain_client.errors import ChainDisagreement, ChainUnavailable
 
 OPEN_KEY_STATUSES = {"KEY_REQUEST_STATUS_PENDING", "KEY_REQUEST_STATUS_PARTIAL"}
 OPEN_SIGN_STATUSES = {"SIGN_REQUEST_STATUS_PENDING", "SIGN_REQUEST_STATUS_PARTIAL"}
@@ -37,10 +44,15 @@ def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
 
 def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> None:
     """Raise RequestRefused unless the chain holds exactly this request for this keyring."""
-    if isinstance(job, KeygenJob):
-        _check_keygen(job, chain, keyring)
-    else:
-        _check_sign(job, chain, keyring)
+    try:
+        if isinstance(job, KeygenJob):
+            _check_keygen(job, chain, keyring)
+        else:
+            _check_sign(job, chain, keyring)
+    except ChainDisagreement as exc:
+        raise RequestRefused(f"no agreed chain answer: {exc}") from None
+    except ChainUnavailable as exc:
+        raise RequestRefused(f"chain unreachable, nothing to check against: {exc}") from None
 
 
 def _check_keygen(job: KeygenJob, chain: ChainReader, keyring: str) -> None:

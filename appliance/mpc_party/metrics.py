@@ -28,7 +28,8 @@ __all__ = [
     "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
     "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
-    "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS",
+    "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
+    "chain_disagreement",
 ]
 
 # protocol: the protocol family a session runs (the planner's KeyType.protocol values); "unknown" only
@@ -85,6 +86,15 @@ SESSIONS_ABORTED = Counter(
     "zrkeyring_party_sessions_aborted_total",
     "Protocol sessions that ended without a result; culprit is the blamed party index or 'none'.",
     ["protocol", "reason", "culprit"],
+)
+# query: which chain read the k-of-m reader could not (or only narrowly) agree on.
+QUERIES = ("key_request", "sign_request", "key")
+CHAIN_DISAGREEMENTS = Counter(
+    "zrkeyring_party_chain_disagreements_total",
+    "Chain reads where the configured endpoints returned different request data (or fewer than k "
+    "answered); refused=true when the job was refused for it. Any increase is worth a look: honest "
+    "nodes never differ in a request's creation fields.",
+    ["query", "refused"],
 )
 PEER_UP = Gauge(
     "zrkeyring_party_peer_up",
@@ -162,3 +172,9 @@ class GateCollector(Collector):
 
 ENVELOPES = GateCollector()
 REGISTRY.register(ENVELOPES)
+
+
+def chain_disagreement(query: str, error: object) -> None:
+    """AgreeingReader hook: count a disagreement (`error.decided` False means the job is refused)."""
+    refused = "false" if getattr(error, "decided", False) else "true"
+    CHAIN_DISAGREEMENTS.labels(query if query in QUERIES else "key", refused).inc()
