@@ -75,7 +75,7 @@ def _path_or_none(value: str) -> Path | None:
     return Path(value) if value else None
 
 
-def _tls_options(args: argparse.Namespace) -> dict:
+def tls_options(args: argparse.Namespace) -> dict:
     """ClientConfig TLS fields from --tls-ca / --tls-server-name (none: plaintext)."""
     if not args.tls_ca:
         return {}
@@ -91,7 +91,7 @@ def _tls_options(args: argparse.Namespace) -> dict:
 def _session(args: argparse.Namespace) -> tuple[ChainClient, SoftwareSigner]:
     chain_id, signer = key_from_file(Path(args.keys_file), args.key)
     config = ClientConfig(endpoints=args.node, chain_id=args.chain_id or chain_id, simulate=True,
-                          **_tls_options(args))
+                          **tls_options(args))
     return ChainClient(config), signer
 
 
@@ -161,7 +161,7 @@ def cmd_sign_request(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with ChainClient(ClientConfig(endpoints=args.node, **_tls_options(args))) as client:
+    with ChainClient(ClientConfig(endpoints=args.node, **tls_options(args))) as client:
         lookups = {
             "key-request": lambda v: client.key_request(int(v)),
             "sign-request": lambda v: client.sign_request(int(v)),

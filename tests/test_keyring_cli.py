@@ -166,3 +166,39 @@ def test_node_down_is_one_clear_line(world, keys_file, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("zrkeyring: error: chain not reachable: no chain node answered")
     assert "Traceback" not in done.stderr
+
+
+def test_register_over_tls_pins_the_node_ca(tmp_path, capsys) -> None:
+    """`keyring register --tls-ca` reaches a TLS node; without the pin (plaintext) it cannot."""
+    from chain_client.client import ChainClient, ClientConfig
+    from chain_node.genesis import Genesis, GenesisAccount, Params
+    from chain_node.local import LocalNode, make_dev_tls
+
+    admin = SoftwareSigner()
+    parties = [SoftwareSigner() for _ in range(3)]
+    genesis = Genesis(CHAIN_ID, Params(), [GenesisAccount(s.address(), 10**12) for s in [admin, *parties]])
+    (tmp_path / "node").mkdir()
+    tls = make_dev_tls(tmp_path / "node" / "tls")
+    node = LocalNode(tmp_path / "node", genesis, tls=tls)
+    node.start()
+    try:
+        keys = tmp_path / "keys.json"
+        write_key_file(keys, CHAIN_ID, {"admin": admin})
+        roster = write_roster(tmp_path / "roster.toml", parties)
+        parser = argparse.ArgumentParser()
+        keyring_cli.register(parser.add_subparsers())
+        base = ["keyring", "register", "--roster", str(roster), "--admin-keys-file", str(keys),
+                "--admin-key", "admin", "--node", node.endpoint]
+        args = parser.parse_args(base)
+        with pytest.raises(UserError, match="not reachable"):
+            args.handler(args)
+        args = parser.parse_args([*base, "--tls-ca", str(tls.ca)])
+        assert args.handler(args) == 0
+        address = capsys.readouterr().out.strip().splitlines()[-1]
+        with ChainClient(ClientConfig([node.endpoint], CHAIN_ID, tls_ca_pem=tls.ca_pem())) as client:
+            assert client.keyring(address) is not None
+        args = parser.parse_args([*base, "--tls-ca", str(tmp_path / "missing.pem")])
+        with pytest.raises(UserError, match="--tls-ca"):
+            args.handler(args)
+    finally:
+        node.stop()

@@ -29,6 +29,7 @@ from chain_client.crypto import SoftwareSigner
 from chain_client.errors import ChainError, ChainTxError, ChainUnavailable
 from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxResponse
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
+from chain_node.cli import tls_options
 from chain_node.keyfile import key_from_file
 
 
@@ -48,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument(
         "--node", action="append", default=None, help="chain gRPC endpoint; repeat for failover"
     )
+    reg.add_argument("--tls-ca", default="",
+                     help="PEM CA (or the node's certificate) to pin for TLS to --node; default plaintext "
+                          "(only sensible on loopback)")
+    reg.add_argument("--tls-server-name", default="", help="name the node's certificate must carry")
     reg.add_argument("--chain-id", default="", help="chain id (default: the one in the key file)")
     reg.add_argument("--keyring", default="", help="existing keyring: add the parties it lacks")
     reg.add_argument("--description", default="", help="keyring description (default: the cluster name)")
@@ -70,7 +75,7 @@ def run_register(args: argparse.Namespace) -> int:
     chain_id = args.chain_id or file_chain_id
     endpoints = args.node or ["127.0.0.1:9090"]
     existing = _existing_keyring(args.keyring, roster.cluster.keyring)
-    config = ClientConfig(endpoints=endpoints, chain_id=chain_id, simulate=True, attempts=3)
+    config = ClientConfig(endpoints=endpoints, chain_id=chain_id, simulate=True, attempts=3, **tls_options(args))
     with ChainClient(config) as client:
         try:
             address = _register(client, roster, roster_path, admin, existing, args)
