@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives import serialization
 
 from appliance.cluster.ca import party_cn, party_index_from_cn
 from appliance.cluster.sealkey import KEY_FILE, SEALED_FILE, Sealer, unseal_tls_key
-from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
+from appliance.mpc_party.envelope import DropReason, Envelope, Gate, Verdict
+from appliance.mpc_party.limits import largest_payload
 from appliance.mpc_party.protocols.wire import ProtocolAbort, Reader, Writer
 from appliance.rules.roster import Roster
 from appliance.runtime.errors import ConfigError, UserError
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "zrkeyring.party.v1.Peer"
 DELIVER = f"/{SERVICE}/Deliver"
-MAX_MESSAGE = MAX_PAYLOAD + 4096
+MAX_MESSAGE = largest_payload() + 4096  # the largest payload the gate may accept, plus the envelope
 ACK_VERSION = 1
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _CHANNEL_OPTIONS = [
