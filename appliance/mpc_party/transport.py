@@ -47,7 +47,8 @@ SERVICE = "zrkeyring.party.v1.Peer"
 DELIVER = f"/{SERVICE}/Deliver"
 MAX_MESSAGE = largest_payload() + 4096  # the largest payload the gate may accept, plus the envelope
 ACK_VERSION = 1
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# RESOURCE_EXHAUSTED: the server is at MAX_CONCURRENT_RPCS; back off and try again like UNAVAILABLE.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -64,7 +65,7 @@ _CHANNEL_OPTIONS = [
 # of 1024 still has hundreds of descriptors left for the HSM, SQLite, sockets and the metrics server.
 MAX_CONNECTIONS = 256
 HANDSHAKE_TIMEOUT_S = 5.0
-MAX_CONCURRENT_RPCS = 64
+MAX_CONCURRENT_RPCS = 256  # queued + running; x 132 KiB max message = 33 MiB worst case
 MAX_STREAMS_PER_CONNECTION = 32
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
