@@ -124,6 +124,16 @@ class Hsm:
     def token_label(self) -> str:
         return self._link.label
 
+    @property
+    def ready(self) -> bool:
+        """False while the token is unusable and the link reconnects in the background (token.py)."""
+        return self._link.ready
+
+    def health(self) -> dict[str, Any]:
+        """What the party's status reports about its HSM: ready, the last error, recoveries so far."""
+        link = self._link
+        return {"ready": link.ready, "error": link.last_error, "recoveries": link.recoveries}
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Future for `fn(link, *args)` run on the worker, e.g. `hsm.submit(signing.sign_chain, d)`."""
         return self._link.submit(fn, *args)

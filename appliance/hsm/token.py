@@ -4,11 +4,19 @@ All methods run on the worker thread (see worker.py). A `TokenLink` holds the la
 token, logs in, caches key handles, and retries an operation once after a lost session
 (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, a stale key handle after a
 logout, device removal, or a module re-initialisation by another link in the same process).
+
+When the retry fails too (the token or module is unusable for a while: SoftHSM out of descriptors,
+an HSM rebooting, a network HSM unreachable), the call raises `HsmUnavailable`, `ready` turns False,
+and the link keeps re-initialising the module, reopening and logging in on its own, with backoff
+from RECOVER_FIRST_S up to RECOVER_MAX_S, until it works; then `ready` is True again. Why: a party
+whose HSM recovered must not need a restart (a restart is itself a risk, see docs/operations.md).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -33,6 +41,21 @@ LOST_SESSION_ERRORS: tuple[type[Exception], ...] = (
     p11.ObjectHandleInvalid,
     p11.KeyHandleInvalid,
 )
+# The module or device failed as a whole (SoftHSM answers CKR_GENERAL_ERROR when it cannot open its
+# token files, e.g. out of descriptors); after a link has worked once, these mean "not now", not "wrong".
+MODULE_FAILURE_ERRORS: tuple[type[Exception], ...] = (
+    p11.GeneralError,
+    p11.DeviceError,
+    p11.DeviceMemory,
+    p11.HostMemory,
+    p11.FunctionFailed,
+)
+RECOVER_FIRST_S = 0.2
+RECOVER_MAX_S = 5.0
+
+
+class HsmUnavailable(HsmError):
+    """The token cannot be used right now; the link is reconnecting in the background."""
 
 
 def find_token(worker: HsmWorker, label: str) -> Any:
@@ -77,6 +100,14 @@ class TokenLink:
         self._token: Any = None
         self._generation = -1
         self._keys: dict[tuple[str, int], Any] = {}
+        self._ever_ready = False
+        self.ready = False  # a session worked for the last call (or recovery attempt); read from any thread
+        self.last_error = ""
+        self.recoveries = 0  # outages recovered from, for tests and status
+        self._recover_lock = threading.Lock()
+        self._recover_timer: threading.Timer | None = None
+        self._recover_delay = RECOVER_FIRST_S
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"TokenLink(module={self.worker.module!r}, label={self.label!r})"
@@ -92,18 +123,81 @@ class TokenLink:
 
     # --- worker thread only -----------------------------------------------------------------------
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(self, *args)`, reopening the session and retrying once if it was lost."""
+        """Run `fn(self, *args)`, reopening the session and retrying once if it was lost; if that fails
+        too, raise HsmUnavailable and keep reconnecting in the background (see the module docstring)."""
         self.worker.assert_on_worker()
         for attempt in range(2):
-            self.ensure_session()
             try:
-                return fn(self, *args)
-            except LOST_SESSION_ERRORS as exc:
+                self.ensure_session()
+                result = fn(self, *args)
+            except Exception as exc:
+                if not self._is_outage(exc):
+                    raise
                 log.info("HSM session on token %r lost (%s); reopening", self.label, type(exc).__name__)
                 self.drop_session()
                 if attempt:
-                    raise HsmError(f"token {self.label!r}: session lost twice in a row ({exc!r})") from None
+                    self._went_unavailable(exc)
+                    raise HsmUnavailable(f"token {self.label!r} is unavailable ({type(exc).__name__}: "
+                                         f"{exc}); reconnecting in the background") from None
+                continue
+            self._mark_ready()
+            return result
         raise AssertionError("unreachable")
+
+    def _is_outage(self, exc: Exception) -> bool:
+        """A lost session always; a failed module or a vanished token only once this link has worked
+        (before that, the same errors are configuration mistakes and must surface as they are)."""
+        if isinstance(exc, LOST_SESSION_ERRORS):
+            return True
+        if not self._ever_ready:
+            return False
+        if isinstance(exc, (*MODULE_FAILURE_ERRORS, TokenNotFoundError)):
+            return True
+        return type(exc) is p11.PKCS11Error  # e.g. "not initialized" after a failed C_Initialize
+
+    def _mark_ready(self) -> None:
+        if not self.ready and self._ever_ready:
+            self.recoveries += 1
+            log.warning("HSM token %r is usable again", self.label)
+        self._ever_ready = self.ready = True
+        self.last_error = ""
+        with self._recover_lock:
+            self._recover_delay = RECOVER_FIRST_S
+
+    def _went_unavailable(self, exc: Exception) -> None:
+        if self.ready:
+            log.error("HSM token %r is unavailable (%s: %s); the party reports not ready until it is back",
+                      self.label, type(exc).__name__, exc)
+        self.ready = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._schedule_recovery()
+
+    def _schedule_recovery(self) -> None:
+        """Arm one background attempt (any thread); attempts double their delay up to RECOVER_MAX_S."""
+        with self._recover_lock:
+            if self._closed or self._recover_timer is not None:
+                return
+            delay = self._recover_delay
+            self._recover_delay = min(delay * 2, RECOVER_MAX_S)
+            timer = threading.Timer(delay, self._recover_from_timer)
+            timer.daemon = True
+            self._recover_timer = timer
+        timer.start()
+
+    def _recover_from_timer(self) -> None:
+        with self._recover_lock:
+            self._recover_timer = None
+        if self._closed or self.ready:
+            return
+        started = time.monotonic()
+        try:
+            self.worker.call(self.run, _probe)
+        except HsmUnavailable:
+            log.debug("HSM token %r still unavailable after %.2f s attempt", self.label,
+                      time.monotonic() - started)  # run() armed the next attempt
+        except Exception as exc:  # noqa: BLE001 - a recovery thread must never die silently
+            log.warning("HSM token %r: reconnect attempt failed: %r", self.label, exc)
+            self._schedule_recovery()
 
     @property
     def session(self) -> Any:
@@ -118,6 +212,7 @@ class TokenLink:
     def ensure_session(self) -> None:
         """Open and log in a session if there is none or the module was re-initialised since."""
         self.worker.assert_on_worker()
+        self.worker.ensure_initialized()
         if self._session is not None and self._generation == self.worker.generation:
             return
         self._session = None
@@ -153,7 +248,12 @@ class TokenLink:
                 pass
 
     def close(self) -> None:
-        """Log out and close the session (worker thread)."""
+        """Log out and close the session (worker thread); stops background reconnecting."""
+        with self._recover_lock:
+            self._closed = True
+            timer, self._recover_timer = self._recover_timer, None
+        if timer is not None:
+            timer.cancel()
         self.drop_session()
 
     def drop_cached_keys(self) -> None:
@@ -166,3 +266,8 @@ class TokenLink:
         if key is None:
             key = self._keys[name] = find(self.session)
         return key
+
+
+def _probe(link: TokenLink) -> None:
+    """A cheap call through a logged-in session (opening it is the real test: find, login)."""
+    link.session.generate_random(64)

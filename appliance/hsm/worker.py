@@ -81,11 +81,30 @@ class HsmWorker:
 
         SoftHSM only discovers tokens created by other processes (softhsm2-util) at C_Initialize.
         Every open session dies, so the generation counter tells token links to reopen and log in.
+        The counter moves even when C_Initialize fails (e.g. the process is out of descriptors): the
+        module is then left finalized, and `ensure_initialized` retries the C_Initialize later.
         """
         self.assert_on_worker()
         log.debug("re-initialising PKCS#11 module %s", self.module)
-        self.lib.reinitialize()
+        lib = self.lib
         self.generation += 1
+        try:
+            lib.finalize()
+        except PKCS11Error as exc:  # python-pkcs11 marks the module finalized either way
+            log.debug("C_Finalize on %s failed: %r", self.module, exc)
+        lib.initialize()
+
+    def ensure_initialized(self) -> None:
+        """C_Initialize again if an earlier re-initialisation left the module finalized.
+
+        Why: python-pkcs11 remembers whether C_Initialize succeeded; without this, one failed
+        re-initialisation would leave every later call answering "not initialized" until a restart.
+        """
+        lib = self.lib
+        if not lib.initialized:
+            log.info("PKCS#11 module %s is not initialised; initialising it again", self.module)
+            self.generation += 1
+            lib.initialize()
 
 
 def load_module(module: str) -> Any:

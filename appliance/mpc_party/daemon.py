@@ -299,6 +299,7 @@ class PartyDaemon:
             "identity_key": self.hsm.identity_public_key().hex(),
             "chain_address": self.hsm.chain_address(),
             "hsm": self.hsm.token_label,
+            "hsm_ready": self.hsm.ready,  # False while the HSM link reconnects (hsm/token.py)
             "sessions": self.sessions_run,
             "envelopes": self.gate.counters(),
             "burned_pairs": [{"public_key": b.public_key.hex(), "peer": b.peer, "reason": b.reason}

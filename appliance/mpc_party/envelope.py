@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from appliance.mpc_party.limits import limits_for
 from appliance.mpc_party.protocols.wire import SESSION_ID_LEN, ProtocolAbort, Reader, Writer
 from appliance.rules.roster import MAX_INDEX
 
@@ -176,6 +177,9 @@ class DropReason(enum.StrEnum):
     SESSION_NOT_OPEN = "session_not_open"
     REPLAY = "replay"
     QUEUE_FULL = "queue_full"  # too many queued for (session, round, sender), or for the whole session
+    BAD_ROUND = "bad_round"  # a round number the envelope's protocol does not have
+    OVERSIZE = "oversize"  # payload larger than the largest message of its protocol round
+    OVER_BUDGET = "over_budget"  # the sender already sent the session's whole byte budget
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,7 @@ class Arrival:
 class _Session:
     seen: set[tuple[int, int, int]] = field(default_factory=set)  # (sender, round, seq)
     per_sender: dict[int, int] = field(default_factory=dict)  # accepted so far, bounds `seen`
+    bytes_per_sender: dict[int, int] = field(default_factory=dict)  # payload bytes accepted so far
     queues: dict[tuple[int, int], list[Envelope]] = field(default_factory=dict)  # (round, sender)
 
 
@@ -212,9 +217,17 @@ class Gate:
 
     Checks run in this order, the first failure deciding the reason: malformed, peer_mismatch (TLS
     identity differs from the claimed sender), stranger, bad_signature, wrong_recipient,
-    session_not_open, replay, queue_full. Authentication comes before routing, so the routing counters
-    only ever count envelopes that a roster member really signed.
+    session_not_open, replay, bad_round, oversize, over_budget, queue_full. Authentication comes before
+    routing, so the routing counters only ever count envelopes that a roster member really signed.
+
+    The size rules come from `limits`: per session and sender, only the rounds of the envelope's
+    protocol, no payload above that round's largest message, and no more payload bytes in total than
+    the protocol's budget (one budget per session and sender whatever protocols the envelopes name,
+    so naming several protocols does not buy a sender more). A protocol the table does not know gets
+    the conservative `limits.DEFAULT`.
     """
+
+    _UNKNOWN_LOGGED = 64  # protocol names warned about, at most (names come from signed envelopes)
 
     def __init__(
         self,
@@ -227,6 +240,8 @@ class Gate:
     ) -> None:
         self.me = me
         self._keys = {index: VerifyKey(bytes(key)) for index, key in identity_keys.items()}
+        self._parties = len(self._keys)
+        self._unknown_protocols: set[str] = set()
         self._max_queued = max_queued_per_sender
         self._max_session = max_per_session_sender
         self._closed: OrderedDict[bytes, None] = OrderedDict()
@@ -300,6 +315,8 @@ class Gate:
                 reason = DropReason.SESSION_NOT_OPEN
             elif (env.sender, env.round, env.seq) in session.seen:
                 reason = DropReason.REPLAY
+            elif (reason := self._size_check(session, env)) is not None:
+                pass
             else:
                 queue = session.queues.setdefault((env.round, env.sender), [])
                 total = session.per_sender.get(env.sender, 0)
@@ -308,6 +325,8 @@ class Gate:
                 else:
                     session.seen.add((env.sender, env.round, env.seq))
                     session.per_sender[env.sender] = total + 1
+                    spent = session.bytes_per_sender.get(env.sender, 0)
+                    session.bytes_per_sender[env.sender] = spent + len(env.payload)
                     queue.append(env)
                     self.accepted += 1
                     self._cond.notify_all()
@@ -319,6 +338,23 @@ class Gate:
             except Exception:  # a hook failure must not break the transport
                 log.exception("party %d: handling an envelope for an unopened session failed", self.me)
         return verdict
+
+    def _size_check(self, session: _Session, env: Envelope) -> DropReason | None:
+        """bad_round, oversize or over_budget for `env` in `session` (lock held), or None if it fits."""
+        limits, known = limits_for(env.protocol, self._parties)
+        if not known and env.protocol not in self._unknown_protocols \
+                and len(self._unknown_protocols) < self._UNKNOWN_LOGGED:
+            self._unknown_protocols.add(env.protocol)
+            log.warning("party %d: protocol %r has no entry in the limits table; using the default limits",
+                        self.me, env.protocol)
+        largest = limits.max_payload(env.round)
+        if largest is None:
+            return DropReason.BAD_ROUND
+        if len(env.payload) > largest:
+            return DropReason.OVERSIZE
+        if session.bytes_per_sender.get(env.sender, 0) + len(env.payload) > limits.budget:
+            return DropReason.OVER_BUDGET
+        return None
 
     def counters(self) -> dict[str, int]:
         """A consistent snapshot: `accepted` plus one entry per drop reason."""

@@ -8,6 +8,12 @@ the envelope to the `Gate` with that identity, so a peer cannot speak as another
 leaked identity key. The client dials each peer with the TLS target name `party-<j>`, so it also knows
 which party answered.
 
+The peer port is reachable before anyone has authenticated, so the server bounds what a stranger can
+hold (docs/transport.md, "Limits"): at most `max_connections` TCP connections at once (gRPC closes
+any further one right after accept), a TLS handshake must finish within `handshake_timeout_s`, dead
+connections are found by keepalive pings, at most `max_concurrent_rpcs` calls run at once, and no
+message may exceed the largest payload the gate could accept (`limits.largest_payload`).
+
 Failure is explicit: a peer that is down or refuses the handshake raises `PeerUnavailable` after a
 bounded number of attempts within the send timeout, never a hang.
 """
@@ -29,7 +35,8 @@ from cryptography.hazmat.primitives import serialization
 
 from appliance.cluster.ca import party_cn, party_index_from_cn
 from appliance.cluster.sealkey import KEY_FILE, SEALED_FILE, Sealer, unseal_tls_key
-from appliance.mpc_party.envelope import MAX_PAYLOAD, DropReason, Envelope, Gate, Verdict
+from appliance.mpc_party.envelope import DropReason, Envelope, Gate, Verdict
+from appliance.mpc_party.limits import largest_payload
 from appliance.mpc_party.protocols.wire import ProtocolAbort, Reader, Writer
 from appliance.rules.roster import Roster
 from appliance.runtime.errors import ConfigError, UserError
@@ -38,9 +45,10 @@ log = logging.getLogger(__name__)
 
 SERVICE = "zrkeyring.party.v1.Peer"
 DELIVER = f"/{SERVICE}/Deliver"
-MAX_MESSAGE = MAX_PAYLOAD + 4096
+MAX_MESSAGE = largest_payload() + 4096  # the largest payload the gate may accept, plus the envelope
 ACK_VERSION = 1
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# RESOURCE_EXHAUSTED: the server is at MAX_CONCURRENT_RPCS; back off and try again like UNAVAILABLE.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -49,6 +57,36 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+
+
+# Server-side limits. The cap counts every connection, authenticated or not, so it is sized far
+# above what the cluster needs (each peer keeps one channel) and far below the descriptor limit:
+# LimitNOFILE in packaging/debian/units is 8192, and a daemon run with systemd's default soft limit
+# of 1024 still has hundreds of descriptors left for the HSM, SQLite, sockets and the metrics server.
+MAX_CONNECTIONS = 256
+HANDSHAKE_TIMEOUT_S = 5.0
+MAX_CONCURRENT_RPCS = 256  # queued + running; x 132 KiB max message = 33 MiB worst case
+MAX_STREAMS_PER_CONNECTION = 32
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+
+
+def server_options(max_connections: int = MAX_CONNECTIONS,
+                   handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S) -> list[tuple[str, Any]]:
+    """gRPC core channel arguments of the peer server; see the module docstring for why each."""
+    if max_connections < 1 or handshake_timeout_s <= 0:
+        raise UserError(f"peer server limits must be positive (connections {max_connections}, "
+                        f"handshake timeout {handshake_timeout_s} s)")
+    return [
+        *_CHANNEL_OPTIONS,
+        # No SO_REUSEPORT: a second daemon on the same address must fail, not silently share the port.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.server_handshake_timeout_ms", int(handshake_timeout_s * 1000)),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ]
 
 
 class PeerUnavailable(UserError):
@@ -119,13 +157,16 @@ class PeerServer:
         tls: TlsCredentials,
         pinned_certs: Mapping[int, bytes] | None = None,
         workers: int = 8,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         self.gate = gate
         self.listen = listen
         self._pinned = {i: _cert_der(pem) for i, pem in (pinned_certs or {}).items()}
-        # No SO_REUSEPORT: a second daemon on the same address must fail, not silently share the port.
-        options = [*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=options)
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers),
+                                   options=server_options(max_connections, handshake_timeout_s),
+                                   maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
         handler = grpc.method_handlers_generic_handler(
             SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}
         )
@@ -142,7 +183,7 @@ class PeerServer:
 
     @classmethod
     def from_roster(cls, roster: Roster, me: int, gate: Gate, tls: TlsCredentials,
-                    listen: str | None = None) -> PeerServer:
+                    listen: str | None = None, **limits: Any) -> PeerServer:
         """Listen on our roster address (or `listen`), pinning every peer's roster certificate."""
         pinned = {}
         for p in roster.parties:
@@ -150,7 +191,7 @@ class PeerServer:
                 pinned[p.index] = roster.tls_cert_path(p.index).read_bytes()
             except OSError as exc:
                 raise ConfigError(f"{p.name}.tls_cert: {exc.filename}: {exc.strerror}") from None
-        return cls(gate, listen or roster.party(me).address, tls, pinned)
+        return cls(gate, listen or roster.party(me).address, tls, pinned, **limits)
 
     def start(self) -> PeerServer:
         self._server.start()

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import platform
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     REGISTRY,
@@ -28,7 +31,7 @@ from prometheus_client import (
     Histogram,
     Info,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 
 from appliance import __version__
@@ -123,7 +126,7 @@ def load_metrics_section(data: dict[str, Any], cls: type[M]) -> M:
     return section
 
 
-def serve_configured(section: MetricsSection) -> ThreadingHTTPServer | None:
+def serve_configured(section: MetricsSection) -> BoundedMetricsServer | None:
     """Start /metrics unless the daemon's config switches it off (call before opening the HSM)."""
     if not section.address:
         return None
@@ -141,16 +144,83 @@ def parse_address(address: str, field: str = "metrics.address") -> tuple[str, in
     return host, int(port)
 
 
-def start_metrics_server(address: str, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:
+# The /metrics server is reachable by whoever can reach its address, so it must not hand out a thread
+# or a descriptor per connection for as long as the client likes (prometheus_client's own server does:
+# 200 idle connections held 200 threads). A scrape is one short request.
+METRICS_MAX_THREADS = 8  # connections served at once; more are closed at accept (Prometheus uses 1)
+METRICS_IDLE_TIMEOUT_S = 5.0  # a connection silent this long mid-request is closed
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """One request per connection (HTTP/1.0), closed after `timeout` seconds without a byte."""
+
+    timeout = METRICS_IDLE_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        """Scrapes are not worth a log line each."""
+
+
+class BoundedMetricsServer(ThreadingHTTPServer, WSGIServer):
+    """A thread per connection, but at most `max_threads` of them: a connection beyond the cap is
+    closed at once and counted in `refused` (a scraper retries at its next interval)."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # accept fast, then refuse: a full backlog would delay honest scrapes too
+    max_threads = METRICS_MAX_THREADS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_threads)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An idle or broken client is routine here, not a traceback on stderr."""
+        logging.getLogger("zrkeyring").debug("metrics: connection from %s dropped", client_address[0],
+                                             exc_info=True)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def start_metrics_server(address: str, registry: CollectorRegistry = REGISTRY,
+                         max_threads: int = METRICS_MAX_THREADS,
+                         idle_timeout_s: float = METRICS_IDLE_TIMEOUT_S) -> BoundedMetricsServer:
     """Serve /metrics on `address` from a daemon thread; returns the server (call `.shutdown()` to stop).
 
     Port 0 picks a free port; read it back from `server.server_address[1]`. The `*_created` series are
     switched off for the process: they double the series count and no dashboard or alert uses them.
+    At most `max_threads` connections are served at once, each closed after `idle_timeout_s` idle.
     """
     disable_created_metrics()
     host, port = parse_address(address)
+
+    cap, idle = max_threads, idle_timeout_s
+
+    class Server(BoundedMetricsServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        max_threads = cap
+
+    class Handler(_QuietHandler):
+        timeout = idle
+
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = make_server(host, port, make_wsgi_app(registry), Server, handler_class=Handler)
     except OSError as exc:
         raise ConfigError(f"metrics.address: cannot listen on {address}: {exc.strerror or exc}") from None
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
