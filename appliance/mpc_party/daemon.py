@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.hsm import Hsm, HsmConfig, HsmError
-from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share
+from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
@@ -115,7 +115,7 @@ class PartyDaemon:
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
         Path(p.data_dir).mkdir(parents=True, exist_ok=True)
-        self.store = ShareStore(Path(p.data_dir) / "shares.sqlite")
+        self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
@@ -224,10 +224,13 @@ class PartyDaemon:
     def _sign(self, job: SignJob, sid: bytes) -> bytes:
         if self.me not in job.signers:
             raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
-        record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
-        if record is None:
-            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
-        share = protocols.import_share(job.key_type, open_share(self.hsm, record))
+        try:  # the store's state and the share's own key are checked against the HSM and the job
+            record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
+            if record is None:
+                raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+            share = protocols.import_share(job.key_type, open_share_checked(self.hsm, record, job.public_key))
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
         return self.runner.run(sid, session)
 
