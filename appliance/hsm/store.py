@@ -14,10 +14,12 @@ sealing key (AES-256-GCM; a tag is the seal of an empty plaintext, so no new tok
 - one `store_root` tag binds a generation counter and a SHA-256 digest of every key's `share_heads` row
   (its group public key, latest, active and pending version).
 
-Every read checks the root against the heads, the row against its tag, and the row's state against its
-head. A row edited in place fails its tag; a row copied back from an older copy of the file carries a
-valid old tag but a state its head contradicts; an old head copied back changes the digest. What is not
-detected — a whole file restored consistently — is set out in docs/hsm.md.
+Every read checks the row against its tag and its state against its head, and the heads against the
+root (in full when the file changed under another connection; otherwise from the heads this process
+already verified or wrote, which are authentic by construction). A row edited in place fails its tag;
+a row copied back from an older copy of the file carries a valid old tag but a state its head
+contradicts; an old head copied back changes the digest. What is not detected — a whole file restored
+consistently — is set out in docs/hsm.md.
 
 Plaintext shares never reach this file. A store written by release 1 (schema 1: no tags, AAD v1) is
 migrated on first open; that is the only code that still reads the v1 AAD.
@@ -228,6 +230,27 @@ _COLUMNS = (
 _HEAD_COLUMNS = ("keyring, key_id, party_index, key_type, threshold, group_public_key, latest_version, "
                  "active_version, pending_version")
 _ROW = "keyring=? AND key_id=? AND party_index=? AND share_version=?"
+Heads = dict[tuple[str, int, int], KeyHead]
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """Heads this process has checked against the root (or written itself), and which file state they
+    belong to. Authentic by construction, so reads may use them instead of re-reading every head;
+    another connection's commit (data_version) or a different root generation forces a full check."""
+
+    data_version: int
+    generation: int
+    heads: Heads
+    by_public_key: dict[tuple[str, bytes, int], list[tuple[str, int, int]]]
+
+    @classmethod
+    def of(cls, data_version: int, generation: int, heads: Heads) -> _Verified:
+        index: dict[tuple[str, bytes, int], list[tuple[str, int, int]]] = {}
+        for key, head in heads.items():
+            index.setdefault((head.meta.keyring, head.meta.group_public_key, head.meta.party_index),
+                             []).append(key)
+        return cls(data_version, generation, heads, index)
 _KEY = "keyring=? AND key_id=? AND party_index=?"
 
 
@@ -254,6 +277,8 @@ class ShareStore:
         self.path = Path(path)
         self._sealer = sealer
         self._lock = threading.Lock()
+        self._cache: _Verified | None = None
+        self._next: _Verified | None = None  # what the cache becomes if the open write commits
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -270,12 +295,15 @@ class ShareStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._next = None
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._cache = None
                 raise
             self._db.execute("COMMIT")
+            self._cache, self._next = self._next, None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -362,13 +390,18 @@ class ShareStore:
         return self._sealer.seal(plaintext, share_aad(record.meta))
 
     # --- authentication ---------------------------------------------------------------------------
-    def _heads(self, db: sqlite3.Connection) -> dict[tuple[str, int, int], KeyHead]:
-        """Every key's head, after checking the HSM root tag over all of them."""
-        heads = [_head(r) for r in db.execute(f"SELECT {_HEAD_COLUMNS} FROM share_heads")]  # noqa: S608
+    def _verified(self, db: sqlite3.Connection) -> _Verified:
+        """Every key's head, checked against the HSM root tag over all of them (O(keys)), unless the file
+        is provably unchanged since this connection last checked or wrote them (O(1))."""
         root = db.execute("SELECT generation, tag FROM store_root WHERE id=1").fetchone()
         if root is None:
             raise _tamper(f"{self.path}: the store root row is missing; refusing the store")
         generation, tag = root
+        (data_version,) = db.execute("PRAGMA data_version").fetchone()
+        cache = self._cache
+        if cache is not None and (cache.data_version, cache.generation) == (data_version, generation):
+            return cache
+        heads = [_head(r) for r in db.execute(f"SELECT {_HEAD_COLUMNS} FROM share_heads")]  # noqa: S608
         try:
             ok = self._sealer.unseal(bytes(tag), root_aad(generation, heads)) == b""
         except SealError:
@@ -377,7 +410,11 @@ class ShareStore:
             raise _tamper(
                 f"{self.path}: the key heads do not match the HSM-sealed store root (generation "
                 f"{generation}): a head row was edited, added, removed or copied back from an older file")
-        return {_key_of(h.meta): h for h in heads}
+        self._cache = _Verified.of(data_version, generation, {_key_of(h.meta): h for h in heads})
+        return self._cache
+
+    def _heads(self, db: sqlite3.Connection) -> Heads:
+        return self._verified(db).heads
 
     def _seal_root(self, db: sqlite3.Connection, generation: int) -> None:
         heads = [_head(r) for r in db.execute(f"SELECT {_HEAD_COLUMNS} FROM share_heads")]  # noqa: S608
@@ -385,9 +422,17 @@ class ShareStore:
         db.execute("INSERT OR REPLACE INTO store_root (id, generation, tag) VALUES (1, ?, ?)",
                    (generation, tag))
 
-    def _bump_root(self, db: sqlite3.Connection) -> None:
-        (generation,) = db.execute("SELECT generation FROM store_root WHERE id=1").fetchone()
-        self._seal_root(db, generation + 1)
+    def _bump_root(self, db: sqlite3.Connection, heads: Heads, *changed: KeyHead) -> None:
+        """Write the changed heads and a root sealed over all heads (from the verified set, not the
+        file); the verified set follows once the transaction commits."""
+        verified = self._verified(db)
+        heads = {**heads, **{_key_of(h.meta): h for h in changed}}
+        for head in changed:
+            _put_head(db, head)
+        generation = verified.generation + 1
+        tag = self._sealer.seal(b"", root_aad(generation, list(heads.values())))
+        db.execute("UPDATE store_root SET generation=?, tag=? WHERE id=1", (generation, tag))
+        self._next = _Verified.of(verified.data_version, generation, heads)
 
     def _checked(self, heads: dict[tuple[str, int, int], KeyHead], row: tuple) -> ShareRecord:
         """A row as a record, or StoreTamperError naming it if its tag or its state is not authentic."""
@@ -450,7 +495,8 @@ class ShareStore:
         if meta.share_version < 1:
             raise StoreError(f"share {_name(meta)}: version must be >= 1, got {meta.share_version}")
         with self._tx() as db:
-            head = self._heads(db).get(_key_of(meta))
+            heads = self._heads(db)
+            head = heads.get(_key_of(meta))
             if head is not None:
                 if meta.share_version <= head.latest_version:
                     raise StoreError(f"share {_name(meta)}: version {meta.share_version} is not newer than "
@@ -463,8 +509,7 @@ class ShareStore:
                                      "pending; commit or retire it first")
             active = head.active_version if head is not None else 0
             self._insert(db, meta, ShareState.PENDING, sealed, time.time())
-            _put_head(db, KeyHead(meta, active, meta.share_version))
-            self._bump_root(db)
+            self._bump_root(db, heads, KeyHead(meta, active, meta.share_version))
 
     def commit(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
         """Make a pending version active and destroy every older version of the key (row deleted, pages
@@ -478,8 +523,7 @@ class ShareStore:
                                  "be committed")
             db.execute(f"DELETE FROM shares WHERE {_KEY} AND share_version<?", (*key, share_version))  # noqa: S608
             self._set_state(db, record.meta, ShareState.ACTIVE)
-            _put_head(db, KeyHead(heads[key].meta, share_version, 0))
-            self._bump_root(db)
+            self._bump_root(db, heads, KeyHead(heads[key].meta, share_version, 0))
         self._wipe()
 
     def retire(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
@@ -493,20 +537,21 @@ class ShareStore:
                 return
             self._set_state(db, record.meta, ShareState.RETIRED)
             head = heads[key]
-            _put_head(db, KeyHead(head.meta, 0 if record.state is ShareState.ACTIVE else head.active_version,
-                                  0 if record.state is ShareState.PENDING else head.pending_version))
-            self._bump_root(db)
+            self._bump_root(db, heads, KeyHead(
+                head.meta, 0 if record.state is ShareState.ACTIVE else head.active_version,
+                0 if record.state is ShareState.PENDING else head.pending_version))
 
     def delete_retired(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
         """Destroy one version's row (deleted, pages zeroed, WAL truncated); refused unless retired."""
         key = (keyring, key_id, party_index)
         with self._tx() as db:
-            record = self._one(db, self._heads(db), key, share_version)
+            heads = self._heads(db)
+            record = self._one(db, heads, key, share_version)
             if record.state is not ShareState.RETIRED:
                 raise StoreError(f"share version {share_version} is {record.state}; retire it before "
                                  "deleting")
             db.execute(f"DELETE FROM shares WHERE {_ROW}", (*key, share_version))  # noqa: S608
-            self._bump_root(db)
+            self._bump_root(db, heads)
         self._wipe()
 
     def _one(self, db: sqlite3.Connection, heads: dict[tuple[str, int, int], KeyHead],
@@ -536,9 +581,10 @@ class ShareStore:
         authenticated heads, never the row's own column."""
         wanted = bytes(group_public_key)
         with self._read() as db:
-            heads = self._heads(db)
-            found = [h for h in heads.values() if h.meta.keyring == keyring and h.meta.party_index == party_index
-                     and h.active_version and hmac.compare_digest(h.meta.group_public_key, wanted)]
+            verified = self._verified(db)
+            heads = verified.heads
+            found = [heads[k] for k in verified.by_public_key.get((keyring, wanted, party_index), [])
+                     if heads[k].active_version]
             if len(found) > 1:
                 raise StoreError(f"{self.path}: keys {[h.meta.key_id for h in found]} of {keyring} all have "
                                  f"group public key {wanted.hex()}; refusing to choose")
