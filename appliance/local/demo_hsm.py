@@ -29,7 +29,7 @@ def demo_step() -> list[str]:
             lines.append("provisioned: " + ", ".join(f"{k} {v}" for k, v in created.items()))
             lines.append(f"chain address {hsm.chain_address()}")
 
-            store = ShareStore(Path(tmp) / "shares.sqlite")
+            store = ShareStore(Path(tmp) / "shares.sqlite", hsm)
             meta = ShareMeta("keyring1demo", 7, "ecdsa", 2, 1, b"\x02" + b"\x11" * 32, 1)
             share = hsm.random(32)
             put_share(store, hsm, meta, share)

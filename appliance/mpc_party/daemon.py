@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.hsm import Hsm, HsmConfig, HsmError
-from appliance.hsm.store import ShareMeta, ShareStore, open_share, put_share
+from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
@@ -133,7 +133,7 @@ class PartyDaemon:
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
         Path(p.data_dir).mkdir(parents=True, exist_ok=True)
-        self.store = ShareStore(Path(p.data_dir) / "shares.sqlite")
+        self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
@@ -257,10 +257,13 @@ class PartyDaemon:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
             raise JobFailed(f"refused: {exc}", retryable=True) from None
-        record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
-        if record is None:
-            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
-        share = protocols.import_share(job.key_type, open_share(self.hsm, record))
+        try:  # the store's state and the share's own key are checked against the HSM and the job
+            record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
+            if record is None:
+                raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+            share = protocols.import_share(job.key_type, open_share_checked(self.hsm, record, job.public_key))
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
         # Durable before the first message leaves: a restart never runs this session id again.
         if not self.state.claim_session(sid, "sign"):

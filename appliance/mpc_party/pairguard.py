@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from appliance.hsm.store import ShareRecord, ShareStore, open_share, put_share
+from appliance.hsm.store import ShareRecord, ShareStore, open_share_checked, put_share
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Envelope
 from appliance.mpc_party.protocols import dispatch
@@ -213,19 +213,17 @@ class PairGuard:
         record = self.store.active_by_public_key(self.keyring, public_key, self.me)
         if record is None or not is_dkls(record.meta.key_type):
             raise LookupError(f"no DKLs23 share of key {public_key.hex()} on party {self.me}")
-        key = dispatch.import_share(record.meta.key_type, open_share(self.sealer, record))
+        key = dispatch.import_share(record.meta.key_type, open_share_checked(self.sealer, record, public_key))
         assert isinstance(key, Dkls23Key)
-        if key.public_key != public_key:
-            raise LookupError(f"share row of key {public_key.hex()} holds another key")
         return record, key
 
     def _store(self, record: ShareRecord, new: Dkls23Key, peer: int) -> None:
-        """Seal the re-set-up key as the next share version, destroy the old one, clear the mark."""
+        """Seal the re-set-up key as the next share version (committing destroys the old one), clear
+        the mark."""
         _, plaintext = dispatch.export_share(record.meta.key_type, new)
         meta = replace(record.meta, share_version=record.meta.share_version + 1)
         put_share(self.store, self.sealer, meta, plaintext)
         self.store.commit(meta.keyring, meta.key_id, meta.party_index, meta.share_version)
-        self.store.delete_retired(meta.keyring, meta.key_id, meta.party_index, record.meta.share_version)
         self.state.clear_burn(self.keyring, new.public_key, peer)
         self.resetups_done += 1
         metrics.OT_RESETUPS.labels("done").inc()

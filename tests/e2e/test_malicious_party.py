@@ -32,9 +32,9 @@ from appliance.hsm.store import ShareStore, open_share
 from appliance.mpc_party.protocols import dispatch
 from appliance.mpc_party.protocols.dkls23.keyshare import delta_bits
 hsm = Hsm.open(load_hsm_config(sys.argv[1]))
-store = ShareStore(sys.argv[2])
+store = ShareStore(sys.argv[2], hsm)
 out = {}
-for record in store._select("state='active'", ()):
+for record in store.all_active():
     if record.meta.key_type != "KEY_TYPE_EDDSA_ED25519":
         key = dispatch.import_share(record.meta.key_type, open_share(hsm, record))
         out[key.public_key.hex()] = {"delta": delta_bits(key.pairs[2].delta), "secret": key.secret}

@@ -18,9 +18,9 @@ from appliance.hsm.store import ShareStore, open_share
 from appliance.mpc_party.protocols import dispatch as protocols
 config = load_hsm_config(sys.argv[1])
 hsm = Hsm.open(config)
-store = ShareStore(sys.argv[2])
+store = ShareStore(sys.argv[2], hsm)
 found = []
-for record in store._select("state='active'", ()):
+for record in store.all_active():
     plain = open_share(hsm, record)
     secret = protocols.import_share(record.meta.key_type, plain).secret
     found.append([plain.hex(), secret.to_bytes(32, "big").hex(), secret.to_bytes(32, "little").hex()])

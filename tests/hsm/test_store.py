@@ -35,8 +35,8 @@ IDS = (META.keyring, META.key_id, META.party_index)
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = ShareStore(tmp_path / "shares.sqlite")
+def store(hsm, tmp_path):
+    opened = ShareStore(tmp_path / "shares.sqlite", hsm)
     yield opened
     opened.close()
 
@@ -52,8 +52,8 @@ def test_pending_does_not_replace_active_until_commit(hsm, store):
     store.commit(*IDS, 2)
     active = store.active(*IDS)
     assert active.meta.share_version == 2 and open_share(hsm, active) == b"share v2"
-    old = store.get(*IDS, 1)
-    assert old.state is ShareState.RETIRED and open_share(hsm, old) == b"share v1"  # kept, not deleted
+    assert store.get(*IDS, 1) is None  # the predecessor is destroyed once its successor is committed
+    assert [r.meta.share_version for r in store.versions(*IDS)] == [2]
 
 
 def test_retire_is_explicit_and_delete_needs_it(hsm, store):
@@ -83,11 +83,11 @@ def test_versions_only_move_forward(hsm, store):
 
 def test_store_survives_reopen(hsm, tmp_path):
     path = tmp_path / "s.sqlite"
-    first = ShareStore(path)
+    first = ShareStore(path, hsm)
     put_share(first, hsm, META, b"durable")
     first.commit(*IDS, 1)
     first.close()
-    again = ShareStore(path)
+    again = ShareStore(path, hsm)
     assert open_share(hsm, again.active(*IDS)) == b"durable"
     again.close()
 
@@ -100,6 +100,8 @@ def test_store_survives_reopen(hsm, tmp_path):
         {"party_index": 2},
         {"key_type": "bitcoin"},
         {"share_version": 2},
+        {"threshold": 3},
+        {"group_public_key": b"\x03" + b"\x33" * 32},
     ],
 )
 def test_aad_binds_every_field(hsm, change):
@@ -112,7 +114,7 @@ def test_aad_encoding_is_unambiguous():
     a = replace(META, keyring="ab", key_type="cde")
     b = replace(META, keyring="abc", key_type="de")
     assert share_aad(a) != share_aad(b)
-    assert share_aad(META).startswith(b"\x00\x16zrkeyring/share-aad/v1")
+    assert share_aad(META).startswith(b"\x00\x16zrkeyring/share-aad/v2")
 
 
 def test_swapped_row_metadata_fails_to_unseal(hsm, store):
@@ -163,7 +165,7 @@ def test_pin_never_in_logs_or_files(softhsm_token, tmp_path, caplog):
     (tmp_path / "data").mkdir()
     with connect(softhsm_token) as hsm:
         hsm.provision()
-        store = ShareStore(tmp_path / "data" / "shares.sqlite")
+        store = ShareStore(tmp_path / "data" / "shares.sqlite", hsm)
         put_share(store, hsm, META, b"share")
         hsm.submit(lambda link: link.session.close()).result()  # forces a logged re-login
         assert open_share(hsm, store.get(*IDS, 1)) == b"share"
