@@ -13,12 +13,13 @@ only when its transaction's fate is known.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+from appliance.runtime.sqlite import connect_durable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -81,9 +82,7 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect_durable(path)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

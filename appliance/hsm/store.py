@@ -43,6 +43,7 @@ from typing import Protocol
 
 from appliance.hsm.errors import SealError
 from appliance.runtime.errors import UserError
+from appliance.runtime.sqlite import connect_durable
 
 log = logging.getLogger(__name__)
 
@@ -280,10 +281,7 @@ class ShareStore:
         self._cache: _Verified | None = None
         self._next: _Verified | None = None  # what the cache becomes if the open write commits
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not just unlinked
+            self._db = connect_durable(self.path, secure_delete=True)  # deleted rows are zeroed, not unlinked
             self._open_schema(public_key_of)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open share store ({exc})") from None

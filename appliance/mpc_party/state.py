@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.runtime.errors import UserError
+from appliance.runtime.sqlite import connect_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS used_sessions (
@@ -64,9 +65,7 @@ class PartyState:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_durable(self.path)
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: cannot open the party state ({exc})") from None
