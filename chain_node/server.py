@@ -307,6 +307,7 @@ class Node:
             raise ValueError(f"data dir holds chain {stored_chain!r}, genesis says {genesis.chain_id!r}")
         self.app = App(self.store, genesis)
         self._stop = threading.Event()
+        self.failed = False  # set when block production hit an error: the node stopped and must exit non-zero
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
         )
@@ -346,7 +347,10 @@ class Node:
             try:
                 self.app.produce_block()
             except Exception:
+                # A message's own failure never gets here (App._deliver records it as a failed tx):
+                # this is the store or the node itself, and carrying on could commit a wrong state.
                 log.exception("block production failed; stopping the node")
+                self.failed = True
                 self._stop.set()
 
     def wait(self) -> None:

@@ -52,8 +52,20 @@ def _owned_workspace(ctx: Context, creator: str, address: str) -> None:
         raise treasury_error(f"{creator} is not an owner of workspace {address}")
 
 
+UINT64_MAX = 2**64 - 1
+
+
 def _expiry(ctx: Context, mpc_btl: int) -> int:
-    return ctx.height + (mpc_btl or ctx.params.default_btl)
+    """The height a new request times out at: now + its own lifetime, or the default one.
+
+    (Upstream ignores the message's mpc_btl and always uses default_btl; the dev node honours a
+    non-zero value so tests can make short- and long-lived requests, and refuses one whose deadline
+    does not fit a uint64 rather than storing a wrapped or impossible height.)
+    """
+    expiry = ctx.height + (mpc_btl or ctx.params.default_btl)
+    if expiry > UINT64_MAX:
+        raise treasury_error(f"mpc_btl {mpc_btl}: the deadline height {expiry} does not fit a uint64")
+    return expiry
 
 
 # ---- key requests ----------------------------------------------------------------------------------
