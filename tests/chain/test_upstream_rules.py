@@ -127,3 +127,19 @@ def test_partial_status_is_accepted_as_a_fulfilment(world):
     msg.status = 2
     world.client.send(party, [msg])
     assert world.client.sign_request(sign_id).status == "SIGN_REQUEST_STATUS_FULFILLED"
+
+
+def test_a_post_to_an_inactive_keyring_rejects_the_request(world):
+    """FulfilKeyRequest: "keyring … is nil or is inactive" rejects the request; the tx succeeds."""
+    from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
+
+    keyring = world.keyring(parties=1)
+    (request_id,) = world.key_requests(keyring)
+    world.client.send(world.owner, [identity_tx.MsgUpdateKeyring(creator=world.owner.address(),
+                                                                 keyring_addr=keyring, is_active=False)])
+    party = world.parties[0]
+    response = world.client.send(party, [fulfil_key_request(party, request_id, PrivateKey().public_key.format())])
+    assert response.code == 0
+    request = world.client.key_request(request_id)
+    assert request.status == "KEY_REQUEST_STATUS_REJECTED"
+    assert request.reject_reason == f"keyring {keyring} is nil or is inactive"
