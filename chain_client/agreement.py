@@ -168,7 +168,7 @@ class AgreeingReader:
             found, height = query(client)
         except ChainError as exc:
             return Answer(endpoint, error=str(exc)[:200])
-        except grpc.RpcError as exc:  # an error other than NOT_FOUND: this endpoint did not answer
+        except grpc.RpcError as exc:  # not a "not found" in either form: no answer
             return Answer(endpoint, error=f"{exc.code().name}: {exc.details()}"[:200])
         if height is None:
             return Answer(endpoint, error="no committed height in its answer (x-cosmos-block-height)")

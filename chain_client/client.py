@@ -80,6 +80,22 @@ def is_loopback(endpoint: str) -> bool:
         return False  # a DNS name other than localhost may resolve anywhere
 
 
+_PLAIN_NOT_FOUND = re.compile(r"\bnot found\b")
+
+
+def is_not_found(exc: grpc.RpcError) -> bool:
+    """Whether a query error means "no such object".
+
+    The SDK's services say NOT_FOUND; zrChain's treasury and identity by-id queries return plain
+    errors, which arrive as UNKNOWN with a text such as "key request 7 not found" or "keyring … not
+    found: not found". Both mean absent; any other error is a failure to answer.
+    """
+    code = exc.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return True
+    return code == grpc.StatusCode.UNKNOWN and bool(_PLAIN_NOT_FOUND.search(exc.details() or ""))
+
+
 def answer_height(call: Any) -> int | None:
     """The height a node reported for one answer (initial or trailing metadata), None if it sent none."""
     for getter in ("initial_metadata", "trailing_metadata"):
@@ -228,7 +244,7 @@ class ChainClient:
         try:
             return self.call(path, request, response_cls)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            if is_not_found(exc):
                 return None
             raise
 
@@ -237,7 +253,7 @@ class ChainClient:
         try:
             return self.call_at(path, request, response_cls)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            if is_not_found(exc):
                 return None, answer_height(exc)
             raise
 

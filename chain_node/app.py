@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from chain_client.address import account_address
 from chain_client.crypto import is_low_s, verify_digest
@@ -27,7 +29,7 @@ from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxMsgData, 
 from chain_client.proto_gen.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from chain_client.proto_gen.cosmos.tx.signing.v1beta1.signing_pb2 import SIGN_MODE_DIRECT
 from chain_client.proto_gen.cosmos.tx.v1beta1.service_pb2 import GetTxResponse
-from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Tx, TxBody, TxRaw
+from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Fee, Tx, TxBody, TxRaw
 from chain_client.proto_gen.tendermint.abci.types_pb2 import Event
 from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack, sign_doc_bytes, tx_hash
 from chain_node import errors, identity, treasury
@@ -37,6 +39,7 @@ from chain_node.genesis import Genesis
 from chain_node.store import Account, Overlay, Store
 
 log = logging.getLogger("chain_node")
+M = TypeVar("M", bound=Message)
 
 Handler = Callable[[Context, Message], Message]
 _MODULE_HANDLERS = {**identity.HANDLERS, **treasury.HANDLERS}
@@ -72,26 +75,56 @@ def gas_for(size: int, message_count: int) -> int:
     return GAS_PER_TX + GAS_PER_BYTE * size + GAS_PER_MSG * message_count
 
 
-def decode_tx(raw: bytes) -> DecodedTx:
-    """Parse TxRaw bytes into messages and signer data; TxError code 2/6 when malformed."""
+NON_CRITICAL_FIELD = 1024  # TxBody field numbers with bit 11 set may be unknown (Cosmos ADR 020)
+
+
+def unknown_field(message: Message, allow_non_critical: bool = False) -> str | None:
+    """The first field of `message` (or of a message inside it) this node does not know, or None.
+
+    The SDK's tx decoder (RejectUnknownFields) refuses such a tx: a field the chain would drop or
+    misread is an error, not something to ignore.
+    """
+    for field in UnknownFieldSet(message):
+        if not (allow_non_critical and field.field_number >= NON_CRITICAL_FIELD):
+            return f"{message.DESCRIPTOR.full_name}: field {field.field_number}"
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None or descriptor.message_type.GetOptions().map_entry:
+            continue
+        for item in value if descriptor.is_repeated else [value]:
+            found = unknown_field(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _parse(cls: type[M], data: bytes, what: str, allow_non_critical: bool = False) -> M:
+    """Decode one part of a tx; malformed bytes or unknown fields are code 2 (tx decode)."""
     try:
-        tx_raw = TxRaw.FromString(raw)
-        body = TxBody.FromString(tx_raw.body_bytes)
-        auth_info = AuthInfo.FromString(tx_raw.auth_info_bytes)
+        message = cls.FromString(data)
     except DecodeError as exc:
-        raise TxError(errors.TX_DECODE, f"tx parse error: {exc}") from None
-    if len(auth_info.signer_infos) != 1 or len(tx_raw.signatures) != 1:
-        raise TxError(errors.UNAUTHORIZED, "exactly one signer and one signature are supported")
+        raise TxError(errors.TX_DECODE, f"{what}: {exc}: tx parse error") from None
+    found = unknown_field(message, allow_non_critical)
+    if found is not None:
+        raise TxError(errors.TX_DECODE, f"{what}: unknown field {found}: tx parse error")
+    return message
+
+
+def _signer_key(auth_info: AuthInfo) -> tuple[bytes, str, int]:
+    """(public key, address, sequence) of the single SIGN_MODE_DIRECT secp256k1 signer."""
     signer_info = auth_info.signer_infos[0]
     if signer_info.public_key.type_url != PUBKEY_TYPE_URL:
         raise TxError(errors.INVALID_PUBKEY, f"unsupported key type {signer_info.public_key.type_url!r}")
     if signer_info.mode_info.single.mode != SIGN_MODE_DIRECT:
         raise TxError(errors.UNAUTHORIZED, "only SIGN_MODE_DIRECT is supported")
-    public_key = PubKey.FromString(signer_info.public_key.value).key
+    public_key = _parse(PubKey, signer_info.public_key.value, "signer public key").key
     try:
         address = account_address(public_key)
     except ValueError as exc:
         raise TxError(errors.INVALID_PUBKEY, str(exc)) from None
+    return public_key, address, signer_info.sequence
+
+
+def _messages(body: TxBody, signer: str) -> list[Message]:
     if not body.messages:
         raise TxError(errors.INVALID_REQUEST, "must contain at least one message")
     messages = []
@@ -99,20 +132,34 @@ def decode_tx(raw: bytes) -> DecodedTx:
         entry = HANDLERS.get(any_msg.type_url)
         if entry is None:
             raise TxError(errors.UNKNOWN_REQUEST, f"unrecognized message type: {any_msg.type_url}")
-        try:
-            message = entry[0].FromString(any_msg.value)
-        except DecodeError as exc:
-            raise TxError(errors.TX_DECODE, f"cannot decode {any_msg.type_url}: {exc}") from None
-        if message.creator != address:
-            raise TxError(errors.UNAUTHORIZED, f"creator {message.creator} is not the tx signer {address}")
+        message = _parse(entry[0], any_msg.value, f"cannot decode {any_msg.type_url}")
+        if message.creator != signer:
+            raise TxError(errors.UNAUTHORIZED, f"creator {message.creator} is not the tx signer {signer}")
         messages.append(message)
-    fee = auth_info.fee
+    return messages
+
+
+def _fee_amount(fee: Fee) -> int:
+    """The fee in urock: one coin of the fee denom, a non-negative integer (else code 13)."""
     if len(fee.amount) > 1 or (fee.amount and fee.amount[0].denom != FEE_DENOM):
         raise TxError(errors.INSUFFICIENT_FEE, f"fee must be paid in {FEE_DENOM} only")
-    try:
-        fee_amount = int(fee.amount[0].amount) if fee.amount else 0
-    except ValueError:
-        raise TxError(errors.INSUFFICIENT_FEE, "fee amount is not an integer") from None
+    if not fee.amount:
+        return 0
+    text = fee.amount[0].amount
+    if not text.isascii() or not text.isdigit():
+        raise TxError(errors.INSUFFICIENT_FEE, f"invalid fee provided: {text[:40]!r}{FEE_DENOM}")
+    return int(text)
+
+
+def decode_tx(raw: bytes) -> DecodedTx:
+    """Parse TxRaw bytes into messages and signer data; TxError (code 2, 4, 6, 8, 13, 18) when malformed."""
+    tx_raw = _parse(TxRaw, raw, "tx")
+    body = _parse(TxBody, tx_raw.body_bytes, "tx body", allow_non_critical=True)
+    auth_info = _parse(AuthInfo, tx_raw.auth_info_bytes, "auth info")
+    if len(auth_info.signer_infos) != 1 or len(tx_raw.signatures) != 1:
+        raise TxError(errors.UNAUTHORIZED, "exactly one signer and one signature are supported")
+    public_key, address, sequence = _signer_key(auth_info)
+    messages = _messages(body, address)
     return DecodedTx(
         raw=raw,
         hash=tx_hash(raw),
@@ -122,9 +169,9 @@ def decode_tx(raw: bytes) -> DecodedTx:
         messages=messages,
         public_key=public_key,
         address=address,
-        sequence=signer_info.sequence,
-        gas_limit=fee.gas_limit,
-        fee=fee_amount,
+        sequence=sequence,
+        gas_limit=auth_info.fee.gas_limit,
+        fee=_fee_amount(auth_info.fee),
     )
 
 
@@ -151,6 +198,7 @@ class App:
         self.lock = threading.RLock()
         self.mempool: list[DecodedTx] = []
         self._mempool_hashes: set[str] = set()
+        self._mempool_bytes = 0
         self._check_accounts: dict[str, Account] = {}
         if store.height == 0 and not store.data["account"]:
             self._init_genesis()
@@ -173,6 +221,13 @@ class App:
         `height` is the block the tx would execute in (the next one, for CheckTx and Simulate).
         """
         check_timeout(tx, height)
+        memo = len(tx.body.memo)
+        if memo > self.params.max_memo_characters:
+            raise TxError(
+                errors.MEMO_TOO_LARGE,
+                f"maximum number of characters is {self.params.max_memo_characters} but received {memo} "
+                "characters: memo too large",
+            )
         if account is None:
             raise TxError(errors.UNKNOWN_ADDRESS, f"account {tx.address} not found (no funds on chain)")
         if account.pub_key and account.pub_key != tx.public_key.hex():
@@ -225,17 +280,21 @@ class App:
         """BroadcastTx (SYNC): admit the tx to the mempool or say why not."""
         txhash = tx_hash(raw)
         try:
+            if len(raw) > self.params.max_tx_bytes:
+                raise TxError(
+                    errors.TX_TOO_LARGE, f"tx too large. Max size is {self.params.max_tx_bytes}, but got {len(raw)}"
+                )
             tx = decode_tx(raw)
             with self.lock:
                 if txhash in self._mempool_hashes or self.store.get("tx", txhash) is not None:
                     raise TxError(errors.TX_IN_MEMPOOL, "tx already exists in cache")
-                if len(self.mempool) >= 10 * self.params.max_block_txs:
-                    raise TxError(errors.MEMPOOL_FULL, "mempool is full")
+                self._check_room(len(raw))
                 account = self._check_account(tx.address)
                 self._ante(tx, account, verify_signature=True, height=self.store.height + 1)
                 self._charge(tx, account)
                 self.mempool.append(tx)
                 self._mempool_hashes.add(txhash)
+                self._mempool_bytes += len(raw)
         except TxError as exc:
             log.info("tx %s refused: %s", txhash[:12], exc.log)
             return TxResponse(txhash=txhash, code=exc.code, codespace=exc.codespace, raw_log=exc.log)
@@ -243,6 +302,17 @@ class App:
             "tx %s from %s admitted to the mempool (%d messages)", txhash[:12], tx.address, len(tx.messages)
         )
         return TxResponse(txhash=txhash, gas_wanted=tx.gas_limit)
+
+    def _check_room(self, size: int) -> None:
+        """The mempool is bounded by count and by bytes (CometBFT's size and max_txs_bytes): code 20."""
+        if len(self.mempool) >= 10 * self.params.max_block_txs:
+            raise TxError(errors.MEMPOOL_FULL, f"mempool is full: number of txs {len(self.mempool)}")
+        if self._mempool_bytes + size > self.params.max_mempool_bytes:
+            raise TxError(
+                errors.MEMPOOL_FULL,
+                f"mempool is full: total txs bytes {self._mempool_bytes} + {size} "
+                f"over the limit {self.params.max_mempool_bytes}",
+            )
 
     def _check_account(self, address: str) -> Account | None:
         account = self._check_accounts.get(address)
@@ -269,7 +339,12 @@ class App:
             finally:
                 tx.gas_limit, tx.fee = gas_limit, fee
             ctx = Context(store=Overlay(overlay), height=self.store.height + 1, params=self.params)
-            responses = _run_messages(ctx, tx)
+            try:
+                responses = _run_messages(ctx, tx)
+            except TxError:
+                raise
+            except Exception as exc:  # as in a block: the message's failure, not the node's
+                raise errors.panic_error(exc) from exc
             return tx.gas_needed, ctx.events, responses
 
     def produce_block(self) -> int:
@@ -291,6 +366,7 @@ class App:
             self.store.commit()
             self._check_accounts.clear()
             self._mempool_hashes = {tx.hash for tx in self.mempool}
+            self._mempool_bytes = sum(len(tx.raw) for tx in self.mempool)
             for tx in self.mempool:  # txs left for the next block stay counted in the check state
                 account = self._check_account(tx.address)
                 if account is not None:
@@ -342,6 +418,9 @@ class App:
             responses = _run_messages(ctx, tx)
         except TxError as exc:
             return self._record(tx, response, exc)
+        except Exception as exc:  # baseapp recovers a panicking message: the tx fails, the block goes on
+            log.exception("block %d: tx %s: message handler raised", height, tx.hash[:12])
+            return self._record(tx, response, errors.panic_error(exc))
         ctx.store.commit()
         response.events.extend(ctx.events)
         msg_data = TxMsgData(msg_responses=[pack(r) for r in responses])

@@ -68,6 +68,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"listening on {config.listen}", flush=True)
     node.wait()
     node.stop()
+    if node.failed:
+        print("zrkeyring-chain: block production failed; the node stopped (see the log)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SDK = "sdk"
+UNDEFINED = "undefined"  # the codespace of a recovered panic
 IDENTITY = "identity"
 TREASURY = "treasury"
 
@@ -16,11 +17,14 @@ INVALID_PUBKEY = 8
 UNKNOWN_ADDRESS = 9
 INVALID_REQUEST = 18
 OUT_OF_GAS = 11
+MEMO_TOO_LARGE = 12
 INSUFFICIENT_FEE = 13
 TX_IN_MEMPOOL = 19
 MEMPOOL_FULL = 20
+TX_TOO_LARGE = 21
 TX_TIMEOUT_HEIGHT = 30
 WRONG_SEQUENCE = 32
+PANIC = 111222  # errors.ErrPanic: baseapp recovers a panicking message into this
 
 
 class TxError(Exception):
@@ -39,3 +43,11 @@ def identity_error(log: str) -> TxError:
 
 def treasury_error(log: str) -> TxError:
     return TxError(2, log, TREASURY)
+
+
+def panic_error(exc: BaseException) -> TxError:
+    """What baseapp's runTx makes of a panic: the tx fails with ErrPanic and nothing it did is kept.
+
+    A bug or an unchecked value in one message must cost that transaction, never the block.
+    """
+    return TxError(PANIC, f"recovered: {type(exc).__name__}: {exc}: panic", UNDEFINED)

@@ -28,6 +28,9 @@ class Params:
     default_btl: int = 20
     min_gas_price: float = 0.0025
     max_block_txs: int = 5000
+    max_tx_bytes: int = 1_048_576  # CometBFT mempool max_tx_bytes (its default)
+    max_mempool_bytes: int = 64 * 1_048_576  # CometBFT max_txs_bytes (1 GiB upstream; a dev node holds less)
+    max_memo_characters: int = 256  # x/auth param, the SDK default
 
 
 @dataclass
@@ -70,4 +73,7 @@ def load_genesis(path: str | Path) -> Genesis:
             raise ConfigError(f"genesis.accounts[{i}].balance: must not be negative")
     if genesis.params.default_btl <= 0:
         raise ConfigError("genesis.params.default_btl: must be positive")
+    for name in ("max_block_txs", "max_tx_bytes", "max_mempool_bytes", "max_memo_characters"):
+        if getattr(genesis.params, name) <= 0:
+            raise ConfigError(f"genesis.params.{name}: must be positive")
     return genesis

@@ -60,8 +60,9 @@ def add_keyring_party(ctx: Context, msg: tx_pb2.MsgAddKeyringParty) -> Message:
     if msg.party in keyring.parties:
         raise identity_error(f"party {msg.party} is already a party of keyring {msg.keyring_addr}")
     keyring.parties.append(msg.party)
-    if msg.increase_threshold:
-        keyring.party_threshold += 1
+    if msg.increase_threshold:  # a uint32 in Go: it wraps, and 0 then becomes 1 (identity AddKeyringParty)
+        keyring.party_threshold = (keyring.party_threshold + 1) % 2**32
+    keyring.party_threshold = max(1, keyring.party_threshold)
     ctx.store.set("keyring", keyring.address, keyring)
     ctx.emit("add_keyring_party", keyring_addr=keyring.address, party=msg.party)
     return tx_pb2.MsgAddKeyringPartyResponse()
@@ -69,10 +70,10 @@ def add_keyring_party(ctx: Context, msg: tx_pb2.MsgAddKeyringParty) -> Message:
 
 def update_keyring(ctx: Context, msg: tx_pb2.MsgUpdateKeyring) -> Message:
     keyring = _admin_keyring(ctx, msg.creator, msg.keyring_addr)
-    if msg.party_threshold:
+    # As identity UpdateKeyring: a threshold of 0 or above the party count is silently kept as it was.
+    if 0 < msg.party_threshold <= len(keyring.parties):
         keyring.party_threshold = msg.party_threshold
-    if msg.description:
-        keyring.description = msg.description
+    keyring.description = msg.description  # upstream sets all four fields, empty or not
     keyring.key_req_fee = msg.key_req_fee
     keyring.sig_req_fee = msg.sig_req_fee
     keyring.is_active = msg.is_active

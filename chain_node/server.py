@@ -73,7 +73,9 @@ def paginate(items: Iterable[tuple[int, T]], page: PageRequest) -> tuple[list[T]
     return [v for _, v in selected], response
 
 
-def key_request_response(request: key_pb2.KeyRequest) -> key_pb2.KeyReqResponse:
+def key_request_response(request: key_pb2.KeyRequest, by_id: bool) -> key_pb2.KeyReqResponse:
+    """As upstream: neither query fills `fee`, and only KeyRequestByID fills `mpc_btl`
+    (treasury query_key_requests.go / query_key_request_by_id.go)."""
     return key_pb2.KeyReqResponse(
         id=request.id,
         creator=request.creator,
@@ -85,13 +87,13 @@ def key_request_response(request: key_pb2.KeyRequest) -> key_pb2.KeyReqResponse:
         reject_reason=request.reject_reason,
         index=request.index,
         sign_policy_id=request.sign_policy_id,
-        mpc_btl=request.mpc_btl,
-        fee=request.fee,
+        mpc_btl=request.mpc_btl if by_id else 0,
         public_key=request.public_key,
     )
 
 
 def sign_request_response(request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignReqResponse:
+    """As upstream: SignatureRequests and SignatureRequestByID both fill `mpc_btl`, neither `fee`."""
     response = mpcsign_pb2.SignReqResponse(
         id=request.id,
         creator=request.creator,
@@ -106,7 +108,6 @@ def sign_request_response(request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignR
         child_req_ids=request.child_req_ids,
         cache_id=request.cache_id,
         mpc_btl=request.mpc_btl,
-        fee=request.fee,
         zenbtc_tx_bytes=request.zenbtc_tx_bytes,
     )
     if request.HasField("metadata"):
@@ -135,12 +136,18 @@ class _Base:
         """Report the committed height this answer is read at (call with the app lock held)."""
         context.send_initial_metadata(((HEIGHT_HEADER, str(self.store.height)),))
 
-    def _find(self, context: grpc.ServicerContext, ns: str, key: Any, what: str) -> Any:
-        """The stored object, or the call ends with NOT_FOUND (as a Cosmos node answers)."""
+    def _find(self, context: grpc.ServicerContext, ns: str, key: Any, what: str,
+              code: grpc.StatusCode = grpc.StatusCode.UNKNOWN, suffix: str = ": not found") -> Any:
+        """The stored object, or the call ends as upstream's does when it is absent.
+
+        zrChain's treasury and identity by-id queries return plain Go errors (fmt.Errorf, or a module
+        error registered without a gRPC code), which reach the client as UNKNOWN with the text; only
+        the SDK's own services (auth Account, tx GetTx) answer NOT_FOUND.
+        """
         self._height_header(context)
         found = self.store.get(ns, key)
         if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{what} {key} not found")
+            context.abort(code, f"{what} {key} not found{suffix}")
         return found
 
     def _requests(self, ns: str, status: int, keep: Callable[[Any], bool]) -> list[tuple[int, Any]]:
@@ -160,13 +167,13 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             self._height_header(context)
             items, page = paginate(self._requests("keyreq", request.status, keep), request.pagination)
             return treasury_query.QueryKeyRequestsResponse(
-                key_requests=[key_request_response(r) for r in items], pagination=page
+                key_requests=[key_request_response(r, False) for r in items], pagination=page
             )
 
     def KeyRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
-            found = self._find(context, "keyreq", request.id, "key request")
-            return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found))
+            found = self._find(context, "keyreq", request.id, "key request", suffix="")
+            return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found, True))
 
     def SignatureRequests(self, request, context):  # noqa: N802
         def keep(r: mpcsign_pb2.SignRequest) -> bool:
@@ -181,7 +188,7 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
 
     def SignatureRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
-            found = self._find(context, "signreq", request.id, "sign request")
+            found = self._find(context, "signreq", request.id, "signature request")
             return treasury_query.QuerySignatureRequestByIDResponse(sign_request=sign_request_response(found))
 
     def Keys(self, request, context):  # noqa: N802
@@ -222,7 +229,7 @@ class IdentityQuery(_Base, identity_grpc.QueryServicer):
 class AuthQuery(_Base, auth_grpc.QueryServicer):
     def Account(self, request, context):  # noqa: N802
         with self.app.lock:
-            account = self._find(context, "account", request.address, "account")
+            account = self._find(context, "account", request.address, "account", grpc.StatusCode.NOT_FOUND, "")
             base = BaseAccount(
                 address=account.address, account_number=account.account_number, sequence=account.sequence
             )
@@ -249,7 +256,7 @@ class TxService(_Base, tx_grpc.ServiceServicer):
 
     def GetTx(self, request, context):  # noqa: N802
         with self.app.lock:
-            return self._find(context, "tx", request.hash.upper(), "tx")
+            return self._find(context, "tx", request.hash.upper(), "tx", grpc.StatusCode.NOT_FOUND, "")
 
 
 class TendermintService(_Base, cmt_grpc.ServiceServicer):
@@ -307,6 +314,7 @@ class Node:
             raise ValueError(f"data dir holds chain {stored_chain!r}, genesis says {genesis.chain_id!r}")
         self.app = App(self.store, genesis)
         self._stop = threading.Event()
+        self.failed = False  # set when block production hit an error: the node stopped and must exit non-zero
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
         )
@@ -346,7 +354,10 @@ class Node:
             try:
                 self.app.produce_block()
             except Exception:
+                # A message's own failure never gets here (App._deliver records it as a failed tx):
+                # this is the store or the node itself, and carrying on could commit a wrong state.
                 log.exception("block production failed; stopping the node")
+                self.failed = True
                 self._stop.set()
 
     def wait(self) -> None:

@@ -52,8 +52,20 @@ def _owned_workspace(ctx: Context, creator: str, address: str) -> None:
         raise treasury_error(f"{creator} is not an owner of workspace {address}")
 
 
+UINT64_MAX = 2**64 - 1
+
+
 def _expiry(ctx: Context, mpc_btl: int) -> int:
-    return ctx.height + (mpc_btl or ctx.params.default_btl)
+    """The height a new request times out at: now + its own lifetime, or the default one.
+
+    (Upstream ignores the message's mpc_btl and always uses default_btl; the dev node honours a
+    non-zero value so tests can make short- and long-lived requests, and refuses one whose deadline
+    does not fit a uint64 rather than storing a wrapped or impossible height.)
+    """
+    expiry = ctx.height + (mpc_btl or ctx.params.default_btl)
+    if expiry > UINT64_MAX:
+        raise treasury_error(f"mpc_btl {mpc_btl}: the deadline height {expiry} does not fit a uint64")
+    return expiry
 
 
 # ---- key requests ----------------------------------------------------------------------------------
@@ -104,11 +116,26 @@ def check_public_key(key_type: int, public_key: bytes) -> None:
             raise treasury_error("public key is not a point on secp256k1") from None
 
 
-def _check_answer(msg: tx_pb2.MsgFulfilKeyRequest | tx_pb2.MsgFulfilSignatureRequest) -> None:
+def _fatal_answer(keyring: Keyring | None, msg: tx_pb2.MsgFulfilKeyRequest | tx_pb2.MsgFulfilSignatureRequest,
+                  ) -> str:
+    """Why this answer rejects the whole request rather than failing its tx ("" if it does not).
+
+    Upstream (treasury FulfilKeyRequest / FulfilSignatureRequest) rejects the request when the keyring
+    is inactive or the keyring_party_signature is not 64 bytes, and the tx itself succeeds; the
+    signature is never checked beyond its length.
+    """
+    if keyring is None or not keyring.is_active:
+        return f"keyring {keyring.address if keyring else '?'} is nil or is inactive"
     if len(msg.keyring_party_signature) != 64:
-        raise treasury_error(
-            f"keyring_party_signature must be 64 bytes, got {len(msg.keyring_party_signature)}"
-        )
+        return f"invalid mpc party signature, should be 64 bytes, is {len(msg.keyring_party_signature)}"
+    return ""
+
+
+def _charge_fulfilment(ctx: Context, keyring: Keyring, party: str, fee: int) -> None:
+    """Each accepted post pays the request's fee from the posting party's own account to the keyring
+    (treasury SplitKeyringFee; the commission is 0 here). A party without the funds fails its tx."""
+    ctx.debit(party, fee)
+    ctx.credit(keyring.address, fee)
 
 
 def _open_request(ctx: Context, ns: str, request_id: int, what: str) -> KeyRequest | SignRequest:
@@ -140,24 +167,30 @@ def _record_party(
     request.keyring_party_sigs.add(creator=msg.creator, signature=msg.keyring_party_signature)
 
 
-def reject_key_request(ctx: Context, request: KeyRequest, reason: str) -> None:
+def reject_key_request(ctx: Context, request: KeyRequest, reason: str, refund: bool = True) -> None:
+    """Reject a key request; a party's rejection and a timeout give the escrowed fee back."""
     if request.status == REJECTED:
         return
     request.status = REJECTED
     request.reject_reason = reason
-    ctx.credit(request.creator, request.fee)
+    if refund:
+        ctx.credit(request.creator, request.fee)
     ctx.store.set("keyreq", request.id, request)
     ctx.emit("key_request_rejected", request_id=request.id, reason=reason)
 
 
 def fulfil_key_request(ctx: Context, msg: tx_pb2.MsgFulfilKeyRequest) -> Message:
-    _check_answer(msg)
     request = _open_request(ctx, "keyreq", msg.request_id, "key request")
-    keyring = _keyring(ctx, request.keyring_addr)
-    _check_party(keyring, msg.creator)
+    keyring = ctx.store.get("keyring", request.keyring_addr)
+    if keyring is not None:
+        _check_party(keyring, msg.creator)
     response = tx_pb2.MsgFulfilKeyRequestResponse()
-    if _already_answered(request, msg.creator):
-        reject_key_request(ctx, request, f"party {msg.creator} already sent a fulfilment")
+    fatal = _fatal_answer(keyring, msg)
+    if fatal:
+        reject_key_request(ctx, request, fatal, refund=False)
+        ctx.store.set("keyreq", request.id, request)
+    elif _already_answered(request, msg.creator):
+        reject_key_request(ctx, request, f"party {msg.creator} already sent a fulfilment", refund=False)
     elif msg.status == REJECTED:
         reason = msg.reject_reason if msg.WhichOneof("result") == "reject_reason" else ""
         _check_reason(reason)
@@ -168,7 +201,7 @@ def fulfil_key_request(ctx: Context, msg: tx_pb2.MsgFulfilKeyRequest) -> Message
         public_key = msg.key.public_key
         check_public_key(request.key_type, public_key)
         if request.public_key and request.public_key != public_key:
-            reject_key_request(ctx, request, f"party {msg.creator} sent a different public key")
+            reject_key_request(ctx, request, f"party {msg.creator} sent a different public key", refund=False)
             return response
         request.public_key = public_key
         _record_party(request, msg)
@@ -177,6 +210,7 @@ def fulfil_key_request(ctx: Context, msg: tx_pb2.MsgFulfilKeyRequest) -> Message
         else:
             request.status = PARTIAL
         ctx.store.set("keyreq", request.id, request)
+        _charge_fulfilment(ctx, keyring, msg.creator, request.fee)
     else:
         raise treasury_error("status must be KEY_REQUEST_STATUS_FULFILLED or KEY_REQUEST_STATUS_REJECTED")
     return response
@@ -193,8 +227,7 @@ def _complete_key_request(ctx: Context, request: KeyRequest) -> None:
         index=request.index,
         sign_policy_id=request.sign_policy_id,
     )
-    ctx.store.set("key", key.id, key)
-    ctx.credit(request.keyring_addr, request.fee)
+    ctx.store.set("key", key.id, key)  # the creator's escrowed fee stays in escrow, as upstream
     ctx.emit("key_request_fulfilled", request_id=request.id, key_id=key.id)
 
 
@@ -241,7 +274,7 @@ def new_signature_request(ctx: Context, msg: tx_pb2.MsgNewSignatureRequest) -> M
     _owned_workspace(ctx, msg.creator, first.workspace_addr)
     keyring = _keyring(ctx, first.keyring_addr, for_new_request=True)
     data = _parse_data(msg.data_for_signing, first.type)
-    ctx.debit(msg.creator, keyring.sig_req_fee)
+    ctx.debit(msg.creator, keyring.sig_req_fee * len(msg.key_ids))  # escrowed once per key, as upstream
     parent = SignRequest(
         id=ctx.store.next_id("signreq"),
         creator=msg.creator,
@@ -268,6 +301,7 @@ def new_signature_request(ctx: Context, msg: tx_pb2.MsgNewSignatureRequest) -> M
                 parent_req_id=parent.id,
                 key_ids=[key_id],
                 mpc_btl=parent.mpc_btl,
+                fee=parent.fee,  # every child's fulfilment is charged to its poster (not refunded twice)
             )
             parent.child_req_ids.append(child.id)
             ctx.store.set("signreq", child.id, child)
@@ -298,13 +332,18 @@ def check_signature(key_type: int, public_key: bytes, data: bytes, signature: by
         raise treasury_error(f"unsupported key type {key_type}")
 
 
-def reject_sign_request(ctx: Context, request: SignRequest, reason: str) -> None:
-    """Reject a request; a rejected child takes its parent (and open siblings) with it."""
+def reject_sign_request(ctx: Context, request: SignRequest, reason: str, refund: bool = False) -> None:
+    """Reject a request; a rejected child takes its parent (and open siblings) with it.
+
+    Only a timeout refunds the escrowed fee (treasury's block-start expiry); a party's rejection does
+    not (FulfilSignatureRequest). Children carry no escrow of their own.
+    """
     if request.status == REJECTED:
         return
     request.status = REJECTED
     request.reject_reason = reason
-    ctx.credit(request.creator, request.fee)
+    if refund and not request.parent_req_id:
+        ctx.credit(request.creator, request.fee)
     ctx.store.set("signreq", request.id, request)
     ctx.emit("sign_request_rejected", request_id=request.id, reason=reason)
     if request.parent_req_id:
@@ -318,7 +357,6 @@ def reject_sign_request(ctx: Context, request: SignRequest, reason: str) -> None
 
 
 def fulfil_signature_request(ctx: Context, msg: tx_pb2.MsgFulfilSignatureRequest) -> Message:
-    _check_answer(msg)
     request = _open_request(ctx, "signreq", msg.request_id, "sign request")
     if request.child_req_ids:
         raise treasury_error(f"sign request {request.id} has child requests; fulfil those instead")
@@ -326,16 +364,30 @@ def fulfil_signature_request(ctx: Context, msg: tx_pb2.MsgFulfilSignatureRequest
     keyring = _keyring(ctx, key.keyring_addr)
     _check_party(keyring, msg.creator)
     response = tx_pb2.MsgFulfilSignatureRequestResponse()
-    if _already_answered(request, msg.creator):
+    if msg.status not in (FULFILLED, PARTIAL, REJECTED):
+        raise treasury_error("status must be SIGN_REQUEST_STATUS_FULFILLED or SIGN_REQUEST_STATUS_REJECTED")
+    _answer_sign_request(ctx, request, key, keyring, msg)
+    ctx.store.set("signreq", request.id, request)
+    _charge_fulfilment(ctx, keyring, msg.creator, request.fee)  # upstream charges every post, even a reject
+    return response
+
+
+def _answer_sign_request(ctx: Context, request: SignRequest, key: Key, keyring: Keyring,
+                         msg: tx_pb2.MsgFulfilSignatureRequest) -> None:
+    """Apply one party's post; anything fatal to the request rejects it (the tx still succeeds)."""
+    fatal = _fatal_answer(keyring, msg)
+    if fatal:
+        reject_sign_request(ctx, request, fatal)
+    elif _already_answered(request, msg.creator):
         reject_sign_request(ctx, request, f"party {msg.creator} already sent a fulfilment")
     elif msg.status == REJECTED:
         _check_reason(msg.reject_reason)
         reject_sign_request(ctx, request, msg.reject_reason or f"rejected by party {msg.creator}")
-    elif msg.status == FULFILLED:
+    else:
         check_signature(key.type, key.public_key, request.data_for_signing[0], msg.signed_data)
         if request.signed_data and request.signed_data[0].signed_data != msg.signed_data:
             reject_sign_request(ctx, request, f"party {msg.creator} sent a different signature")
-            return response
+            return
         if not request.signed_data:
             request.signed_data.add(sign_request_id=request.id, signed_data=msg.signed_data)
         _record_party(request, msg)
@@ -343,10 +395,6 @@ def fulfil_signature_request(ctx: Context, msg: tx_pb2.MsgFulfilSignatureRequest
             _complete_sign_request(ctx, request, keyring)
         else:
             request.status = PARTIAL
-        ctx.store.set("signreq", request.id, request)
-    else:
-        raise treasury_error("status must be SIGN_REQUEST_STATUS_FULFILLED or SIGN_REQUEST_STATUS_REJECTED")
-    return response
 
 
 def _complete_sign_request(ctx: Context, request: SignRequest, keyring: Keyring) -> None:
@@ -354,7 +402,6 @@ def _complete_sign_request(ctx: Context, request: SignRequest, keyring: Keyring)
     ctx.store.set("signreq", request.id, request)
     ctx.emit("sign_request_fulfilled", request_id=request.id)
     if not request.parent_req_id:
-        ctx.credit(keyring.address, request.fee)
         return
     parent = ctx.store.get("signreq", request.parent_req_id)
     children = [ctx.store.get("signreq", child_id) for child_id in parent.child_req_ids]
@@ -376,7 +423,7 @@ def expire_requests(ctx: Context, store: Store) -> int:
         for request_id in sorted(store.open[ns]):
             request = ctx.store.get(ns, request_id)
             if request.status in OPEN_STATUSES and ctx.height > request.mpc_btl:
-                reject(ctx, request, f"{what} {request_id} timed out")
+                reject(ctx, request, f"{what} {request_id} timed out", refund=True)
                 count += 1
     return count
 

@@ -71,6 +71,19 @@ def plan_sign_request(req: SignRequestView, height: int, margin: int) -> Plan:
     return Plan(Decision.RUN)
 
 
+def key_matches_request(key_type: str, request_key_type: str, key_id: int) -> str:
+    """Why a signature request cannot be answered with its key ("" when it can).
+
+    zrChain accepts a request whose key_ids mix key types; every child then carries one key's type
+    while naming another key, so no honest signature can ever verify on chain. Both types come from
+    the chain (KeyByID, the request), so every party reaches the same verdict and rejects at once
+    instead of failing attempt after attempt until the request times out.
+    """
+    if key_type != request_key_type:
+        return f"key {key_id} is {key_type} but the request is for {request_key_type}"
+    return ""
+
+
 def clip_reason(reason: str) -> str:
     """The chain refuses reject reasons over 512 characters."""
     return reason if len(reason) <= MAX_REJECT_REASON else reason[: MAX_REJECT_REASON - 3] + "..."

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.controller import metrics
+from appliance.controller.deadlines import Deadlines
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.planner import (
     Decision,
     SignRequestView,
     clip_reason,
+    key_matches_request,
     plan_key_request,
     plan_sign_request,
 )
@@ -143,6 +145,7 @@ class Controller:
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
+        self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
         self.last_fulfilment = 0.0
@@ -163,6 +166,7 @@ class Controller:
         metrics.CHAIN_HEIGHT.set(self.height)
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
+        self.deadlines.forget(set(opened))
         for item in opened.values():
             self._consider(item)
         self._post(opened)
@@ -186,7 +190,8 @@ class Controller:
                 continue
             label = KIND_LABELS[kind]
             counts[label] += 1
-            if item.request.mpc_btl and item.request.mpc_btl - self.height <= NEAR_TIMEOUT_BLOCKS:
+            deadline = self.deadlines.of(kind, item.request)
+            if deadline and deadline - self.height <= NEAR_TIMEOUT_BLOCKS:
                 near[label] += 1
             seen = self._first_seen.setdefault((kind, request_id), now)
             oldest[label] = max(oldest[label], now - seen)
@@ -237,11 +242,12 @@ class Controller:
 
     def _consider_key(self, req: Any) -> None:
         c = self.config.controller
-        plan = plan_key_request(req.key_type, req.mpc_btl, self.height, c.start_margin_blocks)
+        deadline = self.deadlines.of("key", req)
+        plan = plan_key_request(req.key_type, deadline, self.height, c.start_margin_blocks)
         if plan.decision is Decision.REJECT:
             self._reject("key", req.id, plan.reason)
         elif plan.decision is Decision.RUN:
-            attempt = self._attempt(req.mpc_btl)
+            attempt = self._attempt(deadline)
             if self.me in quorum(self.parties, self.threshold, req.id, attempt):
                 self._eager.add(("key", req.id))  # every party makes the key; a quorum posts it first
             job = KeygenJob(req.id, req.key_type, tuple(self.parties), self.threshold, attempt)
@@ -250,8 +256,9 @@ class Controller:
     def _consider_sign(self, req: Any) -> None:
         c = self.config.controller
         data = tuple(bytes(d) for d in req.data_for_signing)
+        deadline = self.deadlines.of("sign", req)
         view = SignRequestView(req.id, req.key_type, tuple(req.key_ids), data, tuple(req.child_req_ids),
-                               req.mpc_btl)
+                               deadline)
         plan = plan_sign_request(view, self.height, c.start_margin_blocks)
         if plan.decision is Decision.SKIP:
             return
@@ -265,10 +272,14 @@ class Controller:
         if key.keyring_addr != self.keyring:
             self._reject("sign", req.id, f"key {key.id} belongs to keyring {key.keyring_addr}")
             return
+        mismatch = key_matches_request(key.type, req.key_type, key.id)
+        if mismatch:
+            self._reject("sign", req.id, mismatch)  # chain data only: every party rejects alike, at once
+            return
         public_key, data = bytes(key.public_key), view.data_for_signing[0]
         if self._adopt_posted_signature(req, public_key, data):
             return
-        attempt = self._attempt(req.mpc_btl)
+        attempt = self._attempt(deadline)
         signers = quorum(self.parties, self.threshold, req.id, attempt)
         if self.me in signers:
             self._eager.add(("sign", req.id))

@@ -14,6 +14,7 @@ from concurrent import futures
 
 import grpc
 
+from chain_client.client import is_not_found
 from chain_node.local import NodeTls, free_port
 
 # (method path, request bytes, the node's answer or None for NOT_FOUND) -> bytes to send, or None to pass
@@ -58,12 +59,12 @@ class ChainProxy:
             metadata, found = rpc.initial_metadata(), answer
         except grpc.RpcError as exc:
             metadata, found = exc.initial_metadata(), None
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
+            if not is_not_found(exc):
                 context.abort(exc.code(), exc.details())
             replaced = self.tamper(method, request, None)
             context.send_initial_metadata(tuple(metadata or ()))
             if replaced is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, exc.details())
+                context.abort(exc.code(), exc.details())
             self.tampered.append(method)
             return replaced
         context.send_initial_metadata(tuple(metadata or ()))

@@ -89,19 +89,24 @@ def test_only_keyring_parties_may_fulfil(world):
     assert world.client.key_request(request_id).status == "KEY_REQUEST_STATUS_PENDING"
 
 
-def test_party_signature_length_is_checked_first_even_on_reject(world):
+def test_party_signature_length_rejects_the_request_and_the_tx_succeeds(world):
+    """treasury FulfilKeyRequest: a keyring_party_signature that is not 64 bytes rejects the request
+    ("invalid mpc party signature"), even on a rejection; the tx itself succeeds. An outsider's post
+    is refused first (upstream checks the length before the party: see docs/chain.md)."""
     keyring = world.keyring(parties=1)
-    (request_id,) = world.key_requests(keyring)
-    outsider = world.parties[4]  # not a party: the length check still comes first
-    msg = reject_key_request(outsider, request_id, "no")
+    first, second = world.key_requests(keyring, count=2)
+    outsider, party = world.parties[4], world.parties[0]
+    msg = reject_key_request(outsider, first, "no")
     msg.keyring_party_signature = msg.keyring_party_signature[:63]
-    expect_tx_error(lambda: world.client.send(outsider, [msg]), "keyring_party_signature must be 64 bytes")
-    party = world.parties[0]
-    good = reject_key_request(party, request_id, "cannot make this key")
-    world.client.send(party, [good])
-    request = world.client.key_request(request_id)
+    expect_tx_error(lambda: world.client.send(outsider, [msg]), "is not a party of keyring")
+    short = fulfil_key_request(party, first, PrivateKey().public_key.format())
+    short.keyring_party_signature = short.keyring_party_signature[:63]
+    assert world.client.send(party, [short]).code == 0
+    request = world.client.key_request(first)
     assert request.status == "KEY_REQUEST_STATUS_REJECTED"
-    assert request.reject_reason == "cannot make this key"
+    assert request.reject_reason == "invalid mpc party signature, should be 64 bytes, is 63"
+    world.client.send(party, [reject_key_request(party, second, "cannot make this key")])
+    assert world.client.key_request(second).reject_reason == "cannot make this key"
 
 
 def test_threshold_partial_then_fulfilled_creates_key(world):
@@ -206,7 +211,10 @@ def test_reject_reason_length_limit(world):
     assert world.client.key_request(second).reject_reason == "y" * 512
 
 
-def test_key_request_fee_escrow_paid_on_fulfil_refunded_on_reject(world):
+def test_key_request_fee_escrowed_charged_per_fulfilment_refunded_on_reject(world):
+    """treasury NewKeyRequest escrows key_req_fee from the creator; FulfilKeyRequest charges the same fee
+    to the *posting party* (SplitKeyringFee, to the keyring address); a party's rejection refunds the
+    creator. Neither query reports `fee` (query_key_requests.go, query_key_request_by_id.go)."""
     fee = 12_345
     keyring = world.keyring(parties=1, key_req_fee=fee)
     before = world.client.account(world.owner.address())
@@ -214,8 +222,9 @@ def test_key_request_fee_escrow_paid_on_fulfil_refunded_on_reject(world):
     first, second = world.key_requests(keyring, count=2)
     tx_fee = world.client.config.fee_amount
     assert _balance(world, world.owner.address()) == owner_balance - 2 * fee - tx_fee
-    assert world.client.key_request(first).fee == fee
+    assert world.client.key_request(first).fee == 0
     party = world.parties[0]
+    party_balance = _balance(world, party.address())
     world.client.send(
         party,
         [
@@ -224,6 +233,7 @@ def test_key_request_fee_escrow_paid_on_fulfil_refunded_on_reject(world):
         ],
     )
     assert _balance(world, world.owner.address()) == owner_balance - fee - tx_fee
+    assert _balance(world, party.address()) == party_balance - fee - tx_fee
     assert _balance(world, keyring) == fee
     assert before.sequence + 1 == world.client.account(world.owner.address()).sequence
 

@@ -8,6 +8,7 @@ import pytest
 
 from appliance.local.e2e_demo import verify_independently
 from appliance.mpc_party.local_api import JobFailed, PartyClient, SignJob
+from chain_client.client import msg_responses
 
 
 def sign_data(key_type: str) -> bytes:
@@ -58,3 +59,23 @@ def test_signing_continues_with_one_party_stopped(keyring, keys) -> None:
         keyring.start_role(3, "party")
         keyring.wait_party_ready(3)
         keyring.start_role(3, "controller")
+
+
+def test_mixed_key_types_are_rejected_at_once(keyring, keys) -> None:
+    """zrChain accepts key_ids of mixed types (each child takes the first key's type): no signature
+    could ever verify, so the controllers reject the odd child at once, from chain data alone, rather
+    than failing attempt after attempt until the request times out."""
+    from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
+
+    ecdsa, eddsa = keys["ecdsa"], keys["ed25519"]
+    msg = treasury_tx.MsgNewSignatureRequest(
+        creator=keyring.owner.address(), key_ids=[ecdsa.id, eddsa.id],
+        data_for_signing=",".join(secrets.token_bytes(32).hex() for _ in range(2)))
+    response = keyring.client.send(keyring.owner, [msg])
+    parent_id = msg_responses(response, [treasury_tx.MsgNewSignatureRequestResponse])[0].sig_req_id
+    with pytest.raises(RuntimeError, match="rejected"):
+        keyring.wait_request("sign", parent_id, timeout_s=30)
+    odd = keyring.client.sign_request(keyring.client.sign_request(parent_id).child_req_ids[1])
+    assert odd.status == "SIGN_REQUEST_STATUS_REJECTED"
+    assert odd.reject_reason == (f"key {eddsa.id} is KEY_TYPE_EDDSA_ED25519 but the request is for "
+                                 "KEY_TYPE_ECDSA_SECP256K1")
