@@ -10,11 +10,12 @@ import argparse
 import threading
 
 from appliance.cli.daemon_group import register_run_group
+from appliance.controller import metrics
 from appliance.controller.service import Controller, ControllerConfig, HsmChainSigner
 from appliance.hsm import open_hsm
 from appliance.mpc_party.local_api import PartyClient
 from appliance.runtime.daemon_life import serve_until_signalled
-from appliance.runtime.metrics_http import serve_configured
+from appliance.runtime.metrics_http import Health, serve_configured
 from chain_client.client import ChainClient
 
 
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_controller(args: argparse.Namespace) -> int:
     config = ControllerConfig.load(args.config)
-    serve_configured(config.metrics)
+    health = Health()
+    serve_configured(config.metrics, metrics.REGISTRY, health)
     hsm = open_hsm(config.hsm)
     chain = ChainClient(config.chain.client_config())
     party = PartyClient(config.controller.party_socket)
@@ -44,5 +46,5 @@ def run_controller(args: argparse.Namespace) -> int:
         hsm.close()
 
     serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
-                          lambda: f"height {controller.height}")
+                          lambda: f"height {controller.height}", health=health)
     return 0

@@ -107,7 +107,7 @@ class HsmChainSigner:
     """chain_client's Signer backed by the HSM chain account key (which never leaves the token)."""
 
     def __init__(self, hsm: Hsm) -> None:
-        self._hsm = MeteredHsm.wrap(hsm)
+        self._hsm = MeteredHsm.wrap(hsm, metrics.HSM)
         self._public = hsm.chain_public_key()
 
     def public_key(self) -> bytes:

@@ -116,12 +116,13 @@ class PartyDaemon:
     """One party: transport server and client, session runner, share store, local API."""
 
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
-        self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm), chain
+        self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm, metrics.HSM), chain
         self.reader = chain_reader(config.chain, chain)
         hsm = self.hsm
         p = config.party
         self.me = p.index
         self.roster = Roster.load(p.roster).require_complete()
+        metrics.prepare_for_cluster(self.roster.indices(), self.me)
         self.keyring = config.chain.keyring or self.roster.cluster.keyring
         if not self.keyring:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
