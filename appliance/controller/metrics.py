@@ -36,65 +36,67 @@ REJECT_REASONS = ("invalid_request", "unsupported_key_type", "unknown_key", "mpc
 TX_RESULTS = ("committed", "rejected", "timeout", "error")
 
 REQUESTS_SEEN = Counter(
-    "zrkeyring_requests_seen_total",
+    "zrkeyring_controller_requests_seen_total",
     "Requests addressed to this keyring that the controller saw on chain for the first time.",
     ["kind", "key_type"],
     registry=REGISTRY,
 )
 REQUESTS_FULFILLED = Counter(
-    "zrkeyring_requests_fulfilled_total",
+    "zrkeyring_controller_requests_fulfilled_total",
     "Requests for which this party's fulfilment was committed on chain.",
     ["kind", "key_type"],
     registry=REGISTRY,
 )
 REQUESTS_REJECTED = Counter(
-    "zrkeyring_requests_rejected_total",
+    "zrkeyring_controller_requests_rejected_total",
     "Requests this party rejected on chain.",
     ["kind", "key_type", "reason"],
     registry=REGISTRY,
 )
 PENDING_REQUESTS = Gauge(
-    "zrkeyring_pending_requests",
+    "zrkeyring_controller_pending_requests",
     "Requests seen and not yet fulfilled or rejected by this party.",
     ["kind"],
     registry=REGISTRY,
 )
 REQUESTS_NEAR_TIMEOUT = Gauge(
-    "zrkeyring_pending_requests_near_timeout",
+    "zrkeyring_controller_pending_requests_near_timeout",
     "Pending requests within 5 blocks of their timeout (mpc_btl).",
     ["kind"],
     registry=REGISTRY,
 )
 OLDEST_PENDING_AGE = Gauge(
-    "zrkeyring_pending_request_oldest_age_seconds",
+    "zrkeyring_controller_pending_request_oldest_age_seconds",
     "Age of the oldest pending request since this controller first saw it (0 when none is pending).",
     ["kind"],
     registry=REGISTRY,
 )
 LAST_FULFILMENT = Gauge(
-    "zrkeyring_last_fulfilment_timestamp_seconds",
+    "zrkeyring_controller_last_fulfilment_timestamp_seconds",
     "Unix time of the last fulfilment of this party committed on chain (0 until the first).",
     registry=REGISTRY,
 )
-CHAIN_HEIGHT = Gauge("zrkeyring_chain_height", "Latest block height reported by the chain node.",
+CHAIN_HEIGHT = Gauge("zrkeyring_controller_chain_height", "Latest block height reported by the chain node.",
                      registry=REGISTRY)
 CHAIN_PROCESSED_HEIGHT = Gauge(
-    "zrkeyring_chain_processed_height", "Height up to which the controller has read and planned requests.",
+    "zrkeyring_controller_chain_processed_height", "Height up to which the controller has read and planned requests.",
     registry=REGISTRY,
 )
 CHAIN_POLL_LAG = Gauge(
-    "zrkeyring_chain_poll_lag_seconds",
+    "zrkeyring_controller_chain_poll_lag_seconds",
     "At the last poll: now minus the block time of the newest block processed.",
     registry=REGISTRY,
 )
 CHAIN_LAST_POLL = Gauge(
-    "zrkeyring_chain_last_poll_timestamp_seconds", "Unix time of the last successful chain poll.",
+    "zrkeyring_controller_chain_last_poll_timestamp_seconds", "Unix time of the last successful chain poll.",
     registry=REGISTRY,
 )
 CHAIN_POLL_ERRORS = Counter(
-    "zrkeyring_chain_poll_errors_total", "Chain polls that failed on every configured endpoint.", registry=REGISTRY)
+    "zrkeyring_controller_chain_poll_errors_total", "Chain polls that failed on every configured endpoint.",
+    registry=REGISTRY,
+)
 TX_BROADCASTS = Counter(
-    "zrkeyring_tx_broadcasts_total",
+    "zrkeyring_controller_tx_broadcasts_total",
     "Fulfilment transactions broadcast, by outcome.",
     ["result"],
     registry=REGISTRY,

@@ -20,19 +20,19 @@ from appliance.runtime.errors import ConfigError
 
 # The list, mapped to metric family names (counters without `_total`, as the parser reports them).
 REQUIRED = {
-    "requests seen": ("zrkeyring_requests_seen", "counter"),
-    "requests fulfilled": ("zrkeyring_requests_fulfilled", "counter"),
-    "requests rejected": ("zrkeyring_requests_rejected", "counter"),
+    "requests seen": ("zrkeyring_controller_requests_seen", "counter"),
+    "requests fulfilled": ("zrkeyring_controller_requests_fulfilled", "counter"),
+    "requests rejected": ("zrkeyring_controller_requests_rejected", "counter"),
     "session duration": ("zrkeyring_party_session_duration_seconds", "histogram"),
     "sessions aborted": ("zrkeyring_party_sessions_aborted", "counter"),
     "HSM latency": ("zrkeyring_hsm_operation_duration_seconds", "histogram"),
     "HSM errors": ("zrkeyring_hsm_errors", "counter"),
-    "chain poll lag": ("zrkeyring_chain_poll_lag_seconds", "gauge"),
-    "chain height": ("zrkeyring_chain_height", "gauge"),
-    "tx broadcasts": ("zrkeyring_tx_broadcasts", "counter"),
-    "pending requests": ("zrkeyring_pending_requests", "gauge"),
+    "chain poll lag": ("zrkeyring_controller_chain_poll_lag_seconds", "gauge"),
+    "chain height": ("zrkeyring_controller_chain_height", "gauge"),
+    "tx broadcasts": ("zrkeyring_controller_tx_broadcasts", "counter"),
+    "pending requests": ("zrkeyring_controller_pending_requests", "gauge"),
     "peer reachability": ("zrkeyring_party_peer_up", "gauge"),
-    "last fulfilment": ("zrkeyring_last_fulfilment_timestamp_seconds", "gauge"),
+    "last fulfilment": ("zrkeyring_controller_last_fulfilment_timestamp_seconds", "gauge"),
     "presignature pool": ("zrkeyring_party_presignature_pool_size", "gauge"),
     "build info": ("zrkeyring_build_info", "gauge"),  # an Info is exposed as a gauge in text format
 }
@@ -95,8 +95,9 @@ def test_each_daemon_exports_only_its_own_metrics() -> None:
     party, controller = _families(party_metrics.REGISTRY), _families(controller_metrics.REGISTRY)
     assert set(party) & set(controller) == SHARED
     assert "zrkeyring_controller_party_up" not in party
-    assert "zrkeyring_chain_height" not in party and "zrkeyring_chain_last_poll_timestamp_seconds" not in party
+    assert "zrkeyring_controller_chain_height" not in party
     assert not any(name.startswith("zrkeyring_party_") for name in controller)
+    assert all(name.startswith("zrkeyring_controller_") for name in set(controller) - SHARED), controller
     for metric in _declared(party_metrics):
         assert metric._name + ("_info" if metric._type == "info" else "") in party
     for metric in _declared(controller_metrics):
@@ -105,9 +106,9 @@ def test_each_daemon_exports_only_its_own_metrics() -> None:
 
 def test_labels_for_bounded_sets_are_pre_created() -> None:
     text = generate_latest(controller_metrics.REGISTRY).decode()
-    assert 'zrkeyring_tx_broadcasts_total{result="committed"} 0.0' in text
-    assert 'zrkeyring_requests_seen_total{key_type="eddsa_ed25519",kind="signature"} 0.0' in text
-    assert 'zrkeyring_requests_rejected_total{key_type="other",kind="key",reason="timeout"} 0.0' in text
+    assert 'zrkeyring_controller_tx_broadcasts_total{result="committed"} 0.0' in text
+    assert 'zrkeyring_controller_requests_seen_total{key_type="eddsa_ed25519",kind="signature"} 0.0' in text
+    assert 'zrkeyring_controller_requests_rejected_total{key_type="other",kind="key",reason="timeout"} 0.0' in text
     assert 'zrkeyring_build_info{python=' in text
     party = generate_latest(party_metrics.REGISTRY).decode()
     assert 'zrkeyring_party_sessions_aborted_total{culprit="none",protocol="dkls23",reason="timeout"} 0.0' in party
@@ -181,7 +182,7 @@ def test_metrics_server_serves_parseable_text_of_its_daemon_only() -> None:
         server.shutdown()
         server.server_close()
     names = {f.name for f in text_string_to_metric_families(text)}
-    assert {"zrkeyring_chain_height", "zrkeyring_build_info"} <= names
+    assert {"zrkeyring_controller_chain_height", "zrkeyring_build_info"} <= names
     assert not any(name.startswith("zrkeyring_party_") for name in names)
     assert "_created" not in text
 
