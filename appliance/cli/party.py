@@ -15,6 +15,7 @@ from appliance.mpc_party.daemon import PartyConfig, PartyDaemon
 from appliance.runtime.daemon_life import serve_until_signalled
 from appliance.runtime.errors import UserError
 from appliance.runtime.metrics_http import Health, serve_configured
+from appliance.runtime.readiness import all_of, chain_reasons
 from chain_client.client import ChainClient
 
 
@@ -35,6 +36,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     except UserError:
         hsm.close()
         raise
-    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health)
+    ready = all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
+                   daemon.tls_reasons)
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready)
     hsm.close()
     return 0

@@ -41,6 +41,7 @@ from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from appliance.runtime.readiness import cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
@@ -151,6 +152,15 @@ class PartyDaemon:
         if ours != listed:
             raise ConfigError(f"party.index: the roster lists identity key {listed.hex()} for party "
                               f"{self.me}, but this HSM's is {ours.hex()} (wrong index or wrong token?)")
+
+    def tls_reasons(self) -> list[str]:
+        """Readiness: this party's certificate and every peer's in the roster are issued by the CA in
+        its TLS bundle (the one the transport trusts) and valid now; else no peer handshake can work."""
+        tls = Path(self.config.party.tls_dir)
+        certs = {"this party's certificate": tls / "party.pem"}
+        certs.update({f"party {i}'s certificate (roster)": self.roster.tls_cert_path(i)
+                      for i in self.roster.indices() if i != self.me})
+        return cert_reasons(tls / "ca.pem", certs)
 
     def start(self) -> PartyDaemon:
         self.server.start()
