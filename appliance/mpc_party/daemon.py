@@ -41,6 +41,7 @@ from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from appliance.runtime.paths import ensure_dir
 from appliance.runtime.readiness import cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
@@ -134,7 +135,7 @@ class PartyDaemon:
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
-        Path(p.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
