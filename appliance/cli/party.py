@@ -39,5 +39,6 @@ def run_daemon(args: argparse.Namespace) -> int:
     ready = all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
                    daemon.tls_reasons)
     serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready)
+    chain.close()  # its channel was used from this thread too (readiness): close it or exit may hang
     hsm.close()
     return 0
