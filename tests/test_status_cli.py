@@ -9,6 +9,7 @@ import argparse
 import sqlite3
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from appliance.cli.status import Check, HostView, journal_not_done, probe_peer, register
 from appliance.controller.service import ControllerMetricsSection, reject_label
@@ -63,7 +64,7 @@ def test_journal_counts_entries_not_done(tmp_path) -> None:
 
 def test_metrics_table_optional_with_per_daemon_defaults() -> None:
     assert load_metrics_section({}, PartyMetricsSection).address == ""
-    assert serve_configured(load_metrics_section({}, PartyMetricsSection)) is None
+    assert serve_configured(load_metrics_section({}, PartyMetricsSection), CollectorRegistry()) is None
     assert load_metrics_section({"metrics": {}}, PartyMetricsSection).address == "127.0.0.1:9810"
     assert load_metrics_section({"metrics": {}}, ControllerMetricsSection).address == "127.0.0.1:9811"
     with pytest.raises(ConfigError, match="metrics.address"):

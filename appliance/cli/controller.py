@@ -10,11 +10,13 @@ import argparse
 import threading
 
 from appliance.cli.daemon_group import register_run_group
+from appliance.controller import metrics
 from appliance.controller.service import Controller, ControllerConfig, HsmChainSigner
 from appliance.hsm import open_hsm
 from appliance.mpc_party.local_api import PartyClient
 from appliance.runtime.daemon_life import serve_until_signalled
-from appliance.runtime.metrics_http import serve_configured
+from appliance.runtime.metrics_http import Health, serve_configured
+from appliance.runtime.readiness import Check, all_of, chain_reasons, socket_reasons
 from chain_client.client import ChainClient
 
 
@@ -26,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_controller(args: argparse.Namespace) -> int:
     config = ControllerConfig.load(args.config)
-    serve_configured(config.metrics)
+    health = Health()
+    serve_configured(config.metrics, metrics.REGISTRY, health)
     hsm = open_hsm(config.hsm)
     chain = ChainClient(config.chain.client_config())
     party = PartyClient(config.controller.party_socket)
@@ -44,5 +47,25 @@ def run_controller(args: argparse.Namespace) -> int:
         hsm.close()
 
     serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
-                          lambda: f"height {controller.height}")
+                          lambda: f"height {controller.height}", health=health,
+                          readiness=controller_readiness(config, chain, party))
     return 0
+
+
+def controller_readiness(config: ControllerConfig, chain: ChainClient, party: PartyClient) -> Check:
+    """Ready: the chain answers with our chain id, and the party socket is there and answers (which
+    also sets zrkeyring_controller_party_up, so an idle controller does not report its party down)."""
+    socket_path = config.controller.party_socket
+
+    def party_answers() -> list[str]:
+        missing = socket_reasons(socket_path)
+        if not missing:
+            try:
+                party.status(timeout=2.0)
+            except Exception as exc:  # noqa: BLE001 - any failure is "does not answer"
+                missing = [f"party daemon on {socket_path} does not answer: {str(exc).splitlines()[0][:200]}"]
+        metrics.PARTY_UP.set(0 if missing else 1)
+        return missing
+
+    return all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
+                  party_answers)

@@ -10,10 +10,12 @@ import argparse
 
 from appliance.cli.daemon_group import register_run_group
 from appliance.hsm import open_hsm
+from appliance.mpc_party import metrics
 from appliance.mpc_party.daemon import PartyConfig, PartyDaemon
 from appliance.runtime.daemon_life import serve_until_signalled
 from appliance.runtime.errors import UserError
-from appliance.runtime.metrics_http import serve_configured
+from appliance.runtime.metrics_http import Health, serve_configured
+from appliance.runtime.readiness import all_of, chain_reasons
 from chain_client.client import ChainClient
 
 
@@ -25,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     config = PartyConfig.load(args.config)
-    serve_configured(config.metrics)
+    health = Health()
+    serve_configured(config.metrics, metrics.REGISTRY, health)
     hsm = open_hsm(config.hsm)
     chain = ChainClient(config.chain.client_config())
     try:
@@ -33,6 +36,9 @@ def run_daemon(args: argparse.Namespace) -> int:
     except UserError:
         hsm.close()
         raise
-    serve_until_signalled(f"party {daemon.me} ready", daemon.stop)
+    ready = all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
+                   daemon.tls_reasons)
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready)
+    chain.close()  # its channel was used from this thread too (readiness): close it or exit may hang
     hsm.close()
     return 0

@@ -13,12 +13,14 @@ only when its transaction's fate is known.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from appliance.runtime.errors import UserError
 from appliance.runtime.sqlite import connect_durable
 
 SCHEMA = """
@@ -82,8 +84,13 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
-        self._db = connect_durable(path)
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = connect_durable(path)
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:  # unwritable file or directory, not a database, disk full
+            raise UserError(f"controller journal {path}: cannot open: {exc}; check that the file and its "
+                            "directory belong to the service user and that it is the controller's journal "
+                            "(restore it from backup if damaged)") from None
 
     def close(self) -> None:
         with self._lock:

@@ -1,30 +1,30 @@
 """Every metric the controller daemon (`zrkeyring controller run`) exports, in one list.
 
 The controller watches the chain, asks its party for keys and signatures, and posts fulfilments.
-Label values are fixed sets (the tuples below). Shared metrics (build info, HSM timings for the chain
-key) come from appliance.runtime.metrics_http and are re-exported. Serve them with
-`appliance.runtime.metrics_http.start_metrics_server(config.metrics.address)`.
+Label values are fixed sets (the tuples below). Everything lives in this module's own
+`REGISTRY` (build info and HSM timings for the chain key included, made by appliance.runtime.metrics_http);
+`zrkeyring controller run` serves it with `serve_configured(config.metrics, REGISTRY, health)`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from appliance.runtime.metrics_http import (
-    BUILD_INFO,
-    HSM_ERRORS,
-    HSM_OPERATION_SECONDS,
-    hsm_operation,
-    start_metrics_server,
-)
+from appliance.runtime.metrics_http import HsmMeters, daemon_registry
 
 __all__ = [
-    "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
+    "REGISTRY", "HSM", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation",
     "KINDS", "KEY_TYPES", "REJECT_REASONS", "TX_RESULTS", "REQUESTS_SEEN", "REQUESTS_FULFILLED",
     "REQUESTS_REJECTED", "PENDING_REQUESTS", "REQUESTS_NEAR_TIMEOUT", "OLDEST_PENDING_AGE",
     "LAST_FULFILMENT", "CHAIN_HEIGHT", "CHAIN_PROCESSED_HEIGHT", "CHAIN_POLL_LAG", "CHAIN_LAST_POLL",
     "CHAIN_POLL_ERRORS", "TX_BROADCASTS", "PARTY_UP", "key_type_label",
 ]
+
+# This daemon's own registry: its /metrics shows these series and nothing of the party daemon's.
+REGISTRY = daemon_registry()
+# HSM timings of the chain key (HsmChainSigner wraps its Hsm with `MeteredHsm.wrap(hsm, HSM)`).
+HSM = HsmMeters(REGISTRY)
+HSM_OPERATION_SECONDS, HSM_ERRORS, hsm_operation = HSM.seconds, HSM.errors, HSM.operation
 
 # kind: key requests (keygen) or signature requests.
 KINDS = ("key", "signature")
@@ -36,61 +36,75 @@ REJECT_REASONS = ("invalid_request", "unsupported_key_type", "unknown_key", "mpc
 TX_RESULTS = ("committed", "rejected", "timeout", "error")
 
 REQUESTS_SEEN = Counter(
-    "zrkeyring_requests_seen_total",
+    "zrkeyring_controller_requests_seen_total",
     "Requests addressed to this keyring that the controller saw on chain for the first time.",
     ["kind", "key_type"],
+    registry=REGISTRY,
 )
 REQUESTS_FULFILLED = Counter(
-    "zrkeyring_requests_fulfilled_total",
+    "zrkeyring_controller_requests_fulfilled_total",
     "Requests for which this party's fulfilment was committed on chain.",
     ["kind", "key_type"],
+    registry=REGISTRY,
 )
 REQUESTS_REJECTED = Counter(
-    "zrkeyring_requests_rejected_total",
+    "zrkeyring_controller_requests_rejected_total",
     "Requests this party rejected on chain.",
     ["kind", "key_type", "reason"],
+    registry=REGISTRY,
 )
 PENDING_REQUESTS = Gauge(
-    "zrkeyring_pending_requests",
+    "zrkeyring_controller_pending_requests",
     "Requests seen and not yet fulfilled or rejected by this party.",
     ["kind"],
+    registry=REGISTRY,
 )
 REQUESTS_NEAR_TIMEOUT = Gauge(
-    "zrkeyring_pending_requests_near_timeout",
+    "zrkeyring_controller_pending_requests_near_timeout",
     "Pending requests within 5 blocks of their timeout (mpc_btl).",
     ["kind"],
+    registry=REGISTRY,
 )
 OLDEST_PENDING_AGE = Gauge(
-    "zrkeyring_pending_request_oldest_age_seconds",
+    "zrkeyring_controller_pending_request_oldest_age_seconds",
     "Age of the oldest pending request since this controller first saw it (0 when none is pending).",
     ["kind"],
+    registry=REGISTRY,
 )
 LAST_FULFILMENT = Gauge(
-    "zrkeyring_last_fulfilment_timestamp_seconds",
+    "zrkeyring_controller_last_fulfilment_timestamp_seconds",
     "Unix time of the last fulfilment of this party committed on chain (0 until the first).",
+    registry=REGISTRY,
 )
-CHAIN_HEIGHT = Gauge("zrkeyring_chain_height", "Latest block height reported by the chain node.")
+CHAIN_HEIGHT = Gauge("zrkeyring_controller_chain_height", "Latest block height reported by the chain node.",
+                     registry=REGISTRY)
 CHAIN_PROCESSED_HEIGHT = Gauge(
-    "zrkeyring_chain_processed_height", "Height up to which the controller has read and planned requests."
+    "zrkeyring_controller_chain_processed_height", "Height up to which the controller has read and planned requests.",
+    registry=REGISTRY,
 )
 CHAIN_POLL_LAG = Gauge(
-    "zrkeyring_chain_poll_lag_seconds",
+    "zrkeyring_controller_chain_poll_lag_seconds",
     "At the last poll: now minus the block time of the newest block processed.",
+    registry=REGISTRY,
 )
 CHAIN_LAST_POLL = Gauge(
-    "zrkeyring_chain_last_poll_timestamp_seconds", "Unix time of the last successful chain poll."
+    "zrkeyring_controller_chain_last_poll_timestamp_seconds", "Unix time of the last successful chain poll.",
+    registry=REGISTRY,
 )
 CHAIN_POLL_ERRORS = Counter(
-    "zrkeyring_chain_poll_errors_total", "Chain polls that failed on every configured endpoint."
+    "zrkeyring_controller_chain_poll_errors_total", "Chain polls that failed on every configured endpoint.",
+    registry=REGISTRY,
 )
 TX_BROADCASTS = Counter(
-    "zrkeyring_tx_broadcasts_total",
+    "zrkeyring_controller_tx_broadcasts_total",
     "Fulfilment transactions broadcast, by outcome.",
     ["result"],
+    registry=REGISTRY,
 )
 PARTY_UP = Gauge(
     "zrkeyring_controller_party_up",
     "1 if the controller reached its local party daemon at the last attempt, else 0.",
+    registry=REGISTRY,
 )
 
 for _kind in KINDS:
@@ -100,6 +114,8 @@ for _kind in KINDS:
     for _key_type in KEY_TYPES:
         REQUESTS_SEEN.labels(_kind, _key_type)
         REQUESTS_FULFILLED.labels(_kind, _key_type)
+        for _reason in REJECT_REASONS:
+            REQUESTS_REJECTED.labels(_kind, _key_type, _reason)
 for _result in TX_RESULTS:
     TX_BROADCASTS.labels(_result)
 

@@ -43,6 +43,7 @@ from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from appliance.runtime.paths import ensure_dir
 from chain_client import messages
 from chain_client.client import ChainClient
 from chain_client.crypto import signer_address
@@ -109,7 +110,7 @@ class HsmChainSigner:
     """chain_client's Signer backed by the HSM chain account key (which never leaves the token)."""
 
     def __init__(self, hsm: Hsm) -> None:
-        self._hsm = MeteredHsm.wrap(hsm)
+        self._hsm = MeteredHsm.wrap(hsm, metrics.HSM)
         self._public = hsm.chain_public_key()
 
     def public_key(self) -> bytes:
@@ -136,7 +137,7 @@ class Controller:
         self.me, self.parties = c.index, self.roster.indices()
         self.threshold = self.roster.cluster.threshold
         self.address = signer_address(signer)
-        Path(c.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
         self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
         self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started

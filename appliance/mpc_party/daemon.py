@@ -41,6 +41,8 @@ from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
+from appliance.runtime.paths import ensure_dir
+from appliance.runtime.readiness import cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
@@ -116,12 +118,13 @@ class PartyDaemon:
     """One party: transport server and client, session runner, share store, local API."""
 
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
-        self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm), chain
+        self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm, metrics.HSM), chain
         self.reader = chain_reader(config.chain, chain)
         hsm = self.hsm
         p = config.party
         self.me = p.index
         self.roster = Roster.load(p.roster).require_complete()
+        metrics.prepare_for_cluster(self.roster.indices(), self.me)
         self.keyring = config.chain.keyring or self.roster.cluster.keyring
         if not self.keyring:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
@@ -132,7 +135,7 @@ class PartyDaemon:
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
-        Path(p.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
@@ -150,6 +153,15 @@ class PartyDaemon:
         if ours != listed:
             raise ConfigError(f"party.index: the roster lists identity key {listed.hex()} for party "
                               f"{self.me}, but this HSM's is {ours.hex()} (wrong index or wrong token?)")
+
+    def tls_reasons(self) -> list[str]:
+        """Readiness: this party's certificate and every peer's in the roster are issued by the CA in
+        its TLS bundle (the one the transport trusts) and valid now; else no peer handshake can work."""
+        tls = Path(self.config.party.tls_dir)
+        certs = {"this party's certificate": tls / "party.pem"}
+        certs.update({f"party {i}'s certificate (roster)": self.roster.tls_cert_path(i)
+                      for i in self.roster.indices() if i != self.me})
+        return cert_reasons(tls / "ca.pem", certs)
 
     def start(self) -> PartyDaemon:
         self.server.start()

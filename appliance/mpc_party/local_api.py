@@ -29,6 +29,8 @@ from typing import Any
 
 import grpc
 
+from appliance.runtime.paths import ensure_dir
+
 # --- the jobs a controller asks for (the contract between the two daemons) -----------------------
 
 
@@ -142,7 +144,7 @@ class LocalServer:
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
     def start(self) -> LocalServer:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.socket_path.parent, "party.local_socket (its directory)")
         if self.socket_path.exists():
             self.socket_path.unlink()
         old_umask = os.umask(0o177)

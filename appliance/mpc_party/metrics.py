@@ -1,31 +1,24 @@
 """Every metric the party daemon (`zrkeyring party run`) exports, in one list an operator can read.
 
 Label values are fixed sets (the tuples below); `culprit` and `peer` are party indices ("1".."n"), so
-they are bounded by the cluster size. Shared metrics (build info, HSM timings) come from
-appliance.runtime.metrics_http and are re-exported here. Serve them with
-`appliance.runtime.metrics_http.start_metrics_server(config.metrics.address)`.
+they are bounded by the cluster size. Everything lives in this module's own
+`REGISTRY` (build info and HSM timings included, made by appliance.runtime.metrics_http); `zrkeyring
+party run` serves it with `serve_configured(config.metrics, REGISTRY, health)`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from appliance.runtime.metrics_http import (
-    BUILD_INFO,
-    HSM_ERRORS,
-    HSM_OPERATION_SECONDS,
-    SESSION_BUCKETS,
-    hsm_operation,
-    start_metrics_server,
-)
+from appliance.runtime.metrics_http import SESSION_BUCKETS, HsmMeters, daemon_registry
 
 __all__ = [
-    "BUILD_INFO", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "start_metrics_server",
+    "REGISTRY", "HSM", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "prepare_for_cluster",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
     "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
@@ -48,20 +41,29 @@ ABORT_REASONS = (
 )
 NO_CULPRIT = "none"
 
+# This daemon's own registry: its /metrics shows these series and nothing of the controller's.
+REGISTRY = daemon_registry()
+# HSM timings (the daemon wraps its Hsm with `MeteredHsm.wrap(hsm, HSM)`).
+HSM = HsmMeters(REGISTRY)
+HSM_OPERATION_SECONDS, HSM_ERRORS, hsm_operation = HSM.seconds, HSM.errors, HSM.operation
+
 OT_PAIRS_BURNED = Gauge(
     "zrkeyring_party_ot_pairs_burned",
     "DKLs23 (key, peer) OT pairs burned after a failed OT-extension check and not yet re-set up; no signing "
     "with that peer for that key meanwhile (critical: a peer may be probing this party's secrets).",
+    registry=REGISTRY,
 )
 OT_PAIR_BURNS = Counter(
     "zrkeyring_party_ot_pair_burns_total",
     "DKLs23 OT pairs this party burned, by peer: a check that depends on this party's secret failed.",
     ["peer"],
+    registry=REGISTRY,
 )
 OT_RESETUPS = Counter(
     "zrkeyring_party_ot_resetups_total",
     "Pairwise DKLs23 OT re-setups this party took part in, by outcome.",
     ["outcome"],
+    registry=REGISTRY,
 )
 for _outcome in ("done", "failed"):
     OT_RESETUPS.labels(_outcome)
@@ -70,22 +72,26 @@ SESSIONS_STARTED = Counter(
     "zrkeyring_party_sessions_started_total",
     "Protocol sessions this party joined.",
     ["protocol", "phase"],
+    registry=REGISTRY,
 )
 SESSIONS_ACTIVE = Gauge(
     "zrkeyring_party_sessions_active",
     "Protocol sessions currently running in this party.",
     ["protocol"],
+    registry=REGISTRY,
 )
 SESSION_SECONDS = Histogram(
     "zrkeyring_party_session_duration_seconds",
     "Wall time of a protocol session that completed, from the first message to the result.",
     ["protocol", "phase"],
     buckets=SESSION_BUCKETS,
+    registry=REGISTRY,
 )
 SESSIONS_ABORTED = Counter(
     "zrkeyring_party_sessions_aborted_total",
     "Protocol sessions that ended without a result; culprit is the blamed party index or 'none'.",
     ["protocol", "reason", "culprit"],
+    registry=REGISTRY,
 )
 # query: which chain read the k-of-m reader could not (or only narrowly) agree on.
 QUERIES = ("key_request", "sign_request", "key")
@@ -95,22 +101,26 @@ CHAIN_DISAGREEMENTS = Counter(
     "answered); refused=true when the job was refused for it. Any increase is worth a look: honest "
     "nodes never differ in a request's creation fields.",
     ["query", "refused"],
+    registry=REGISTRY,
 )
 PEER_UP = Gauge(
     "zrkeyring_party_peer_up",
     "1 if the last contact with this peer (mTLS gRPC) succeeded, 0 if it failed.",
     ["peer"],
+    registry=REGISTRY,
 )
 PEER_LAST_SEEN = Gauge(
     "zrkeyring_party_peer_last_seen_timestamp_seconds",
     "Unix time of the last successful exchange with this peer.",
     ["peer"],
+    registry=REGISTRY,
 )
 PRESIGNATURE_POOL = Gauge(
     "zrkeyring_party_presignature_pool_size",
     "Unused DKLs23 presignatures held (sealed) by this party, summed over keys. Always 0 in this "
     "version: presigning happens inside each signing session, there is no pool.",
     ["key_type"],
+    registry=REGISTRY,
 )
 
 for _protocol in PROTOCOLS:
@@ -118,8 +128,29 @@ for _protocol in PROTOCOLS:
     for _phase in PHASES:
         SESSIONS_STARTED.labels(_protocol, _phase)
         SESSION_SECONDS.labels(_protocol, _phase)
+    for _reason in ABORT_REASONS:
+        SESSIONS_ABORTED.labels(_protocol, _reason, NO_CULPRIT)
 for _key_type in ("ecdsa_secp256k1", "bitcoin_secp256k1"):
     PRESIGNATURE_POOL.labels(_key_type)
+for _query in QUERIES:
+    for _refused in ("true", "false"):
+        CHAIN_DISAGREEMENTS.labels(_query, _refused)
+
+
+def prepare_for_cluster(parties: Iterable[int], me: int) -> None:
+    """Create the per-party series at 0 once the roster is known (call at daemon start).
+
+    Why: a counter series that first appears with value 1 has no `increase()` in Prometheus, so the
+    first OT-pair burn or the first abort blaming a party would never alert; and a panel on a series
+    that does not exist yet shows "No data" instead of 0. `peer_up` is not created here: 0 would mean
+    "down" before any contact was tried.
+    """
+    others = [str(int(p)) for p in parties if int(p) != int(me)]
+    for peer in others:
+        OT_PAIR_BURNS.labels(peer)
+        for protocol in PROTOCOLS:
+            for reason in ABORT_REASONS:
+                SESSIONS_ABORTED.labels(protocol, reason, peer)
 
 
 def culprit_label(party_index: int | None) -> str:

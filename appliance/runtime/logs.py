@@ -24,7 +24,9 @@ import re
 import socket
 import struct
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 # extra= keys that become journal fields (and text suffixes); values are str()-ed.
@@ -75,6 +77,47 @@ class SecretFilter(logging.Filter):
 
 
 SECRETS = SecretFilter()
+
+REPEAT_INTERVAL_S = 10.0  # an identical warning is written at most once per this many seconds
+
+
+class RepeatFilter(logging.Filter):
+    """Writes an identical WARNING-or-worse line at most once per `interval_s`; the next one written
+    says how many were suppressed meanwhile.
+
+    Why: with the chain down the controller's loop warned about 7 times a second, burying everything
+    else in the journal. Identical means same logger, level and rendered message, so lines that differ
+    (another request id, another peer) are never held back. INFO and DEBUG pass untouched.
+    """
+
+    MAX_KEYS = 1024  # distinct messages remembered; the oldest are forgotten beyond that
+
+    def __init__(self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s, self._clock = interval_s, clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [last written, suppressed]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        key = (record.name, record.levelno, message)
+        with self._lock:
+            now = self._clock()
+            state = self._seen.get(key)
+            if state is not None and now - state[0] < self.interval_s:
+                state[1] += 1
+                return False
+            suppressed = int(state[1]) if state is not None else 0
+            self._seen.pop(key, None)
+            self._seen[key] = [now, 0]
+            while len(self._seen) > self.MAX_KEYS:
+                self._seen.pop(next(iter(self._seen)))
+        if suppressed:
+            record.msg = f"{message} ({suppressed} identical line(s) suppressed in the last {self.interval_s:g} s)"
+            record.args = None
+        return True
 
 
 def register_secret(value: str) -> None:
@@ -178,6 +221,7 @@ def setup_logging(identifier: str = "zrkeyring", verbose: bool = False, mode: st
         handler.setFormatter(TextFormatter())
     else:
         raise ValueError(f"log mode must be auto, journal or text, not {mode!r}")
+    handler.addFilter(RepeatFilter())
     handler.addFilter(SECRETS)
     root = logging.getLogger()
     for old in list(root.handlers):

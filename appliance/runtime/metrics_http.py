@@ -1,9 +1,9 @@
 """What every zrkeyring daemon's /metrics has in common: the HTTP endpoint, build info, HSM timings.
 
 Each daemon declares its own metrics in its `metrics.py` (appliance/mpc_party/metrics.py,
-appliance/controller/metrics.py) and re-exports the shared ones below, so an operator can read a
-daemon's whole list in one file. The shared metrics are declared here exactly once because both
-daemons may run in one process (tests, the demo) and the default registry refuses duplicate names.
+appliance/controller/metrics.py), in its own registry made by `daemon_registry()`, with its own
+`HsmMeters`: a daemon's endpoint then shows its own series and no other daemon's, even when both
+modules are imported in one process (the CLI, tests, the demo).
 
 Conventions (prometheus/client_python): names start with `zrkeyring_`, values are in base units
 (seconds, bytes), counters end in `_total`, durations are `_seconds` histograms, and every label has a
@@ -12,12 +12,13 @@ small, fixed set of values (listed beside each metric) — never a request id, k
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -25,7 +26,6 @@ from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -42,56 +42,73 @@ from appliance.runtime.errors import ConfigError
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SESSION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-BUILD_INFO = Info("zrkeyring_build", "zrkeyring version and the Python it runs on (value is always 1).")
-BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
-
 # operation: seal, unseal, sign_identity, sign_chain, random, login, provision, status
 HSM_OPERATIONS = ("seal", "unseal", "sign_identity", "sign_chain", "random", "login", "provision", "status")
-HSM_OPERATION_SECONDS = Histogram(
-    "zrkeyring_hsm_operation_duration_seconds",
-    "Time spent in one HSM (PKCS#11) operation, queueing for the HSM worker included.",
-    ["operation"],
-    buckets=FAST_BUCKETS,
-)
-HSM_ERRORS = Counter(
-    "zrkeyring_hsm_errors_total",
-    "HSM operations that failed (PKCS#11 error, token missing, login lost).",
-    ["operation"],
-)
-for _operation in HSM_OPERATIONS:
-    HSM_OPERATION_SECONDS.labels(_operation)
-    HSM_ERRORS.labels(_operation)
 
 
-@contextmanager
-def hsm_operation(operation: str) -> Iterator[None]:
-    """Time one HSM call and count it as an error if it raises: `with hsm_operation("seal"): ...`."""
-    if operation not in HSM_OPERATIONS:
-        raise ValueError(f"unknown HSM operation label {operation!r} (known: {', '.join(HSM_OPERATIONS)})")
-    start = time.perf_counter()
-    try:
-        yield
-    except BaseException:
-        HSM_ERRORS.labels(operation).inc()
-        raise
-    finally:
-        HSM_OPERATION_SECONDS.labels(operation).observe(time.perf_counter() - start)
+def daemon_registry() -> CollectorRegistry:
+    """A registry of one daemon's own metrics, with the build info every daemon exports.
+
+    Why not prometheus_client's global REGISTRY: both daemons' modules are imported in one process
+    (the CLI, tests, the demo), and a shared registry made each endpoint show the other daemon's
+    series too (a party reporting `zrkeyring_controller_party_up 0` fired critical alerts).
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    build = Info("zrkeyring_build", "zrkeyring version and the Python it runs on (value is always 1).",
+                 registry=registry)
+    build.info({"version": __version__, "python": platform.python_version()})
+    return registry
+
+
+class HsmMeters:
+    """HSM timings and errors of one daemon, in that daemon's registry (all operations pre-created)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            "zrkeyring_hsm_operation_duration_seconds",
+            "Time spent in one HSM (PKCS#11) operation, queueing for the HSM worker included.",
+            ["operation"], buckets=FAST_BUCKETS, registry=registry,
+        )
+        self.errors = Counter(
+            "zrkeyring_hsm_errors_total",
+            "HSM operations that failed (PKCS#11 error, token missing, login lost).",
+            ["operation"], registry=registry,
+        )
+        for operation in HSM_OPERATIONS:
+            self.seconds.labels(operation)
+            self.errors.labels(operation)
+
+    @contextmanager
+    def operation(self, operation: str) -> Iterator[None]:
+        """Time one HSM call and count it as an error if it raises: `with meters.operation("seal"): ...`."""
+        if operation not in HSM_OPERATIONS:
+            raise ValueError(f"unknown HSM operation label {operation!r} (known: {', '.join(HSM_OPERATIONS)})")
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.errors.labels(operation).inc()
+            raise
+        finally:
+            self.seconds.labels(operation).observe(time.perf_counter() - start)
 
 
 class MeteredHsm:
     """An Hsm whose calls on the daemons' hot paths are timed and error-counted; the rest pass through.
 
-    Why a wrapper: the HSM layer stays free of metrics, and both daemons get the same labels.
+    Why a wrapper: the HSM layer stays free of metrics, and both daemons get the same labels (each in
+    its own registry: `meters` is the daemon's `metrics.HSM`).
     """
 
     METERED = ("seal", "unseal", "sign_identity", "sign_chain", "random")
 
-    def __init__(self, hsm: Any) -> None:
+    def __init__(self, hsm: Any, meters: HsmMeters) -> None:
         self._hsm = hsm
+        self._meters = meters
 
     @classmethod
-    def wrap(cls, hsm: Any) -> Any:
-        return hsm if isinstance(hsm, cls) else cls(hsm)
+    def wrap(cls, hsm: Any, meters: HsmMeters) -> Any:
+        return hsm if isinstance(hsm, cls) else cls(hsm, meters)
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._hsm, name)
@@ -99,7 +116,7 @@ class MeteredHsm:
             return target
 
         def metered(*args: Any, **kwargs: Any) -> Any:
-            with hsm_operation(name):
+            with self._meters.operation(name):
                 return target(*args, **kwargs)
 
         return metered
@@ -126,11 +143,13 @@ def load_metrics_section(data: dict[str, Any], cls: type[M]) -> M:
     return section
 
 
-def serve_configured(section: MetricsSection) -> BoundedMetricsServer | None:
-    """Start /metrics unless the daemon's config switches it off (call before opening the HSM)."""
+def serve_configured(section: MetricsSection, registry: CollectorRegistry,
+                     health: Health | None = None) -> BoundedMetricsServer | None:
+    """Start /metrics, /healthz and /readyz unless the daemon's config switches them off (call before
+    opening the HSM); `registry` is the daemon's own (`metrics.REGISTRY`), `health` what it reports."""
     if not section.address:
         return None
-    server = start_metrics_server(section.address)
+    server = start_metrics_server(section.address, registry, health=health)
     logging.getLogger("zrkeyring").info("metrics on http://%s/metrics", section.address)
     return server
 
@@ -142,6 +161,68 @@ def parse_address(address: str, field: str = "metrics.address") -> tuple[str, in
         raise ConfigError(f"{field}: expected host:port, got {address!r}")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host is the operator asking for all
     return host, int(port)
+
+
+class Health:
+    """What /healthz and /readyz answer: the daemon's main loop stores its latest readiness here.
+
+    Why cached rather than checked per request: a readiness check talks to the chain; a scraper (or a
+    stranger) hitting /readyz must not turn into chain traffic. Until the first `update` the daemon
+    is starting and not ready.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reasons: tuple[str, ...] = ("starting",)
+
+    def update(self, reasons: list[str] | tuple[str, ...]) -> None:
+        """Record the latest check: no reasons means ready."""
+        with self._lock:
+            self._reasons = tuple(reasons)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._reasons
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def daemon_app(registry: CollectorRegistry, health: Health) -> Wsgi:
+    """The WSGI app: `/metrics` (Prometheus text), `/healthz` (200 while the process serves HTTP),
+    `/readyz` (200 ready / 503 not ready with the reasons, as text or, with `Accept: application/json`
+    or `?format=json`, as JSON); anything else is 404. Only `/metrics` returns metrics."""
+    metrics_app = make_wsgi_app(registry)
+
+    def reply(start_response: Callable[..., Any], status: str, body: bytes, kind: str) -> list[bytes]:
+        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            return reply(start_response, "200 OK", b"alive\n", "text/plain; charset=utf-8")
+        if path == "/readyz":
+            reasons = list(health.reasons)
+            status = "200 OK" if not reasons else "503 Service Unavailable"
+            wants_json = ("application/json" in environ.get("HTTP_ACCEPT", "")
+                          or "format=json" in environ.get("QUERY_STRING", ""))
+            if wants_json:
+                body = json.dumps({"ready": not reasons, "reasons": reasons}).encode() + b"\n"
+                return reply(start_response, status, body, "application/json")
+            text = "ready\n" if not reasons else "not ready: " + "; ".join(reasons) + "\n"
+            return reply(start_response, status, text.encode(), "text/plain; charset=utf-8")
+        return reply(start_response, "404 Not Found", b"not found; try /metrics, /healthz or /readyz\n",
+                     "text/plain; charset=utf-8")
+
+    return app
 
 
 # The /metrics server is reachable by whoever can reach its address, so it must not hand out a thread
@@ -197,10 +278,11 @@ class BoundedMetricsServer(ThreadingHTTPServer, WSGIServer):
             self._slots.release()
 
 
-def start_metrics_server(address: str, registry: CollectorRegistry = REGISTRY,
+def start_metrics_server(address: str, registry: CollectorRegistry, health: Health | None = None,
                          max_threads: int = METRICS_MAX_THREADS,
                          idle_timeout_s: float = METRICS_IDLE_TIMEOUT_S) -> BoundedMetricsServer:
-    """Serve /metrics on `address` from a daemon thread; returns the server (call `.shutdown()` to stop).
+    """Serve /metrics, /healthz, /readyz (`daemon_app`) on `address` from a daemon thread; returns the
+    server (call `.shutdown()` to stop); `server.health` is `health` (a new, "starting" one if None).
 
     Port 0 picks a free port; read it back from `server.server_address[1]`. The `*_created` series are
     switched off for the process: they double the series count and no dashboard or alert uses them.
@@ -219,8 +301,10 @@ def start_metrics_server(address: str, registry: CollectorRegistry = REGISTRY,
         timeout = idle
 
     try:
-        server = make_server(host, port, make_wsgi_app(registry), Server, handler_class=Handler)
+        health = health or Health()
+        server = make_server(host, port, daemon_app(registry, health), Server, handler_class=Handler)
     except OSError as exc:
         raise ConfigError(f"metrics.address: cannot listen on {address}: {exc.strerror or exc}") from None
+    server.health = health
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

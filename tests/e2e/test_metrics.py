@@ -104,7 +104,7 @@ def test_controller_metrics_after_keygen_and_signing(keyring, keys) -> None:
     urls = [metrics_url(h, "controller") for h in keyring.hosts]
 
     def answered(kind: str) -> float:
-        return sum(total(scrape(u), "zrkeyring_requests_fulfilled_total", kind=kind) for u in urls)
+        return sum(total(scrape(u), "zrkeyring_controller_requests_fulfilled_total", kind=kind) for u in urls)
 
     # A request is FULFILLED once `threshold` parties posted, so a third party may rightly post nothing:
     # count fulfilments over all controllers (3 keys and at least 2 signatures, two parties each).
@@ -115,17 +115,19 @@ def test_controller_metrics_after_keygen_and_signing(keyring, keys) -> None:
     s = scrape(urls[0])
     assert total(s, "zrkeyring_build_info") == 1
     for key_type in ("ecdsa_secp256k1", "bitcoin_secp256k1", "eddsa_ed25519"):
-        assert total(s, "zrkeyring_requests_seen_total", kind="key", key_type=key_type) >= 1  # keygen needs all
-    assert total(s, "zrkeyring_requests_seen_total", kind="signature") >= 1
+        # keygen needs all
+        assert total(s, "zrkeyring_controller_requests_seen_total", kind="key", key_type=key_type) >= 1
+    assert total(s, "zrkeyring_controller_requests_seen_total", kind="signature") >= 1
     # No rejection here: the chain node refuses malformed requests before any controller sees them.
-    assert total(s, "zrkeyring_requests_rejected_total") == 0
-    assert total(s, "zrkeyring_chain_height") > 0
-    assert 0 <= total(s, "zrkeyring_chain_poll_lag_seconds") < 60
-    assert total(s, "zrkeyring_chain_last_poll_timestamp_seconds") > time.time() - 60
-    assert total(s, "zrkeyring_tx_broadcasts_total", result="committed") >= 1
-    assert total(s, "zrkeyring_last_fulfilment_timestamp_seconds") > time.time() - 600
-    assert present(s, "zrkeyring_pending_requests")
-    for gauge in ("zrkeyring_pending_requests_near_timeout", "zrkeyring_pending_request_oldest_age_seconds"):
+    assert total(s, "zrkeyring_controller_requests_rejected_total") == 0
+    assert total(s, "zrkeyring_controller_chain_height") > 0
+    assert 0 <= total(s, "zrkeyring_controller_chain_poll_lag_seconds") < 60
+    assert total(s, "zrkeyring_controller_chain_last_poll_timestamp_seconds") > time.time() - 60
+    assert total(s, "zrkeyring_controller_tx_broadcasts_total", result="committed") >= 1
+    assert total(s, "zrkeyring_controller_last_fulfilment_timestamp_seconds") > time.time() - 600
+    assert present(s, "zrkeyring_controller_pending_requests")
+    for gauge in ("zrkeyring_controller_pending_requests_near_timeout",
+                  "zrkeyring_controller_pending_request_oldest_age_seconds"):
         assert present(s, gauge) and 0 <= total(s, gauge) < 600
     assert total(s, "zrkeyring_hsm_operation_duration_seconds_count", operation="sign_chain") > 0
     assert total(s, "zrkeyring_controller_party_up") == 1

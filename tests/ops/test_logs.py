@@ -122,3 +122,46 @@ def test_under_systemd_detection(tmp_path: Path) -> None:
 def test_bad_mode() -> None:
     with pytest.raises(ValueError):
         logs.setup_logging(mode="syslog")
+
+
+def _repeat_logger(interval_s: float, clock) -> tuple[logging.Logger, list[str]]:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.levelname} {record.getMessage()}")
+
+    handler = Collect()
+    handler.addFilter(logs.RepeatFilter(interval_s, clock=clock))
+    logger = logging.getLogger(f"zrkeyring.test.repeat.{id(lines)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return logger, lines
+
+
+def test_repeated_warnings_are_rate_limited_with_a_suppressed_count() -> None:
+    now = [0.0]
+    logger, lines = _repeat_logger(10.0, lambda: now[0])
+    for _ in range(70):  # 7 a second for 10 s, as the controller did with the chain down
+        logger.warning("chain unavailable: %s", "every endpoint failed")
+        now[0] += 1 / 7
+    logger.warning("chain unavailable: %s", "every endpoint failed")
+    logger.warning("party %d refuses request %d", 1, 7)  # a different line is never held back
+    logger.info("chain unavailable: every endpoint failed")  # INFO passes untouched
+    assert lines == [
+        "WARNING chain unavailable: every endpoint failed",
+        "WARNING chain unavailable: every endpoint failed (69 identical line(s) suppressed in the last 10 s)",
+        "WARNING party 1 refuses request 7",
+        "INFO chain unavailable: every endpoint failed",
+    ]
+
+
+def test_setup_logging_installs_the_repeat_filter(capsys) -> None:
+    logs.setup_logging("zrkeyring-test", mode="text")
+    try:
+        for _ in range(50):
+            logging.getLogger("zrkeyring.test").warning("node down")
+        assert capsys.readouterr().err.count("node down") == 1
+    finally:
+        logging.getLogger().handlers.clear()

@@ -7,6 +7,7 @@ import threading
 import time
 import urllib.request
 
+from appliance.mpc_party import metrics as party_metrics
 from appliance.runtime import metrics_http
 
 IDLE = 60
@@ -20,7 +21,8 @@ def scrape(port: int) -> str:
 
 
 def test_idle_connections_cannot_hold_more_than_the_thread_cap_and_time_out():
-    server = metrics_http.start_metrics_server("127.0.0.1:0", max_threads=CAP, idle_timeout_s=TIMEOUT_S)
+    server = metrics_http.start_metrics_server("127.0.0.1:0", party_metrics.REGISTRY,
+                                               max_threads=CAP, idle_timeout_s=TIMEOUT_S)
     port = server.server_address[1]
     threads_before = threading.active_count()
     socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(IDLE)]

@@ -104,3 +104,73 @@ def test_status_is_one_line() -> None:
 
 def test_send_to_missing_socket_reports_failure(tmp_path: Path) -> None:
     assert socket_sender(str(tmp_path / "absent.sock"))("READY=1") is False
+
+
+def _start_waiting_child(address: str, party_socket: Path) -> subprocess.Popen:
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000", "PYTHONPATH": str(ROOT)}
+    env.pop("WATCHDOG_PID", None)
+    return subprocess.Popen([sys.executable, "-m", "tests.ops.notify_child", "wait-socket", str(party_socket)],
+                            env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+
+def _lines(seen: list[str]) -> list[str]:
+    return [line for message in seen for line in message.split("\n")]
+
+
+def test_ready_waits_for_the_readiness_check_and_says_why(tmp_path: Path) -> None:
+    """Not ready: READY=1 unsent, STATUS= and the log give the reason; ready: READY=1 follows."""
+    path, party_socket = tmp_path / "notify.sock", tmp_path / "party.sock"
+    reason = f"not ready: party socket {party_socket} does not exist (is zrkeyring-party running?)"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        child = _start_waiting_child(str(path), party_socket)
+        seen: list[str] = []
+        try:
+            _receive_until(sock, f"STATUS={reason}", seen)
+            time.sleep(1.0)  # ten more checks: still not ready
+            _drain(sock, seen)
+            assert "READY=1" not in _lines(seen)
+            with socket.socket(socket.AF_UNIX) as party:
+                party.bind(str(party_socket))
+                _receive_until(sock, "READY=1", seen)
+                child.send_signal(signal.SIGTERM)
+                _receive_until(sock, "STOPPING=1", seen)
+                assert child.wait(timeout=10) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        stderr = child.stderr.read()
+    assert f"WARNING {reason}" in stderr
+    assert stderr.count(reason) == 1, "an unchanged reason is logged once, not at every check"
+    ready = next(m for m in seen if "READY=1" in m.split("\n"))
+    assert "STATUS=serving" in ready.split("\n")
+
+
+def test_stop_before_ready_never_sends_ready(tmp_path: Path) -> None:
+    path, party_socket = tmp_path / "notify.sock", tmp_path / "party.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        child = _start_waiting_child(str(path), party_socket)
+        seen: list[str] = []
+        try:
+            _receive_until(sock, f"STATUS=not ready: party socket {party_socket} does not exist "
+                                 "(is zrkeyring-party running?)", seen)
+            child.send_signal(signal.SIGTERM)
+            _receive_until(sock, "STOPPING=1", seen)
+            assert child.wait(timeout=10) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            child.stderr.close()
+    assert "READY=1" not in _lines(seen)
+
+
+def _drain(sock: socket.socket, seen: list[str]) -> None:
+    sock.settimeout(0.05)
+    while True:
+        try:
+            seen.append(sock.recv(4096).decode())
+        except TimeoutError:
+            return

@@ -1,0 +1,102 @@
+"""What "ready" means for each daemon, as checks that return the reasons it is not (empty: ready).
+
+Why: systemd marks a `Type=notify` unit started at READY=1, and operators (and /readyz) take that as
+"this daemon can do its job". A party that cannot read the chain, or whose TLS certificate no peer
+will accept, or a controller whose party socket is not there, is not doing its job however healthy the
+process looks. `daemon_life.serve_until_signalled` waits for these checks before it sends READY=1 and
+shows their reasons in STATUS= and the log meanwhile.
+
+- both daemons: the chain answers and reports the configured chain id (`chain_reasons`);
+- controller: the party socket exists and is a socket (`socket_reasons`);
+- party: its TLS certificate and the roster's peer certificates are issued by the cluster CA and valid
+  now (`tls_reasons`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+Check = Callable[[], list[str]]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def chain_reasons(latest_block: Callable[[], tuple[str, int, Any]], chain_id: str,
+                  endpoints: Iterable[str] = ()) -> list[str]:
+    """Not ready while the chain does not answer or reports another chain id than `[chain] chain_id`."""
+    where = ", ".join(endpoints) or "the configured endpoints"
+    try:
+        reported, _height, _when = latest_block()
+    except Exception as exc:  # noqa: BLE001 - any failure to read the chain is a reason, not a crash
+        return [f"chain unreachable at {where}: {_first_line(exc)}"]
+    if reported != chain_id:
+        return [f"chain at {where} reports chain id {reported!r} but [chain] chain_id is {chain_id!r}: "
+                "fix chain_id or the endpoints"]
+    return []
+
+
+def socket_reasons(path: str | Path, what: str = "party socket") -> list[str]:
+    """Not ready while the unix socket at `path` is absent (or something else sits there)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return [f"{what} {path} does not exist (is zrkeyring-party running?)"]
+    except OSError as exc:
+        return [f"{what} {path}: {exc.strerror or exc}"]
+    if not stat.S_ISSOCK(mode):
+        return [f"{what} {path} is not a socket"]
+    return []
+
+
+def _load_cert(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _CertProblem(f"{what} {path}: {_first_line(exc)}") from None
+
+
+class _CertProblem(Exception):
+    """One certificate that cannot be used; the message says which and why."""
+
+
+def cert_reasons(ca_path: Path, cert_paths: dict[str, Path],
+                 now: datetime.datetime | None = None) -> list[str]:
+    """Not ready while a certificate is unreadable, not issued by the cluster CA, or outside its validity.
+
+    `cert_paths` maps a name the operator recognises ("this party's certificate", "party 3") to a file.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    try:
+        ca = _load_cert(ca_path, "cluster CA")
+    except _CertProblem as exc:
+        return [str(exc)]
+    reasons = []
+    for name, path in cert_paths.items():
+        try:
+            cert = _load_cert(path, name)
+            cert.verify_directly_issued_by(ca)
+        except _CertProblem as exc:
+            reasons.append(str(exc))
+            continue
+        except (ValueError, TypeError, Exception) as exc:  # noqa: BLE001 - InvalidSignature and friends
+            reasons.append(f"{name} ({path}) is not issued by the cluster CA {ca_path} ({type(exc).__name__}): "
+                           "re-copy the cluster bundle made by `cluster init`")
+            continue
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            reasons.append(f"{name} ({path}) is valid only {cert.not_valid_before_utc:%Y-%m-%d} to "
+                           f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return reasons
+
+
+def all_of(*checks: Check) -> Check:
+    """One check from several: the reasons of all of them, in order."""
+    return lambda: [reason for check in checks for reason in check()]
