@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from appliance.cli.status import EXIT_PROBLEM
 from appliance.local.localnet import LocalKeyring, LocalSettings
 from appliance.rules.attempts import quorum
-from tests.e2e.test_metrics import metrics_url, scrape, total
+from tests.e2e.test_metrics import metrics_url, run_status, scrape, total
 
 POOR = 3  # the party left out of genesis
 FEE = 1_000  # key_req_fee and sig_req_fee of the keyring
@@ -74,10 +75,15 @@ def test_unfunded_party_waits_warns_and_posts_once_funded(net: LocalKeyring) -> 
         held = net.client.sign_request(waiting_id)
         assert held.status == "SIGN_REQUEST_STATUS_PARTIAL" and len(held.keyring_party_sigs) == 1
 
+        code, out = run_status(poor, poor.config("controller"))  # `zrkeyring status` names the problem
+        assert code == EXIT_PROBLEM and f"FAIL  funds:          account {poor.chain_address} holds 0 urock" in out, out
+        assert "cannot pay the next one: fund it" in out
+
         net.fund(POOR, 10_000_000)  # an operator's bank send; nothing was lost while it waited
         done = net.wait_request("sign", waiting_id, timeout_s=20)
         assert poor.chain_address in {s.creator for s in done.keyring_party_sigs}
         assert _wait(lambda: total(scrape(poor_url), "zrkeyring_controller_balance_urock") > 0, 10, "balance")
+        assert "ok    funds:" in run_status(poor, poor.config("controller"))[1]
     finally:
         net.start_role(idle, "controller")
 
