@@ -43,6 +43,7 @@ from chain_client.errors import (
 )
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
+from chain_client.proto_gen.cosmos.bank.v1beta1 import query_pb2 as bank_query
 from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import TxMsgData, TxResponse
 from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest
 from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_query
@@ -52,7 +53,7 @@ from chain_client.proto_gen.zrchain.identity.identity_pb2 import Keyring, Worksp
 from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
 from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
 from chain_client.proto_gen.zrchain.treasury.params_pb2 import Params as TreasuryParams
-from chain_client.tx import TxSpec, build_tx, tx_hash
+from chain_client.tx import FEE_DENOM, TxSpec, build_tx, tx_hash
 
 log = logging.getLogger("chain_client")
 M = TypeVar("M", bound=Message)
@@ -278,6 +279,16 @@ class ChainClient:
         if response is None:
             return None
         return BaseAccount.FromString(response.account.value)
+
+    def balance(self, address: str, denom: str = FEE_DENOM) -> int:
+        """The account's spendable balance of `denom` (bank Balance); an address with no account is 0,
+        as the SDK answers. A controller reads it to post only the answers it can pay for."""
+        response = self.call(
+            "/cosmos.bank.v1beta1.Query/Balance",
+            bank_query.QueryBalanceRequest(address=address, denom=denom),
+            bank_query.QueryBalanceResponse,
+        )
+        return int(response.balance.amount or 0)
 
     def key_requests(
         self, keyring_addr: str = "", status: int | str = 0, workspace_addr: str = "", page_limit: int = 100

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from chain_client.crypto import Signer, party_signature, signer_address
+from chain_client.proto_gen.cosmos.bank.v1beta1.tx_pb2 import MsgSend
+from chain_client.proto_gen.cosmos.base.v1beta1.coin_pb2 import Coin
 from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
 from chain_client.proto_gen.zrchain.treasury.tx_pb2 import (
     MsgFulfilKeyRequest,
@@ -56,3 +58,9 @@ def reject_sign_request(signer: Signer, request_id: int, reason: str) -> MsgFulf
     return _sign_answer(
         signer, request_id, mpcsign_pb2.SIGN_REQUEST_STATUS_REJECTED, reject_reason=reason[:MAX_REJECT_REASON]
     )
+
+
+def bank_send(signer: Signer, to_address: str, amount: int, denom: str = "urock") -> MsgSend:
+    """A Cosmos bank MsgSend from the signer's account: how a keyring party's account is funded."""
+    return MsgSend(from_address=signer_address(signer), to_address=to_address,
+                   amount=[Coin(denom=denom, amount=str(amount))])

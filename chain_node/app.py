@@ -32,7 +32,7 @@ from chain_client.proto_gen.cosmos.tx.v1beta1.service_pb2 import GetTxResponse
 from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Fee, Tx, TxBody, TxRaw
 from chain_client.proto_gen.tendermint.abci.types_pb2 import Event
 from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack, sign_doc_bytes, tx_hash
-from chain_node import errors, identity, treasury
+from chain_node import bank, errors, identity, treasury
 from chain_node.context import Context
 from chain_node.errors import TxError
 from chain_node.genesis import Genesis
@@ -42,7 +42,7 @@ log = logging.getLogger("chain_node")
 M = TypeVar("M", bound=Message)
 
 Handler = Callable[[Context, Message], Message]
-_MODULE_HANDLERS = {**identity.HANDLERS, **treasury.HANDLERS}
+_MODULE_HANDLERS = {**bank.HANDLERS, **identity.HANDLERS, **treasury.HANDLERS}
 HANDLERS: dict[str, tuple[type[Message], Handler]] = {
     "/" + cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in _MODULE_HANDLERS.items()
 }
@@ -133,8 +133,9 @@ def _messages(body: TxBody, signer: str) -> list[Message]:
         if entry is None:
             raise TxError(errors.UNKNOWN_REQUEST, f"unrecognized message type: {any_msg.type_url}")
         message = _parse(entry[0], any_msg.value, f"cannot decode {any_msg.type_url}")
-        if message.creator != signer:
-            raise TxError(errors.UNAUTHORIZED, f"creator {message.creator} is not the tx signer {signer}")
+        creator = bank.signer_of(message)
+        if creator != signer:
+            raise TxError(errors.UNAUTHORIZED, f"creator {creator} is not the tx signer {signer}")
         messages.append(message)
     return messages
 

@@ -29,6 +29,7 @@ from appliance.runtime.errors import UserError
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.crypto import SoftwareSigner
 from chain_client.errors import ChainError
+from chain_client.messages import bank_send
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params, load_genesis
@@ -163,6 +164,19 @@ def cmd_sign_request(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    """Fund an account after genesis (a bank MsgSend), e.g. a party host's chain address."""
+    if args.amount <= 0:
+        raise UserError("--amount must be a positive number of urock")
+    client, signer = _session(args)
+    with client:
+        to = _party_address(args, args.to)
+        response = client.send(signer, [bank_send(signer, to, args.amount)])
+        print(f"tx {response.txhash} in block {response.height}")
+        print(f"sent {args.amount}urock to {to}; balance now {client.balance(to)}urock")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     with ChainClient(ClientConfig(endpoints=args.node, **tls_options(args))) as client:
         lookups = {
@@ -254,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="comma-separated hex (32-byte digests for ECDSA keys)")
     p.add_argument("--btl", type=int, default=0)
     p.set_defaults(handler=cmd_sign_request)
+
+    p = sub.add_parser("send", help="send urock to an account (bank MsgSend): fund a keyring party")
+    _client_options(p)
+    p.add_argument("--to", required=True, help="zen1 address or key name")
+    p.add_argument("--amount", type=int, required=True, help="urock to send")
+    p.set_defaults(handler=cmd_send)
 
     p = sub.add_parser("show", help="print a request, key, keyring, workspace or account as JSON")
     _client_options(p, signing=False)

@@ -1,4 +1,4 @@
-"""gRPC front end of the node: zrChain treasury/identity queries, Cosmos auth and tx services.
+"""gRPC front end of the node: zrChain treasury/identity queries, Cosmos auth, bank Balance and tx services.
 
 Each handler takes the app lock only for the moment it reads state, so queries see whole blocks, and
 (as a Cosmos node does) sends the height it read at in the `x-cosmos-block-height` response header.
@@ -25,11 +25,14 @@ from chain_client.client import HEIGHT_HEADER
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2_grpc as auth_grpc
 from chain_client.proto_gen.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
+from chain_client.proto_gen.cosmos.bank.v1beta1 import query_pb2 as bank_query
+from chain_client.proto_gen.cosmos.bank.v1beta1 import query_pb2_grpc as bank_grpc
 from chain_client.proto_gen.cosmos.base.abci.v1beta1.abci_pb2 import GasInfo, Result
 from chain_client.proto_gen.cosmos.base.query.v1beta1.pagination_pb2 import PageRequest, PageResponse
 from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_query
 from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import query_pb2_grpc as cmt_grpc
 from chain_client.proto_gen.cosmos.base.tendermint.v1beta1 import types_pb2 as sdk_types
+from chain_client.proto_gen.cosmos.base.v1beta1.coin_pb2 import Coin
 from chain_client.proto_gen.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2 as tx_service
 from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
@@ -40,7 +43,7 @@ from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
 from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
 from chain_client.proto_gen.zrchain.treasury import query_pb2_grpc as treasury_grpc
 from chain_client.proto_gen.zrchain.treasury.params_pb2 import Params as TreasuryParams
-from chain_client.tx import PUBKEY_TYPE_URL, pack
+from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack
 from chain_node.app import App
 from chain_node.errors import TxError
 from chain_node.genesis import Genesis
@@ -239,6 +242,20 @@ class AuthQuery(_Base, auth_grpc.QueryServicer):
             return auth_query.QueryAccountResponse(account=pack(base))
 
 
+class BankQuery(_Base, bank_grpc.QueryServicer):
+    def Balance(self, request, context):  # noqa: N802
+        """As the SDK's bank keeper: an address without an account has a zero balance, not NOT_FOUND."""
+        if not request.address:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty address string is not allowed")
+        if request.denom != FEE_DENOM:
+            return bank_query.QueryBalanceResponse(balance=Coin(denom=request.denom, amount="0"))
+        with self.app.lock:
+            self._height_header(context)
+            account = self.app.store.get("account", request.address)
+            amount = account.balance if account is not None else 0
+        return bank_query.QueryBalanceResponse(balance=Coin(denom=FEE_DENOM, amount=str(amount)))
+
+
 class TxService(_Base, tx_grpc.ServiceServicer):
     def BroadcastTx(self, request, context):  # noqa: N802
         return tx_service.BroadcastTxResponse(tx_response=self.app.check_tx(request.tx_bytes))
@@ -321,6 +338,7 @@ class Node:
         treasury_grpc.add_QueryServicer_to_server(TreasuryQuery(self.app), self._server)
         identity_grpc.add_QueryServicer_to_server(IdentityQuery(self.app), self._server)
         auth_grpc.add_QueryServicer_to_server(AuthQuery(self.app), self._server)
+        bank_grpc.add_QueryServicer_to_server(BankQuery(self.app), self._server)
         tx_grpc.add_ServiceServicer_to_server(TxService(self.app), self._server)
         cmt_grpc.add_ServiceServicer_to_server(TendermintService(self.app), self._server)
         credentials = server_credentials(config)

@@ -10,6 +10,10 @@ a roster whose [cluster] keyring is already set, it only adds the parties the ke
 The admin key is a software key file (`zrkeyring-chain init` format, see chain_node/keyfile.py),
 named by path: a key is never taken on the command line. Progress goes to stderr, the keyring
 address alone to stdout (`ADDR=$(zrkeyring keyring register …)`).
+
+Funding: zrChain charges each fulfilment (key_req_fee / sig_req_fee) and each tx fee to the party that
+posts it, so every party's chain_address needs urock of its own (a bank send; docs/operations.md,
+"Funding a party"). A party that cannot pay holds its answers until it is funded.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="create the keyring (threshold from the roster) and add every roster party to it",
         description="Create a keyring whose party_threshold is the roster's threshold and add each "
         "party's chain_address to it. With --keyring ADDR (or a roster that already names a keyring) "
-        "only the missing parties are added. Prints the keyring address on stdout.",
+        "only the missing parties are added. Prints the keyring address on stdout. Every party's "
+        "chain_address then needs urock of its own: the chain charges each fulfilment's fee and each "
+        "tx fee to the party posting it (fund with a bank send; docs/operations.md, Funding a party).",
     )
     reg.add_argument("--roster", required=True, help="complete cluster roster (TOML)")
     reg.add_argument("--admin-keys-file", required=True, help="software key file (zrkeyring-chain format)")
@@ -56,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("--chain-id", default="", help="chain id (default: the one in the key file)")
     reg.add_argument("--keyring", default="", help="existing keyring: add the parties it lacks")
     reg.add_argument("--description", default="", help="keyring description (default: the cluster name)")
-    reg.add_argument("--key-req-fee", type=int, default=0, help="urock charged per key request")
-    reg.add_argument("--sig-req-fee", type=int, default=0, help="urock charged per signature request")
+    reg.add_argument("--key-req-fee", type=int, default=0, help="urock each posting party pays per key")
+    reg.add_argument("--sig-req-fee", type=int, default=0, help="urock each posting party pays per signature")
     reg.add_argument(
         "--write-roster", action="store_true", help="record the keyring address in the roster's [cluster]"
     )

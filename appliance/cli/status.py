@@ -5,7 +5,8 @@ table) it checks, in the order an operator would: the HSM (login, token, keys), 
 daemon (its unix socket answers `status`), every peer in the roster (a connection, with the party's
 mTLS credential when the config names its TLS bundle, else plain TCP), the chain (height and chain id,
 which must match the config), and the pending work (requests for this keyring open on chain, and the
-controller journal's entries not done, if its data directory is readable here).
+controller journal's entries not done, if its data directory is readable here), and the funds (this
+party's chain account balance against the keyring's fees: how many answers it pays for).
 
 Exit 0 when every check is ok, 3 otherwise. Nothing here writes: the journal is opened read-only.
 """
@@ -23,6 +24,8 @@ from typing import Any
 import grpc
 
 from appliance.cluster.ca import party_cn
+from appliance.controller.fees import UNLIMITED, Fees
+from appliance.controller.service import MAX_ANSWERS_PER_TX
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import PartyClient
 from appliance.mpc_party.transport import TlsCredentials
@@ -197,6 +200,23 @@ def check_pending(chain: ChainClient, keyring: str, data_dir: str) -> Check:
     return Check("pending work", True, detail)
 
 
+def check_funds(chain: ChainClient, keyring: str, address: str) -> Check:
+    """Can this party's chain account pay for its answers? zrChain charges every fulfilment to its poster."""
+    found = chain.keyring(keyring)
+    if found is None:
+        return Check("funds", False, f"keyring {keyring} not found on chain")
+    config = chain.config
+    fees = Fees(found.key_req_fee, found.sig_req_fee, config.fee_amount)
+    balance = chain.balance(address)
+    answers = fees.answers_affordable(balance, MAX_ANSWERS_PER_TX)
+    pays = "any number of" if answers >= UNLIMITED else f"~{answers}"
+    detail = (f"account {address} holds {balance} urock: pays for {pays} answers (key_req_fee "
+              f"{fees.key_req_fee}, sig_req_fee {fees.sig_req_fee}, tx fee {fees.tx_fee})")
+    if answers < 1:
+        detail += "; cannot pay the next one: fund it (docs/operations.md, Funding a party)"
+    return Check("funds", answers >= 1, detail)
+
+
 def run_checks(view: HostView) -> list[Check]:
     """Every check, in order; a failing one does not stop the others."""
     checks: list[Check] = []
@@ -220,6 +240,8 @@ def run_checks(view: HostView) -> list[Check]:
     try:
         checks.append(_guarded("chain", lambda: check_chain(chain, view.chain.chain_id)))
         checks.append(_guarded("pending work", lambda: check_pending(chain, keyring, view.data_dir)))
+        address = roster.party(view.index).chain_address
+        checks.append(_guarded("funds", lambda: check_funds(chain, keyring, address)))
     finally:
         chain.close()
     return checks

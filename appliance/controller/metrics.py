@@ -18,6 +18,7 @@ __all__ = [
     "REQUESTS_REJECTED", "PENDING_REQUESTS", "REQUESTS_NEAR_TIMEOUT", "OLDEST_PENDING_AGE",
     "LAST_FULFILMENT", "CHAIN_HEIGHT", "CHAIN_PROCESSED_HEIGHT", "CHAIN_POLL_LAG", "CHAIN_LAST_POLL",
     "CHAIN_POLL_ERRORS", "TX_BROADCASTS", "PARTY_UP", "key_type_label",
+    "BALANCE", "FEES_OWED", "ANSWERS_AFFORDABLE", "ANSWERS_WAITING_FOR_FUNDS",
 ]
 
 # This daemon's own registry: its /metrics shows these series and nothing of the party daemon's.
@@ -104,6 +105,27 @@ TX_BROADCASTS = Counter(
 PARTY_UP = Gauge(
     "zrkeyring_controller_party_up",
     "1 if the controller reached its local party daemon at the last attempt, else 0.",
+    registry=REGISTRY,
+)
+# Fees: zrChain charges each fulfilment to the posting party's account (docs/operations.md, "Funding").
+BALANCE = Gauge(
+    "zrkeyring_controller_balance_urock",
+    "Spendable urock of this party's chain account at the last read (bank Balance).",
+    registry=REGISTRY,
+)
+FEES_OWED = Gauge(
+    "zrkeyring_controller_fees_owed_urock",
+    "urock the answers ready to post would cost now (keyring fees plus transaction fees).",
+    registry=REGISTRY,
+)
+ANSWERS_AFFORDABLE = Gauge(
+    "zrkeyring_controller_answers_affordable",
+    "How many more answers the balance pays for at the keyring's dearer fee (capped at 1e9).",
+    registry=REGISTRY,
+)
+ANSWERS_WAITING_FOR_FUNDS = Gauge(
+    "zrkeyring_controller_answers_waiting_for_funds",
+    "Ready answers held back because the account cannot pay for them.",
     registry=REGISTRY,
 )
 

@@ -9,7 +9,10 @@ Each tick (every `poll_interval_s`):
 3. a signature that another party already posted (request PARTIAL) is verified and repeated: parties
    outside the quorum learn it that way;
 4. post every verified result and rejection in one transaction, after recording its exact bytes in the
-   journal (fsynced), never for a request whose `keyring_party_sigs` already holds our address;
+   journal (fsynced), never for a request whose `keyring_party_sigs` already holds our address, and
+   only as many as this party's account can pay for (the chain charges each fulfilment to its poster;
+   an unpaid one would fail the whole tx): the rest wait in the journal, with one warning per
+   `FUNDS_WARNING_INTERVAL_S` instead of a failing tx per tick (`fees.py`);
 5. follow the transaction to inclusion; if it expires unincluded (timeout height passed) or fails,
    the requests go back to be posted again after a fresh check of the chain.
 """
@@ -17,6 +20,7 @@ Each tick (every `poll_interval_s`):
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from appliance.controller import metrics
 from appliance.controller.deadlines import Deadlines
+from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.planner import (
     Decision,
@@ -56,6 +63,8 @@ MAX_ANSWERS_PER_TX = 20  # keeps a fulfilment tx well inside the default 300k ga
 LATE_POST_BLOCKS = 2  # parties outside the eager set wait this long before repeating an answer
 NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as near its timeout
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
+FUNDS_REFRESH_S = 5.0  # balance and keyring fees are re-read at least this often (every post reads the balance)
+FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about once per interval, not per tick
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,11 @@ class Controller:
         self.last_fulfilment = 0.0
         self._key_types: dict[tuple[str, int], str] = {}  # metrics labels of requests seen this run
         self._reject_reasons: dict[tuple[str, int], str] = {}
+        self._fees: Fees | None = None  # the keyring's fees and our tx fee, re-read every FUNDS_REFRESH_S
+        self._funds_read = float("-inf")
+        self._funds_warned = float("-inf")  # monotonic time of the last "cannot pay" warning
+        self._short_of_funds = False
+        self.balance: int | None = None
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -171,6 +185,8 @@ class Controller:
         for item in opened.values():
             self._consider(item)
         self._post(opened)
+        if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
+            self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
         now = time.time()
@@ -396,7 +412,7 @@ class Controller:
             if self._wait_before_posting(entry):
                 continue
             ready.append(entry)
-        ready = ready[:MAX_ANSWERS_PER_TX]
+        ready = self._payable(ready)
         if not ready:
             return
         msgs = [self._messages(e) for e in ready]
@@ -412,6 +428,65 @@ class Controller:
             log.info("posting %s request %d in tx %s", e.kind, e.request_id, prepared.tx_hash[:12],
                      extra={"request_id": e.request_id})
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
+
+    # --- fees ------------------------------------------------------------------------------------------
+
+    def _tx_fee(self) -> int:
+        """What one fulfilment tx pays in gas fees (with Simulate: the most `gas_limit` can cost)."""
+        config = self.chain.config
+        return math.ceil(config.gas_limit * config.gas_price) if config.simulate else config.fee_amount
+
+    def _read_funds(self) -> tuple[Fees, int] | None:
+        """Read our balance (bank Balance) and the keyring's fees; None when the chain will not say
+        (then posting goes on as before: the chain remains the judge)."""
+        try:
+            balance = self.chain.balance(self.address)
+            if self._fees is None or time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
+                keyring = self.chain.keyring(self.keyring)
+                if keyring is not None:
+                    self._fees = Fees(keyring.key_req_fee, keyring.sig_req_fee, self._tx_fee())
+        except grpc.RpcError as exc:
+            log.warning("cannot read the balance of %s or the fees of %s: %s", self.address, self.keyring,
+                        exc.details() if hasattr(exc, "details") else exc)
+            return None
+        self._funds_read = time.monotonic()
+        if self._fees is None:
+            return None
+        self.balance = balance
+        metrics.BALANCE.set(balance)
+        metrics.ANSWERS_AFFORDABLE.set(self._fees.answers_affordable(balance, MAX_ANSWERS_PER_TX))
+        return self._fees, balance
+
+    def _payable(self, ready: list[Entry]) -> list[Entry]:
+        """The ready answers of the next tx that our balance pays for (a prefix of at most
+        MAX_ANSWERS_PER_TX); the others stay RESULT/REJECT in the journal and are posted once funded."""
+        if not ready:
+            metrics.FEES_OWED.set(0)
+            metrics.ANSWERS_WAITING_FOR_FUNDS.set(0)
+            return []
+        funds = self._read_funds()
+        if funds is None:
+            return ready[:MAX_ANSWERS_PER_TX]
+        fees, balance = funds
+        answers = [(e.kind, e.state is State.REJECT) for e in ready]
+        owed = fees.cost(answers, MAX_ANSWERS_PER_TX)
+        metrics.FEES_OWED.set(owed)
+        batch = ready[:MAX_ANSWERS_PER_TX]
+        count = fees.affordable_prefix(answers[:MAX_ANSWERS_PER_TX], balance)
+        metrics.ANSWERS_WAITING_FOR_FUNDS.set(len(batch) - count)
+        now = time.monotonic()
+        if count < len(batch):
+            if not self._short_of_funds or now - self._funds_warned >= FUNDS_WARNING_INTERVAL_S:
+                log.warning("account %s holds %d urock, needs %d for %d answers; fund it (docs/operations.md); "
+                            "%d answers wait, none is dropped", self.address, balance, owed, len(ready),
+                            len(ready) - count)
+                self._funds_warned = now
+            self._short_of_funds = True
+        elif self._short_of_funds:
+            log.info("account %s holds %d urock again: posting the %d answers that waited for funds",
+                     self.address, balance, len(ready))
+            self._short_of_funds = False
+        return batch[:count]
 
     def _wait_before_posting(self, entry: Entry) -> bool:
         """Parties outside the eager set hold an answer back for LATE_POST_BLOCKS: the chain rejects a

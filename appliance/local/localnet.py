@@ -28,6 +28,7 @@ from appliance.hsm.softhsm import init_token, make_token_dir, write_hsm_config
 from appliance.mpc_party.local_api import PartyClient
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.crypto import SoftwareSigner
+from chain_client.messages import bank_send
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params
@@ -50,6 +51,9 @@ class LocalSettings:
     attempt_blocks: int = 15
     poll_interval_s: float = 0.1
     chain_tls: bool = True  # the node serves TLS under a throwaway CA that every config pins
+    unfunded: tuple[int, ...] = ()  # parties left out of genesis: no account until `fund()` sends them urock
+    key_req_fee: int = 0  # the keyring's fees, charged to each posting party (docs/operations.md, Funding)
+    sig_req_fee: int = 0
 
 
 @dataclass
@@ -98,7 +102,8 @@ class LocalKeyring:
         for host in self.hosts:  # the TLS key leaves the disk: sealed by the party's own HSM
             self._zrkeyring(host, "cluster", "seal-key", "--bundle-dir", str(bundle / f"party-{host.index}"),
                             "--config", str(host.directory / "secrets" / f"party-{host.index}.toml"))
-        accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *(h.chain_address for h in self.hosts)]]
+        funded = [h.chain_address for h in self.hosts if h.index not in s.unfunded]
+        accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *funded]]
         genesis = Genesis(CHAIN_ID, Params(default_btl=s.default_btl), accounts)
         (self.root / "chain").mkdir(parents=True, exist_ok=True)
         tls = make_dev_tls(self.root / "chain" / "tls") if s.chain_tls else None
@@ -136,7 +141,8 @@ class LocalKeyring:
         response = self.client.send(self.owner, [identity_tx.MsgNewWorkspace(creator=me)])
         self.workspace = msg_responses(response, [identity_tx.MsgNewWorkspaceResponse])[0].addr
         new = identity_tx.MsgNewKeyring(creator=me, description="zrkeyring local",
-                                        party_threshold=self.settings.threshold)
+                                        party_threshold=self.settings.threshold,
+                                        key_req_fee=self.settings.key_req_fee, sig_req_fee=self.settings.sig_req_fee)
         response = self.client.send(self.owner, [new])
         self.keyring = msg_responses(response, [identity_tx.MsgNewKeyringResponse])[0].addr
         self.client.send(self.owner, [identity_tx.MsgAddKeyringParty(creator=me, keyring_addr=self.keyring,
@@ -228,6 +234,12 @@ class LocalKeyring:
             self.node.stop()
 
     # --- what a workspace owner does ---------------------------------------------------------------
+
+    def fund(self, index: int, amount: int) -> None:
+        """Send `amount` urock from the owner to party `index`'s chain account (a bank MsgSend), as an
+        operator funds a party host after genesis."""
+        assert self.client is not None
+        self.client.send(self.owner, [bank_send(self.owner, self.host(index).chain_address, amount)])
 
     def request_key(self, key_type: str) -> int:
         assert self.client is not None

@@ -49,6 +49,10 @@ def _make_healthy() -> None:
     controller_metrics.CHAIN_POLL_LAG.set(1.5)
     controller_metrics.CHAIN_LAST_POLL.set_to_current_time()
     controller_metrics.LAST_FULFILMENT.set_to_current_time()
+    controller_metrics.BALANCE.set(10**12)  # a funded account: pays for many answers, owes nothing
+    controller_metrics.ANSWERS_AFFORDABLE.set(10**6)
+    controller_metrics.FEES_OWED.set(0)
+    controller_metrics.ANSWERS_WAITING_FOR_FUNDS.set(0)
     for kind in controller_metrics.KINDS:
         controller_metrics.PENDING_REQUESTS.labels(kind).set(0)
         controller_metrics.REQUESTS_NEAR_TIMEOUT.labels(kind).set(0)
