@@ -189,7 +189,7 @@ class PartyDaemon:
     def run_job(self, job: Job) -> bytes:
         """Check the job on chain, then run it once per session id (joining a run in flight)."""
         try:
-            check_on_chain(job, self.reader, self.keyring)
+            request = check_on_chain(job, self.reader, self.keyring)
         except RequestRefused as exc:
             log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc,
                         extra={"request_id": job.request_id})
@@ -206,12 +206,12 @@ class PartyDaemon:
                     self._sessions.popitem(last=False)
         if owner:
             try:
-                future.set_result(self._execute(job, sid))
+                future.set_result(self._execute(job, sid, request))
             except BaseException as exc:
                 future.set_exception(exc)
         return future.result()
 
-    def _execute(self, job: Job, sid: bytes) -> bytes:
+    def _execute(self, job: Job, sid: bytes, request: Any) -> bytes:
         extra = job_log_fields(job, sid)
         protocol, phase = protocol_label(job.key_type), "keygen" if isinstance(job, KeygenJob) else "sign"
         log.info("party %d runs %s request %d attempt %d (session %s)", self.me, job.kind, job.request_id,
@@ -222,7 +222,10 @@ class PartyDaemon:
         started = time.monotonic()
         reason, culprit = "local_error", None
         try:
-            result = self._keygen(job, sid) if isinstance(job, KeygenJob) else self._sign(job, sid)
+            if isinstance(job, KeygenJob):
+                result = self._keygen(job, sid)
+            else:
+                result = self._sign(job, sid, request.mpc_btl)
             metrics.SESSION_SECONDS.labels(protocol, phase).observe(time.monotonic() - started)
             reason = ""
             return result
@@ -261,10 +264,10 @@ class PartyDaemon:
                  public_key.hex(), extra=job_log_fields(job, sid))
         return public_key
 
-    def _sign(self, job: SignJob, sid: bytes) -> bytes:
+    def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
         if self.me not in job.signers:
             raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
-        self._check_attempt(job)
+        self._check_attempt(job, mpc_btl)
         try:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
@@ -289,19 +292,16 @@ class PartyDaemon:
             self.pairs.on_abort(exc, job.public_key)
             raise
 
-    def _check_attempt(self, job: SignJob) -> None:
+    def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
         """The signer set must be the quorum rule's for the job's attempt, and the attempt one the
         chain height allows now: the local socket cannot choose signers or mint extra sessions."""
         expected = quorum(self.roster.indices(), self.roster.cluster.threshold, job.request_id, job.attempt)
         if sorted(job.signers) != expected:
             raise JobFailed(f"refused: signers {sorted(job.signers)} are not the quorum {expected} of "
                             f"request {job.request_id} attempt {job.attempt}")
-        req = self.chain.sign_request(job.request_id)
-        if req is None:
-            raise JobFailed(f"refused: signature request {job.request_id} does not exist on chain")
         if self._default_btl is None:
             self._default_btl = self.chain.params().default_btl
-        current = attempt_at(self.chain.latest_height(), req.mpc_btl, self._default_btl,
+        current = attempt_at(self.chain.latest_height(), mpc_btl, self._default_btl,
                              self.config.party.attempt_blocks)
         if not current - 2 <= job.attempt <= current + 1:
             raise JobFailed(f"refused: attempt {job.attempt} of request {job.request_id} is not current "

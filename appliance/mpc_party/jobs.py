@@ -15,7 +15,7 @@ the party never contributes on an answer it could not authenticate.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.mpc_party.local_api import Job, KeygenJob, SignJob
 from appliance.rules.attempts import session_id
@@ -42,20 +42,20 @@ def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
     return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt)
 
 
-def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> None:
-    """Raise RequestRefused unless the chain holds exactly this request for this keyring."""
+def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> Any:
+    """Raise RequestRefused unless the chain holds exactly this request for this keyring; returns the
+    request as read (so later checks use this agreed answer instead of asking the chain again)."""
     try:
         if isinstance(job, KeygenJob):
-            _check_keygen(job, chain, keyring)
-        else:
-            _check_sign(job, chain, keyring)
+            return _check_keygen(job, chain, keyring)
+        return _check_sign(job, chain, keyring)
     except ChainDisagreement as exc:
         raise RequestRefused(f"no agreed chain answer: {exc}") from None
     except ChainUnavailable as exc:
         raise RequestRefused(f"chain unreachable, nothing to check against: {exc}") from None
 
 
-def _check_keygen(job: KeygenJob, chain: ChainReader, keyring: str) -> None:
+def _check_keygen(job: KeygenJob, chain: ChainReader, keyring: str) -> Any:
     req = chain.key_request(job.request_id)
     if req is None:
         raise RequestRefused(f"key request {job.request_id} does not exist on chain")
@@ -65,9 +65,10 @@ def _check_keygen(job: KeygenJob, chain: ChainReader, keyring: str) -> None:
         raise RequestRefused(f"key request {job.request_id} is {req.status}")
     if req.key_type != job.key_type or parse_key_type(job.key_type) is None:
         raise RequestRefused(f"key request {job.request_id} asks for {req.key_type}, job says {job.key_type}")
+    return req
 
 
-def _check_sign(job: SignJob, chain: ChainReader, keyring: str) -> None:
+def _check_sign(job: SignJob, chain: ChainReader, keyring: str) -> Any:
     req = chain.sign_request(job.request_id)
     if req is None:
         raise RequestRefused(f"signature request {job.request_id} does not exist on chain")
@@ -83,3 +84,4 @@ def _check_sign(job: SignJob, chain: ChainReader, keyring: str) -> None:
         raise RequestRefused(f"key {job.key_id} is not a key of keyring {keyring}")
     if bytes(key.public_key) != job.public_key:
         raise RequestRefused(f"key {job.key_id} has a different public key on chain")
+    return req

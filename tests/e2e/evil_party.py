@@ -44,9 +44,9 @@ def _install_bitflip() -> None:
     mul.receiver_extend = flipping_extend(lambda: getattr(_local, "column", 0))
     honest_sign = daemon.PartyDaemon._sign
 
-    def sign(self, job, sid):
+    def sign(self, job, sid, mpc_btl):
         if job.key_type == "KEY_TYPE_EDDSA_ED25519":
-            return honest_sign(self, job, sid)
+            return honest_sign(self, job, sid, mpc_btl)
         with _lock:
             column = _counter[0] % 128
             _counter[0] += 1
@@ -54,7 +54,7 @@ def _install_bitflip() -> None:
         entry = {"sid": sid.hex(), "signers": list(job.signers), "column": column,
                  "public_key": job.public_key.hex()}
         try:
-            result = honest_sign(self, job, sid)
+            result = honest_sign(self, job, sid, mpc_btl)
         except BaseException:
             _log({**entry, "ok": False})
             raise

@@ -205,10 +205,10 @@ def daemon_sign(store: ShareStore, hsm, job: SignJob) -> None:
         raise AssertionError("the daemon started a signing session with a refused share")
 
     party = SimpleNamespace(me=1, keyring=KEYRING, store=store, hsm=hsm, runner=SimpleNamespace(run=unreachable),
-                            _check_attempt=lambda _job: None,  # the quorum/attempt rule needs a chain
+                            _check_attempt=lambda _job, _mpc_btl: None,  # the quorum/attempt rule needs a chain
                             pairs=SimpleNamespace(check_signers=lambda *_args: None),
                             state=SimpleNamespace(claim_session=unreachable))
-    PartyDaemon._sign(party, job, b"\x00" * 32)
+    PartyDaemon._sign(party, job, b"\x00" * 32, 0)
 
 
 def test_daemon_refuses_to_sign_request_b_with_key_a_after_a_swap(hsm, store, key_a, key_b):
