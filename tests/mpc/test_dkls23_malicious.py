@@ -24,6 +24,7 @@ from appliance.mpc_party.protocols.dkls23.keyshare import delta_bits
 from appliance.mpc_party.protocols.dkls23.sign import SignSession, decode_sign_message
 from appliance.mpc_party.state import PartyState
 from tests.attacks import flipping_extend
+from tests.mpc.test_dkls23_sign import check_signature
 
 DIGEST = hashlib.sha256(b"malicious peer").digest()
 HONEST, EVIL = 1, 2
@@ -169,11 +170,8 @@ def test_resetup_keeps_shares_and_gives_fresh_deltas(keys):
                                                           keys[0].key_id)
     assert a.pairs[2].delta != keys[0].pairs[2].delta and b.pairs[1].delta != keys[1].pairs[1].delta
     assert a.pairs[3] == keys[0].pairs[3] and b.pairs[3] == keys[1].pairs[3]
-    sig = local.sign_now([a, b], DIGEST)
-    local.sign_now([a, keys[2]], DIGEST)  # untouched pairs still sign
-    import coincurve
-    got = coincurve.PublicKey.from_signature_and_message(sig.to_recoverable(), DIGEST, hasher=None)
-    assert got.format() == keys[0].public_key
+    check_signature(keys[0].public_key, DIGEST, local.sign_now([a, b], DIGEST))
+    check_signature(keys[0].public_key, DIGEST, local.sign_now([a, keys[2]], DIGEST))  # untouched pairs
     with pytest.raises(CorrelationAbort):  # one side re-set up, the other not: caught, and burns again
         local.sign_now([a, keys[1]], DIGEST)
 
@@ -189,7 +187,7 @@ def test_resetup_through_the_session_face(keys):
     while not (a.done and b.done):
         out_a, out_b = ([o for m in out_b for o in a.receive(3, m.payload)],
                         [o for m in out_a for o in b.receive(1, m.payload)])
-    local.sign_now([a.result(), b.result()], DIGEST)
+    check_signature(keys[0].public_key, DIGEST, local.sign_now([a.result(), b.result()], DIGEST))
 
 
 def test_resetup_header_must_match(keys):
