@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import time
 
-import grpc
 import pytest
 from coincurve import PrivateKey
-from google.protobuf.empty_pb2 import Empty
 from nacl.signing import VerifyKey
 
 from chain_client import messages
@@ -22,7 +20,7 @@ from chain_client.messages import fulfil_ica_request, fulfil_sign_request, rejec
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import key_pb2, tx_pb2, wallet_pb2
 from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest
-from chain_node.server import DEV_ADMIN_SERVICE
+from chain_node.local import chain_sign_request
 from chain_node.signtx import CHAIN_CREATOR, ICA_METADATA_TYPE_URL, ica_send_tx
 from tests.chain.conftest import make_world, verify_ecdsa
 from tests.chain.test_keeper_rules import _balance, new_key, sign_digest
@@ -295,18 +293,6 @@ def test_ica_request_refusals(world):
 # ---- the chain's own signature requests ---------------------------------------------------------------------
 
 
-def chain_sign_request(world, msg: tx_pb2.MsgNewSignTransactionRequest) -> None:
-    """Dev-only admin call: the node creates the request itself at the end of its next block."""
-    channel = grpc.insecure_channel(world.node.endpoint)
-    try:
-        call = channel.unary_unary(f"/{DEV_ADMIN_SERVICE}/ChainSignTransactionRequest",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=Empty.FromString)
-        call(msg, timeout=5)
-    finally:
-        channel.close()
-
-
 def test_chain_created_signature_request_is_in_no_tx(world):
     """validation EndBlock → HandleSignTransactionRequest: a Solana transaction for an Ed25519 key,
     created by a module account with no fee and announced in block events, never in a tx."""
@@ -314,7 +300,7 @@ def test_chain_created_signature_request_is_in_no_tx(world):
     key_id, signing = new_key(world, keyring, key_type="ed25519")
     before = {r.id for r in world.client.sign_requests(keyring)}
     message = b"solana message bytes"
-    chain_sign_request(world, tx_pb2.MsgNewSignTransactionRequest(
+    chain_sign_request(world.node.endpoint, tx_pb2.MsgNewSignTransactionRequest(
         key_ids=[key_id], wallet_type=wallet_pb2.WALLET_TYPE_SOLANA, unsigned_transaction=message))
     deadline = time.monotonic() + 10
     while not (new := [r for r in world.client.sign_requests(keyring) if r.id not in before]):
