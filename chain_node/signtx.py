@@ -184,8 +184,8 @@ def new_ica_transaction_request(ctx: Context, msg: tx_pb2.MsgNewICATransactionRe
     # Dev node only: the signature request a keyring answers with MsgFulfilICATransactionRequest.
     parent = SignRequest(creator=msg.creator, metadata=AnyMsg(type_url=ICA_METADATA_TYPE_URL,
                                                               value=record.SerializeToString()))
-    parent = treasury.create_sign_requests(ctx, parent, [key], [hashlib.sha256(record.input_msg).digest()],
-                                           msg.btl, escrow=False)
+    data = [hashlib.sha256(record.input_msg).digest()]
+    parent = treasury.create_sign_requests(ctx, parent, [key], data, 0, escrow=False)  # btl is the policy's
     return tx_pb2.MsgNewICATransactionRequestResponse(id=record.id, signature_request_id=parent.id)
 
 

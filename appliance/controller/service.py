@@ -250,8 +250,8 @@ class Controller:
             return
         if item.kind == "key":
             self._consider_key(req)
-        elif ica.reject_reason(req):  # an ICA transaction's request that does not match its ICA record
-            self._reject("sign", req.id, ica.reject_reason(req))
+        elif reason := ica.reject_reason(req):  # an ICA transaction's request not matching its ICA record
+            self._reject("sign", req.id, reason)
         else:
             self._consider_sign(req)
 

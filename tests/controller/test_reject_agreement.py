@@ -21,7 +21,14 @@ from appliance.controller.deadlines import Deadlines
 from appliance.controller.journal import Journal, State
 from appliance.controller.service import Controller, ControllerSection, _Open
 from appliance.mpc_party.local_api import JobFailed, SignJob
-from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest, SignReqResponse
+from chain_client.crypto import SoftwareSigner
+from chain_client.proto_gen.zrchain.treasury.key_pb2 import KeyReqResponse
+from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import (
+    SIGN_REQUEST_STATUS_REJECTED,
+    ICATransactionRequest,
+    SignReqResponse,
+)
+from chain_client.proto_gen.zrchain.treasury.tx_pb2 import MsgFulfilICATransactionRequest, MsgFulfilSignatureRequest
 from tests.chain.conftest import digest, open_world
 from tests.chain.test_keeper_rules import new_key
 
@@ -120,6 +127,39 @@ def test_every_party_rejects_the_same_requests_with_the_same_bytes(world, chain_
     reasons = {label: reason for label, (state, reason) in decisions[0].items() if state is State.REJECT}
     assert reasons["unknown key"] == "unknown key 987654"
     assert reasons["mixed key types"].startswith("key ") and "but the request is for" in reasons["mixed key types"]
+
+
+def test_key_requests_agree_too(world, chain_data, tmp_path):
+    """plan_key_request: an unsupported key type is rejected by all alike; a good one starts keygen."""
+    keyring, _ = chain_data
+    bad = KeyReqResponse(id=201, key_type="KEY_TYPE_UNSPECIFIED", status="KEY_REQUEST_STATUS_PENDING", mpc_btl=10**9)
+    good = KeyReqResponse(id=202, key_type=ECDSA, status="KEY_REQUEST_STATUS_PENDING", mpc_btl=10**9)
+    outcomes = []
+    for me in PARTIES:
+        controller = _controller(world, tmp_path, me, keyring)
+        for request in (bad, good):
+            controller._consider(_Open("key", request))
+        entries = [controller.journal.get("key", r.id) for r in (bad, good)]
+        outcomes.append([(e.state, e.reject_reason) for e in entries])
+        assert controller.started_jobs == [202]  # keygen runs on every party
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0][0] == (State.REJECT, "unsupported key type 'KEY_TYPE_UNSPECIFIED'")
+
+
+def test_an_ica_reject_is_posted_with_the_ica_message(world, chain_data, tmp_path):
+    """The answer to an ICA transaction's request, a reject included, is MsgFulfilICATransactionRequest."""
+    keyring, requests = chain_data
+    controller = _controller(world, tmp_path, 1, keyring)
+    controller.signer = SoftwareSigner()
+    request = requests["ICA data not its input_msg"]
+    controller._consider(_Open("sign", request))
+    message = controller._messages(controller.journal.get("sign", request.id), request)
+    assert isinstance(message, MsgFulfilICATransactionRequest)
+    assert message.status == SIGN_REQUEST_STATUS_REJECTED and message.request_id == request.id
+    assert "input_msg" in message.reject_reason and len(message.keyring_party_signature) == 64
+    plain = requests["unknown key"]
+    controller._consider(_Open("sign", plain))
+    assert isinstance(controller._messages(controller.journal.get("sign", plain.id), plain), MsgFulfilSignatureRequest)
 
 
 def test_a_party_without_its_share_or_with_a_failed_session_never_rejects(world, chain_data, tmp_path):
