@@ -50,22 +50,17 @@ def new_keyring(ctx: Context, msg: tx_pb2.MsgNewKeyring) -> Message:
     return tx_pb2.MsgNewKeyringResponse(addr=address)
 
 
-def _admin_keyring(ctx: Context, creator: str, keyring_addr: str) -> Keyring:
-    keyring = ctx.store.get("keyring", keyring_addr)
-    if keyring is None:
-        raise identity_error(f"keyring {keyring_addr} not found")
-    if creator not in keyring.admins:
-        raise identity_error(f"{creator} is not an admin of keyring {keyring_addr}")
-    return keyring
-
-
 def add_keyring_party(ctx: Context, msg: tx_pb2.MsgAddKeyringParty) -> Message:
-    keyring = _admin_keyring(ctx, msg.creator, msg.keyring_addr)
-    check_account_address(msg.party, "party")
+    """AddKeyringParty as upstream: keyring exists and is active, the party is new, then the creator
+    must be an admin (in that order); `increase_threshold` wraps a uint32 and a 0 threshold becomes 1."""
+    keyring = _active_keyring(ctx, msg.keyring_addr)
     if msg.party in keyring.parties:
-        raise identity_error(f"party {msg.party} is already a party of keyring {msg.keyring_addr}")
+        raise identity_error(f"party {msg.party} is already a party of the keyring {msg.keyring_addr}",
+                             IDENTITY_INVALID_ARGUMENT)
+    _require_admin(keyring, msg.creator)
+    check_account_address(msg.party, "party")
     keyring.parties.append(msg.party)
-    if msg.increase_threshold:  # a uint32 in Go: it wraps, and 0 then becomes 1 (identity AddKeyringParty)
+    if msg.increase_threshold:
         keyring.party_threshold = (keyring.party_threshold + 1) % 2**32
     keyring.party_threshold = max(1, keyring.party_threshold)
     ctx.store.set("keyring", keyring.address, keyring)
@@ -74,11 +69,15 @@ def add_keyring_party(ctx: Context, msg: tx_pb2.MsgAddKeyringParty) -> Message:
 
 
 def update_keyring(ctx: Context, msg: tx_pb2.MsgUpdateKeyring) -> Message:
-    keyring = _admin_keyring(ctx, msg.creator, msg.keyring_addr)
-    # As identity UpdateKeyring: a threshold of 0 or above the party count is silently kept as it was.
+    """UpdateKeyring as upstream: any admin, active or not (so it also reactivates); fees, activity and
+    description are set from the message; a threshold of 0 or above the party count is kept as it was."""
+    keyring = _stored_keyring(ctx, msg.keyring_addr)
+    if msg.creator not in keyring.admins:
+        raise identity_error(f"keyring updates must be performed by an admin - {msg.creator} is not a keyring admin",
+                             IDENTITY_INVALID_ARGUMENT)
     if 0 < msg.party_threshold <= len(keyring.parties):
         keyring.party_threshold = msg.party_threshold
-    keyring.description = msg.description  # upstream sets all four fields, empty or not
+    keyring.description = msg.description
     keyring.key_req_fee = msg.key_req_fee
     keyring.sig_req_fee = msg.sig_req_fee
     keyring.is_active = msg.is_active

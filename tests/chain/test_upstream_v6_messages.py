@@ -62,6 +62,29 @@ def test_remove_keyring_party_checks_and_threshold_as_upstream(world):
     assert list(stored.parties) == [] and stored.party_threshold == 0
 
 
+def test_add_party_and_update_keyring_as_upstream(world):
+    """identity AddKeyringParty: active keyring (ErrInactive), a new party (checked before the admin),
+    admins only. UpdateKeyring: admins only, also on an inactive keyring, which it can reactivate."""
+    owner, party = world.owner.address(), world.parties[0].address()
+    keyring = world.keyring(parties=1)
+    error = _refused(world, world.parties[1], [messages.add_keyring_party(world.parties[1].address(), keyring,
+                                                                          party)])
+    assert error.code == 1505 and f"party {party} is already a party of the keyring {keyring}" in error.raw_log
+    error = _refused(world, world.parties[1], [messages.add_keyring_party(world.parties[1].address(), keyring,
+                                                                          world.poor.address())])
+    assert "is not keyring admin" in error.raw_log
+    stored = world.client.keyring(keyring)
+    stranger = messages.update_keyring(party, stored, party_threshold=1)
+    assert "keyring updates must be performed by an admin" in _refused(world, world.parties[0], [stranger]).raw_log
+    world.client.send(world.owner, [messages.deactivate_keyring(owner, keyring)])
+    error = _refused(world, world.owner, [messages.add_keyring_party(owner, keyring, world.poor.address())])
+    assert error.code == 1507 and f"keyring {keyring} is not active" in error.raw_log
+    world.client.send(world.owner, [messages.update_keyring(owner, world.client.keyring(keyring), is_active=True,
+                                                            description="back")])
+    stored = world.client.keyring(keyring)
+    assert stored.is_active and stored.description == "back" and list(stored.parties) == [party]
+
+
 def test_keyring_admins_and_the_last_admin(world):
     """identity AddKeyringAdmin / RemoveKeyringAdmin: admins only, no duplicate, never the last one."""
     owner, other = world.owner.address(), world.parties[0].address()
