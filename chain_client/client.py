@@ -368,6 +368,55 @@ class ChainClient:
         )
         return response.workspace if response is not None else None
 
+    def keyrings(self, page_limit: int = 100) -> list[Keyring]:
+        """identity Keyrings: every keyring (all pages)."""
+        path = "/zrchain.identity.Query/Keyrings"
+        request = identity_query.QueryKeyringsRequest()
+        return self._pages(path, request, identity_query.QueryKeyringsResponse, "keyrings", page_limit)
+
+    def workspaces(self, owner: str = "", creator: str = "", page_limit: int = 100) -> list[Workspace]:
+        """identity Workspaces filtered by an owner and/or the creator (all pages)."""
+        path = "/zrchain.identity.Query/Workspaces"
+        request = identity_query.QueryWorkspacesRequest(owner=owner, creator=creator)
+        return self._pages(path, request, identity_query.QueryWorkspacesResponse, "workspaces", page_limit)
+
+    def identity_params(self) -> identity_query.Params:
+        return self.call(
+            "/zrchain.identity.Query/Params", identity_query.QueryParamsRequest(), identity_query.QueryParamsResponse
+        ).params
+
+    def sign_transaction_requests(
+        self, key_id: int = 0, wallet_type: int = 0, status: int | str = 0, page_limit: int = 100
+    ) -> list[treasury_query.SignTransactionRequestsResponse]:
+        """treasury SignTransactionRequests: each with its signature request (mpc_btl, fee left empty)."""
+        path = "/zrchain.treasury.Query/SignTransactionRequests"
+        request = treasury_query.QuerySignTransactionRequestsRequest(
+            key_id=key_id, wallet_type=wallet_type, status=_status_value(mpcsign_pb2.SignRequestStatus, status)
+        )
+        return self._pages(
+            path, request, treasury_query.QuerySignTransactionRequestsResponse, "sign_transaction_requests",
+            page_limit,
+        )
+
+    def sign_transaction_request(self, request_id: int) -> mpcsign_pb2.SignTxReqResponse | None:
+        response = self._get_or_none(
+            "/zrchain.treasury.Query/SignTransactionRequestByID",
+            treasury_query.QuerySignTransactionRequestByIDRequest(id=request_id),
+            treasury_query.QuerySignTransactionRequestByIDResponse,
+        )
+        return response.sign_transaction_request if response is not None else None
+
+    def key_by_address(self, address: str, wallet_type: int, keyring_addr: str = "",
+                       key_type: int = 0) -> key_pb2.KeyResponse | None:
+        """treasury KeyByAddress: the key whose wallet of this type has `address` (None: no such key)."""
+        response = self.call(
+            "/zrchain.treasury.Query/KeyByAddress",
+            treasury_query.QueryKeyByAddressRequest(
+                address=address, wallet_type=wallet_type, keyring_addr=keyring_addr, key_type=key_type),
+            treasury_query.QueryKeyByAddressResponse,
+        )
+        return response.response.key if response.HasField("response") else None
+
     def latest_block(self) -> tuple[str, int, datetime | None]:
         """(chain id, height, block time in UTC) of the newest committed block (GetLatestBlock).
 

@@ -31,8 +31,9 @@ from chain_client.proto_gen.cosmos.tx.signing.v1beta1.signing_pb2 import SIGN_MO
 from chain_client.proto_gen.cosmos.tx.v1beta1.service_pb2 import GetTxResponse
 from chain_client.proto_gen.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Fee, Tx, TxBody, TxRaw
 from chain_client.proto_gen.tendermint.abci.types_pb2 import Event
+from chain_client.proto_gen.zrchain.treasury.tx_pb2 import MsgNewSignTransactionRequest
 from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack, sign_doc_bytes, tx_hash
-from chain_node import bank, errors, identity, treasury
+from chain_node import bank, errors, identity, signtx, treasury
 from chain_node.context import Context
 from chain_node.errors import TxError
 from chain_node.genesis import Genesis
@@ -42,7 +43,7 @@ log = logging.getLogger("chain_node")
 M = TypeVar("M", bound=Message)
 
 Handler = Callable[[Context, Message], Message]
-_MODULE_HANDLERS = {**bank.HANDLERS, **identity.HANDLERS, **treasury.HANDLERS}
+_MODULE_HANDLERS = {**bank.HANDLERS, **identity.HANDLERS, **treasury.HANDLERS, **signtx.HANDLERS}
 HANDLERS: dict[str, tuple[type[Message], Handler]] = {
     "/" + cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in _MODULE_HANDLERS.items()
 }
@@ -201,6 +202,7 @@ class App:
         self._mempool_hashes: set[str] = set()
         self._mempool_bytes = 0
         self._check_accounts: dict[str, Account] = {}
+        self.chain_requests: list[MsgNewSignTransactionRequest] = []  # dev only; lost on a crash
         if store.height == 0 and not store.data["account"]:
             self._init_genesis()
 
@@ -362,6 +364,7 @@ class App:
             for event in begin.events:
                 log.info("block %d: %s %s", height, event.type, {a.key: a.value for a in event.attributes})
             failed = sum(self._deliver(tx, height, timestamp) for tx in txs)
+            created = self._end_block(height)
             self.store.set("meta", "height", height)
             self.store.set("meta", "time", timestamp)
             self.store.commit()
@@ -372,7 +375,7 @@ class App:
                 account = self._check_account(tx.address)
                 if account is not None:
                     self._charge(tx, account)
-            if txs or expired:
+            if txs or expired or created:
                 log.info(
                     "block %d: %d txs (%d failed), %d requests timed out, %.1f ms",
                     height,
@@ -382,6 +385,28 @@ class App:
                     (time.perf_counter() - started) * 1000,
                 )
             return height
+
+    def queue_chain_request(self, msg: MsgNewSignTransactionRequest) -> None:
+        """Dev only: have the chain itself request a signature at the end of the next block."""
+        with self.lock:
+            self.chain_requests.append(msg)
+
+    def _end_block(self, height: int) -> int:
+        """EndBlock: the chain's own signature requests (validation module). Their events are block
+        events, in no tx; a request that cannot be made is logged and dropped, the block goes on."""
+        queued, self.chain_requests = self.chain_requests, []
+        for msg in queued:
+            ctx = Context(store=Overlay(self.store), height=height, params=self.params)
+            try:
+                request_id = signtx.chain_sign_transaction_request(ctx, msg)
+            except TxError as exc:
+                log.warning("block %d: end_block: chain signature request refused: %s", height, exc.log)
+                continue
+            ctx.store.commit()
+            for event in ctx.events:
+                log.info("block %d: end_block %s %s", height, event.type, {a.key: a.value for a in event.attributes})
+            log.info("block %d: end_block created signature request %d", height, request_id)
+        return len(queued)
 
     @staticmethod
     def _drop_timed_out(txs: list[DecodedTx], height: int) -> list[DecodedTx]:

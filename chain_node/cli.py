@@ -6,6 +6,9 @@
     zrkeyring-chain workspace-create --keys-file keys.json --key owner
     zrkeyring-chain keyring-create --keys-file keys.json --key owner --threshold 1
     zrkeyring-chain keyring-add-party --keys-file keys.json --key owner --keyring keyring1... --party party1
+    zrkeyring-chain keyring-remove-party --key owner --keyring keyring1... --party party1 [--decrease-threshold]
+    zrkeyring-chain keyring-update --key owner --keyring keyring1... [--threshold N] [--no-active] ...
+    zrkeyring-chain keyring-admin add|remove|deactivate --key owner --keyring keyring1... [--admin A]
     zrkeyring-chain key-request --keys-file keys.json --key owner --workspace W --keyring K
     zrkeyring-chain sign-request --keys-file keys.json --key owner --key-id 1 --data <64 hex>[,<64 hex>...]
     zrkeyring-chain show key-request 1 --node 127.0.0.1:9090 --tls-ca ca.pem
@@ -26,6 +29,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from appliance.runtime.errors import UserError
+from chain_client import messages
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.crypto import SoftwareSigner
 from chain_client.errors import ChainError
@@ -147,6 +151,58 @@ def cmd_keyring_add_party(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keyring_remove_party(args: argparse.Namespace) -> int:
+    """identity RemoveKeyringParty; a threshold above the remaining party count drops to that count."""
+    msg = identity_tx.MsgRemoveKeyringParty(
+        keyring_addr=args.keyring, party=_party_address(args, args.party), decrease_threshold=args.decrease_threshold
+    )
+    _submit(args, msg, identity_tx.MsgRemoveKeyringPartyResponse)
+    print(f"party {msg.party} removed from {args.keyring}")
+    return 0
+
+
+def cmd_keyring_update(args: argparse.Namespace) -> int:
+    """identity UpdateKeyring from the keyring as stored: only the given options change (the chain sets
+    description, fees and is_active from every message, and ignores a threshold of 0 or above the
+    party count)."""
+    client, signer = _session(args)
+    with client:
+        keyring = client.keyring(args.keyring)
+        if keyring is None:
+            raise UserError(f"keyring {args.keyring} not found")
+        changes = {name: value for name, value in (
+            ("party_threshold", args.threshold), ("description", args.description),
+            ("key_req_fee", args.key_req_fee), ("sig_req_fee", args.sig_req_fee), ("is_active", args.active),
+        ) if value is not None}
+        response = client.send(signer, [messages.update_keyring(signer.address(), keyring, **changes)])
+        print(f"tx {response.txhash} in block {response.height}")
+        after = client.keyring(args.keyring)
+    print(f"keyring {after.address}: threshold {after.party_threshold} of {len(after.parties)}, "
+          f"active {after.is_active}")
+    return 0
+
+
+def cmd_keyring_admin(args: argparse.Namespace) -> int:
+    """AddKeyringAdmin / RemoveKeyringAdmin / DeactivateKeyring (the keyring must be active for the first
+    two; the last admin cannot be removed)."""
+    if args.action == "deactivate":
+        _submit(args, identity_tx.MsgDeactivateKeyring(keyring_addr=args.keyring),
+                identity_tx.MsgDeactivateKeyringResponse)
+        print(f"keyring {args.keyring} deactivated")
+        return 0
+    if not args.admin:
+        raise UserError(f"keyring-admin {args.action} needs --admin")
+    admin = _party_address(args, args.admin)
+    if args.action == "add":
+        _submit(args, identity_tx.MsgAddKeyringAdmin(keyring_addr=args.keyring, admin=admin),
+                identity_tx.MsgAddKeyringAdminResponse)
+    else:
+        _submit(args, identity_tx.MsgRemoveKeyringAdmin(keyring_addr=args.keyring, admin=admin),
+                identity_tx.MsgRemoveKeyringAdminResponse)
+    print(f"admin {admin} {'added to' if args.action == 'add' else 'removed from'} {args.keyring}")
+    return 0
+
+
 def cmd_key_request(args: argparse.Namespace) -> int:
     msg = treasury_tx.MsgNewKeyRequest(
         workspace_addr=args.workspace, keyring_addr=args.keyring, key_type=args.type, mpc_btl=args.btl
@@ -186,6 +242,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "keyring": client.keyring,
             "workspace": client.workspace,
             "account": client.account,
+            "sign-tx-request": lambda v: client.sign_transaction_request(int(v)),
         }
         found = lookups[args.what](args.id)
     if found is None:
@@ -254,6 +311,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--increase-threshold", action="store_true")
     p.set_defaults(handler=cmd_keyring_add_party)
 
+    p = sub.add_parser("keyring-remove-party", help="remove a party (zen1 address or key name) from a keyring")
+    _client_options(p)
+    p.add_argument("--keyring", required=True)
+    p.add_argument("--party", required=True)
+    p.add_argument("--decrease-threshold", action="store_true")
+    p.set_defaults(handler=cmd_keyring_remove_party)
+
+    p = sub.add_parser("keyring-update", help="change a keyring's threshold, fees, description or activity")
+    _client_options(p)
+    p.add_argument("--keyring", required=True)
+    p.add_argument("--threshold", type=int, default=None, help="party_threshold (ignored if 0 or > parties)")
+    p.add_argument("--description", default=None)
+    p.add_argument("--key-req-fee", type=int, default=None)
+    p.add_argument("--sig-req-fee", type=int, default=None)
+    p.add_argument("--active", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(handler=cmd_keyring_update)
+
+    p = sub.add_parser("keyring-admin", help="add or remove a keyring admin, or deactivate the keyring")
+    _client_options(p)
+    p.add_argument("action", choices=["add", "remove", "deactivate"])
+    p.add_argument("--keyring", required=True)
+    p.add_argument("--admin", default="", help="zen1 address or key name (add, remove)")
+    p.set_defaults(handler=cmd_keyring_admin)
+
     p = sub.add_parser("key-request", help="ask a keyring for a new key")
     _client_options(p)
     p.add_argument("--workspace", required=True)
@@ -277,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="print a request, key, keyring, workspace or account as JSON")
     _client_options(p, signing=False)
-    p.add_argument("what", choices=["key-request", "sign-request", "key", "keyring", "workspace", "account"])
+    p.add_argument("what", choices=["key-request", "sign-request", "key", "keyring", "workspace", "account",
+                                    "sign-tx-request"])
     p.add_argument("id", help="request/key id or address")
     p.set_defaults(handler=cmd_show)
     return parser

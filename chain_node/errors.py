@@ -38,8 +38,18 @@ class TxError(Exception):
         self.log = log
 
 
-def identity_error(log: str) -> TxError:
-    return TxError(2, log, IDENTITY)
+# x/identity's registered errors (types/errors.go); errorsmod.Wrapf(err, text) logs "text: <err>".
+IDENTITY_NOT_FOUND = (1503, "not found")
+IDENTITY_INVALID_ARGUMENT = (1505, "invalid argument")
+IDENTITY_INACTIVE = (1507, "inactive")
+
+
+def identity_error(log: str, registered: tuple[int, str] | None = None) -> TxError:
+    """An identity refusal: a plain error (code 2 here) or one of the module's registered errors."""
+    if registered is None:
+        return TxError(2, log, IDENTITY)
+    code, text = registered
+    return TxError(code, f"{log}: {text}", IDENTITY)
 
 
 def treasury_error(log: str) -> TxError:

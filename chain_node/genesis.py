@@ -31,6 +31,9 @@ class Params:
     max_tx_bytes: int = 1_048_576  # CometBFT mempool max_tx_bytes (its default)
     max_mempool_bytes: int = 64 * 1_048_576  # CometBFT max_txs_bytes (1 GiB upstream; a dev node holds less)
     max_memo_characters: int = 256  # x/auth param, the SDK default
+    # Dev only: serve /zrkeyring.dev.Admin/ChainSignTransactionRequest, which makes the node create a
+    # signature request itself at the end of the next block, as zrChain's validation module does.
+    dev_chain_requests: bool = False
 
 
 @dataclass

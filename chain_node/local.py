@@ -152,3 +152,22 @@ def make_dev_tls(directory: Path, names: tuple[str, ...] = ("127.0.0.1", "localh
     with os.fdopen(fd, "wb") as handle:
         handle.write(key_pem)
     return tls
+
+
+def chain_sign_request(endpoint: str, msg: object, ca_pem: bytes = b"") -> None:
+    """Dev only: ask the node (genesis `dev_chain_requests = true`) to create a signature request itself
+    at the end of its next block, as zrChain's validation module does (see chain_node/signtx.py)."""
+    import grpc
+    from google.protobuf.empty_pb2 import Empty
+
+    from chain_node.server import DEV_ADMIN_SERVICE
+
+    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem) if ca_pem else None
+    channel = grpc.secure_channel(endpoint, creds) if creds else grpc.insecure_channel(endpoint)
+    try:
+        call = channel.unary_unary(f"/{DEV_ADMIN_SERVICE}/ChainSignTransactionRequest",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=Empty.FromString)
+        call(msg, timeout=10)
+    finally:
+        channel.close()

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyMsg
+from google.protobuf.empty_pb2 import Empty
 
 from chain_client.client import HEIGHT_HEADER
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
@@ -39,11 +40,12 @@ from chain_client.proto_gen.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
 from chain_client.proto_gen.tendermint.types import types_pb2 as cmt_types
 from chain_client.proto_gen.zrchain.identity import query_pb2 as identity_query
 from chain_client.proto_gen.zrchain.identity import query_pb2_grpc as identity_grpc
-from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2
+from chain_client.proto_gen.zrchain.treasury import key_pb2, mpcsign_pb2, tx_pb2, wallet_pb2
 from chain_client.proto_gen.zrchain.treasury import query_pb2 as treasury_query
 from chain_client.proto_gen.zrchain.treasury import query_pb2_grpc as treasury_grpc
 from chain_client.proto_gen.zrchain.treasury.params_pb2 import Params as TreasuryParams
 from chain_client.tx import FEE_DENOM, PUBKEY_TYPE_URL, pack
+from chain_node import signtx
 from chain_node.app import App
 from chain_node.errors import TxError
 from chain_node.genesis import Genesis
@@ -53,6 +55,7 @@ from chain_node.treasury import sign_request_keyring
 log = logging.getLogger("chain_node")
 T = TypeVar("T")
 DEFAULT_PAGE_LIMIT = 100
+DEV_ADMIN_SERVICE = "zrkeyring.dev.Admin"
 MAX_PAGE_LIMIT = 1000
 
 
@@ -92,6 +95,7 @@ def key_request_response(request: key_pb2.KeyRequest, by_id: bool) -> key_pb2.Ke
         sign_policy_id=request.sign_policy_id,
         mpc_btl=request.mpc_btl if by_id else 0,
         public_key=request.public_key,
+        zenbtc_metadata=request.zenbtc_metadata if request.HasField("zenbtc_metadata") else None,
     )
 
 
@@ -118,6 +122,19 @@ def sign_request_response(request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignR
     return response
 
 
+def sign_tx_response(record: mpcsign_pb2.SignTransactionRequest) -> mpcsign_pb2.SignTxReqResponse:
+    """SignTxReqResponse as upstream fills it (mpc_btl and the deprecated key_id stay empty)."""
+    return mpcsign_pb2.SignTxReqResponse(
+        id=record.id,
+        creator=record.creator,
+        key_ids=record.key_ids,
+        wallet_type=wallet_pb2.WalletType.Name(record.wallet_type),
+        unsigned_transaction=record.unsigned_transaction,
+        sign_request_id=record.sign_request_id,
+        no_broadcast=record.no_broadcast,
+    )
+
+
 def key_response(key: key_pb2.Key) -> key_pb2.KeyResponse:
     return key_pb2.KeyResponse(
         id=key.id,
@@ -127,6 +144,7 @@ def key_response(key: key_pb2.Key) -> key_pb2.KeyResponse:
         public_key=key.public_key,
         index=key.index,
         sign_policy_id=key.sign_policy_id,
+        zenbtc_metadata=key.zenbtc_metadata if key.HasField("zenbtc_metadata") else None,
     )
 
 
@@ -211,6 +229,60 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             return treasury_query.QueryKeyByIDResponse(key=key_response(key))
 
 
+    def SignTransactionRequests(self, request, context):  # noqa: N802
+        """As upstream (query_sign_transaction_requests.go): filters key_id, wallet_type and the
+        signature request's status; `request_id` is ignored; the embedded SignReqResponse leaves
+        mpc_btl, fee and zenbtc_tx_bytes empty and SignTxReqResponse leaves mpc_btl empty."""
+        def keep(record: mpcsign_pb2.SignTransactionRequest) -> bool:
+            sign = self.store.get("signreq", record.sign_request_id)
+            return (
+                sign is not None
+                and (not request.key_id or request.key_id in record.key_ids)
+                and (not request.status or sign.status == request.status)
+                and (not request.wallet_type or record.wallet_type == request.wallet_type)
+            )
+
+        with self.app.lock:
+            self._height_header(context)
+            records = [(r.id, r) for r in self.store.values("signtxreq") if keep(r)]
+            items, page = paginate(sorted(records, key=lambda kv: kv[0]), request.pagination)
+            entries = []
+            for record in items:
+                sign = sign_request_response(self.store.get("signreq", record.sign_request_id))
+                sign.ClearField("mpc_btl")
+                sign.ClearField("zenbtc_tx_bytes")
+                entries.append(treasury_query.SignTransactionRequestsResponse(
+                    sign_transaction_requests=sign_tx_response(record), sign_request=sign))
+            return treasury_query.QuerySignTransactionRequestsResponse(
+                sign_transaction_requests=entries, pagination=page)
+
+    def SignTransactionRequestByID(self, request, context):  # noqa: N802
+        with self.app.lock:
+            found = self._find(context, "signtxreq", request.id, "sign transaction request")
+            return treasury_query.QuerySignTransactionRequestByIDResponse(
+                sign_transaction_request=sign_tx_response(found))
+
+    def KeyByAddress(self, request, context):  # noqa: N802
+        """As upstream (query_key_by_address.go): the first key, filtered by keyring and type, whose
+        wallet of `wallet_type` has this address; an empty answer (not an error) when none has."""
+        with self.app.lock:
+            self._height_header(context)
+            for key in self.store.values("key"):
+                if request.keyring_addr and key.keyring_addr != request.keyring_addr:
+                    continue
+                if request.key_type and key.type != request.key_type:
+                    continue
+                try:
+                    address = signtx.wallet_address(key, request.wallet_type)
+                except TxError as exc:
+                    context.abort(grpc.StatusCode.UNKNOWN, exc.log)
+                if address == request.address:
+                    wallet = treasury_query.WalletResponse(
+                        address=address, type=wallet_pb2.WalletType.Name(request.wallet_type))
+                    return treasury_query.QueryKeyByAddressResponse(
+                        response=treasury_query.KeyAndWalletResponse(key=key_response(key), wallets=[wallet]))
+            return treasury_query.QueryKeyByAddressResponse()
+
     def Params(self, request, context):  # noqa: N802
         # Only default_btl means something here; the commission and MPC keyring fields stay empty.
         params = TreasuryParams(default_btl=self.app.params.default_btl)
@@ -218,6 +290,30 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
 
 
 class IdentityQuery(_Base, identity_grpc.QueryServicer):
+    def Params(self, request, context):  # noqa: N802
+        # identity Params: keyring_creation_fee, which the dev node does not charge (0).
+        return identity_query.QueryParamsResponse(params=identity_query.Params())
+
+    def Keyrings(self, request, context):  # noqa: N802
+        with self.app.lock:
+            self._height_header(context)
+            keyrings = sorted(self.store.values("keyring"), key=lambda k: k.address)
+            items, page = paginate(enumerate(keyrings), request.pagination)
+            return identity_query.QueryKeyringsResponse(keyrings=items, pagination=page)
+
+    def Workspaces(self, request, context):  # noqa: N802
+        """Filters `owner` (one of the owners) and `creator`, as upstream's query_workspaces.go."""
+        with self.app.lock:
+            self._height_header(context)
+            workspaces = sorted(
+                (w for w in self.store.values("workspace")
+                 if (not request.owner or request.owner in w.owners)
+                 and (not request.creator or w.creator == request.creator)),
+                key=lambda w: w.address,
+            )
+            items, page = paginate(enumerate(workspaces), request.pagination)
+            return identity_query.QueryWorkspacesResponse(workspaces=items, pagination=page)
+
     def KeyringByAddress(self, request, context):  # noqa: N802
         with self.app.lock:
             keyring = self._find(context, "keyring", request.keyring_addr, "keyring")
@@ -227,6 +323,22 @@ class IdentityQuery(_Base, identity_grpc.QueryServicer):
         with self.app.lock:
             workspace = self._find(context, "workspace", request.workspace_addr, "workspace")
             return identity_query.QueryWorkspaceByAddressResponse(workspace=workspace)
+
+
+def dev_admin_handler(app: App) -> grpc.GenericRpcHandler:
+    """Dev only: `/zrkeyring.dev.Admin/ChainSignTransactionRequest` (a MsgNewSignTransactionRequest, creator
+    ignored) makes the chain create that signature request itself at the end of the next block, the way
+    zrChain's validation module does from EndBlock. Refused unless genesis sets dev_chain_requests."""
+    def queue(msg: tx_pb2.MsgNewSignTransactionRequest, context: grpc.ServicerContext) -> Empty:
+        if not app.params.dev_chain_requests:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "dev_chain_requests is not enabled in genesis")
+        app.queue_chain_request(msg)
+        return Empty()
+
+    method = grpc.unary_unary_rpc_method_handler(
+        queue, request_deserializer=tx_pb2.MsgNewSignTransactionRequest.FromString,
+        response_serializer=Empty.SerializeToString)
+    return grpc.method_handlers_generic_handler(DEV_ADMIN_SERVICE, {"ChainSignTransactionRequest": method})
 
 
 class AuthQuery(_Base, auth_grpc.QueryServicer):
@@ -341,6 +453,7 @@ class Node:
         bank_grpc.add_QueryServicer_to_server(BankQuery(self.app), self._server)
         tx_grpc.add_ServiceServicer_to_server(TxService(self.app), self._server)
         cmt_grpc.add_ServiceServicer_to_server(TendermintService(self.app), self._server)
+        self._server.add_generic_rpc_handlers((dev_admin_handler(self.app),))
         credentials = server_credentials(config)
         self.tls = credentials is not None
         if credentials is None:

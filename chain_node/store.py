@@ -21,7 +21,11 @@ from google.protobuf.message import Message
 from chain_client.proto_gen.cosmos.tx.v1beta1.service_pb2 import GetTxResponse
 from chain_client.proto_gen.zrchain.identity.identity_pb2 import Keyring, Workspace
 from chain_client.proto_gen.zrchain.treasury.key_pb2 import Key, KeyRequest
-from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import SignRequest
+from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import (
+    ICATransactionRequest,
+    SignRequest,
+    SignTransactionRequest,
+)
 
 OPEN_STATUSES = (1, 2)  # PENDING, PARTIAL (same numbers for key and sign requests)
 
@@ -42,8 +46,10 @@ _PROTO: dict[str, type[Message]] = {
     "signreq": SignRequest,
     "key": Key,
     "tx": GetTxResponse,
+    "signtxreq": SignTransactionRequest,
+    "icareq": ICATransactionRequest,
 }
-_INT_KEYED = {"keyreq", "signreq", "key"}
+_INT_KEYED = {"keyreq", "signreq", "key", "signtxreq", "icareq"}
 NAMESPACES = (*_PROTO, "account", "meta")
 
 

@@ -8,6 +8,8 @@ overdue requests are rejected at the start of a block and their fee refunded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from coincurve import PublicKey
 from google.protobuf.message import Message
 from nacl.exceptions import BadSignatureError
@@ -44,7 +46,7 @@ def _keyring(ctx: Context, address: str, for_new_request: bool = False) -> Keyri
     return keyring
 
 
-def _owned_workspace(ctx: Context, creator: str, address: str) -> None:
+def owned_workspace(ctx: Context, creator: str, address: str) -> None:
     workspace = ctx.store.get("workspace", address)
     if workspace is None:
         raise treasury_error(f"workspace {address} not found")
@@ -72,7 +74,7 @@ def _expiry(ctx: Context, mpc_btl: int) -> int:
 
 
 def new_key_request(ctx: Context, msg: tx_pb2.MsgNewKeyRequest) -> Message:
-    _owned_workspace(ctx, msg.creator, msg.workspace_addr)
+    owned_workspace(ctx, msg.creator, msg.workspace_addr)
     keyring = _keyring(ctx, msg.keyring_addr, for_new_request=True)
     key_type = KEY_TYPES.get(msg.key_type.lower())
     if key_type is None:
@@ -90,6 +92,8 @@ def new_key_request(ctx: Context, msg: tx_pb2.MsgNewKeyRequest) -> Message:
         mpc_btl=_expiry(ctx, msg.mpc_btl),
         fee=keyring.key_req_fee,
     )
+    if msg.HasField("zenbtc_metadata"):  # kept as sent, and copied onto the key (treasury NewKeyRequest)
+        request.zenbtc_metadata.CopyFrom(msg.zenbtc_metadata)
     ctx.store.set("keyreq", request.id, request)
     ctx.emit("new_key_request", request_id=request.id)
     return tx_pb2.MsgNewKeyRequestResponse(key_req_id=request.id)
@@ -152,7 +156,7 @@ def _check_reason(reason: str) -> None:
         raise treasury_error(f"reject_reason is {len(reason)} characters, at most {MAX_REJECT_REASON}")
 
 
-def _check_party(keyring: Keyring, party: str) -> None:
+def check_party(keyring: Keyring, party: str) -> None:
     if party not in keyring.parties:
         raise treasury_error(f"{party} is not a party of keyring {keyring.address}")
 
@@ -183,7 +187,7 @@ def fulfil_key_request(ctx: Context, msg: tx_pb2.MsgFulfilKeyRequest) -> Message
     request = _open_request(ctx, "keyreq", msg.request_id, "key request")
     keyring = ctx.store.get("keyring", request.keyring_addr)
     if keyring is not None:
-        _check_party(keyring, msg.creator)
+        check_party(keyring, msg.creator)
     response = tx_pb2.MsgFulfilKeyRequestResponse()
     fatal = _fatal_answer(keyring, msg)
     if fatal:
@@ -227,6 +231,8 @@ def _complete_key_request(ctx: Context, request: KeyRequest) -> None:
         index=request.index,
         sign_policy_id=request.sign_policy_id,
     )
+    if request.HasField("zenbtc_metadata"):
+        key.zenbtc_metadata.CopyFrom(request.zenbtc_metadata)
     ctx.store.set("key", key.id, key)  # the creator's escrowed fee stays in escrow, as upstream
     ctx.emit("key_request_fulfilled", request_id=request.id, key_id=key.id)
 
@@ -260,40 +266,54 @@ def sign_request_keyring(store: Store | Overlay, request: SignRequest) -> str:
 
 
 def new_signature_request(ctx: Context, msg: tx_pb2.MsgNewSignatureRequest) -> Message:
-    if not msg.key_ids:
+    keys = request_keys(ctx, msg.key_ids)
+    owned_workspace(ctx, msg.creator, keys[0].workspace_addr)
+    _keyring(ctx, keys[0].keyring_addr, for_new_request=True)
+    data = _parse_data(msg.data_for_signing, keys[0].type)
+    parent = create_sign_requests(
+        ctx, SignRequest(creator=msg.creator, cache_id=msg.cache_id, zenbtc_tx_bytes=msg.zenbtc_tx_bytes),
+        keys, data, msg.mpc_btl,
+    )
+    return tx_pb2.MsgNewSignatureRequestResponse(sig_req_id=parent.id)
+
+
+def request_keys(ctx: Context, key_ids: Sequence[int]) -> list[Key]:
+    """The keys a new signature request names; all must exist and belong to one keyring."""
+    if not key_ids:
         raise treasury_error("key_ids is empty")
     keys = []
-    for key_id in msg.key_ids:
+    for key_id in key_ids:
         key = ctx.store.get("key", key_id)
         if key is None:
             raise treasury_error(f"key {key_id} not found")
         keys.append(key)
-    first = keys[0]
-    if any(k.keyring_addr != first.keyring_addr for k in keys):
+    if any(k.keyring_addr != keys[0].keyring_addr for k in keys):
         raise treasury_error("all keys of a signature request must belong to one keyring")
-    _owned_workspace(ctx, msg.creator, first.workspace_addr)
-    keyring = _keyring(ctx, first.keyring_addr, for_new_request=True)
-    data = _parse_data(msg.data_for_signing, first.type)
-    ctx.debit(msg.creator, keyring.sig_req_fee * len(msg.key_ids))  # escrowed once per key, as upstream
-    parent = SignRequest(
-        id=ctx.store.next_id("signreq"),
-        creator=msg.creator,
-        key_id=first.id,
-        key_type=first.type,
-        data_for_signing=data,
-        status=PENDING,
-        cache_id=msg.cache_id,
-        key_ids=list(msg.key_ids),
-        mpc_btl=_expiry(ctx, msg.mpc_btl),
-        fee=keyring.sig_req_fee,
-        zenbtc_tx_bytes=msg.zenbtc_tx_bytes,
-    )
+    return keys
+
+
+def create_sign_requests(ctx: Context, parent: SignRequest, keys: list[Key], data: list[bytes], mpc_btl: int,
+                         escrow: bool = True) -> SignRequest:
+    """treasury processSignatureRequests: escrow sig_req_fee once per key from the creator, store the
+    parent (key type of the first key) and, for several hashes, one child per hash. Returns the parent.
+
+    `escrow=False` is the chain's own requests (the validation module's keys are reserved: no fee).
+    """
+    keyring = _keyring(ctx, keys[0].keyring_addr)
+    fee = keyring.sig_req_fee if escrow else 0
+    ctx.debit(parent.creator, fee * len(keys))
+    first = keys[0]
+    key_ids = [k.id for k in keys]
+    parent.MergeFrom(SignRequest(
+        id=ctx.store.next_id("signreq"), key_id=first.id, key_type=first.type, data_for_signing=data,
+        status=PENDING, key_ids=key_ids, mpc_btl=_expiry(ctx, mpc_btl), fee=fee,
+    ))
     if len(data) > 1:
         for i, item in enumerate(data):
-            key_id = msg.key_ids[i] if len(msg.key_ids) == len(data) else first.id
+            key_id = key_ids[i] if len(key_ids) == len(data) else first.id
             child = SignRequest(
                 id=ctx.store.next_id("signreq"),
-                creator=msg.creator,
+                creator=parent.creator,
                 key_id=key_id,
                 key_type=first.type,
                 data_for_signing=[item],
@@ -308,7 +328,7 @@ def new_signature_request(ctx: Context, msg: tx_pb2.MsgNewSignatureRequest) -> M
             ctx.emit("new_sign_request", request_id=child.id, parent_req_id=parent.id)
     ctx.store.set("signreq", parent.id, parent)
     ctx.emit("new_sign_request", request_id=parent.id)
-    return tx_pb2.MsgNewSignatureRequestResponse(sig_req_id=parent.id)
+    return parent
 
 
 def check_signature(key_type: int, public_key: bytes, data: bytes, signature: bytes) -> None:
@@ -362,7 +382,7 @@ def fulfil_signature_request(ctx: Context, msg: tx_pb2.MsgFulfilSignatureRequest
         raise treasury_error(f"sign request {request.id} has child requests; fulfil those instead")
     key = ctx.store.get("key", request.key_ids[0])
     keyring = _keyring(ctx, key.keyring_addr)
-    _check_party(keyring, msg.creator)
+    check_party(keyring, msg.creator)
     response = tx_pb2.MsgFulfilSignatureRequestResponse()
     if msg.status not in (FULFILLED, PARTIAL, REJECTED):
         raise treasury_error("status must be SIGN_REQUEST_STATUS_FULFILLED or SIGN_REQUEST_STATUS_REJECTED")

@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from appliance.controller import metrics
+from appliance.controller import ica, metrics
 from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
@@ -250,6 +250,8 @@ class Controller:
             return
         if item.kind == "key":
             self._consider_key(req)
+        elif reason := ica.reject_reason(req):  # an ICA transaction's request not matching its ICA record
+            self._reject("sign", req.id, reason)
         else:
             self._consider_sign(req)
 
@@ -388,7 +390,10 @@ class Controller:
 
     # --- posting -----------------------------------------------------------------------------------
 
-    def _messages(self, entry: Entry) -> Any:
+    def _messages(self, entry: Entry, request: Any) -> Any:
+        if entry.kind == "sign" and ica.is_ica(request):  # answered with MsgFulfilICATransactionRequest
+            reason = entry.reject_reason or "" if entry.state is State.REJECT else None
+            return ica.answer(self.signer, entry.request_id, entry.result, reason)
         if entry.kind == "key":
             if entry.state is State.REJECT:
                 return messages.reject_key_request(self.signer, entry.request_id, entry.reject_reason or "")
@@ -415,7 +420,7 @@ class Controller:
         ready = self._payable(ready)
         if not ready:
             return
-        msgs = [self._messages(e) for e in ready]
+        msgs = [self._messages(e, opened[(e.kind, e.request_id)].request) for e in ready]
         timeout_height = self.height + self.config.controller.tx_timeout_blocks
         try:
             prepared = self.chain.prepare(self.signer, msgs, memo="zrkeyring", timeout_height=timeout_height)

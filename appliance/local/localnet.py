@@ -54,6 +54,7 @@ class LocalSettings:
     unfunded: tuple[int, ...] = ()  # parties left out of genesis: no account until `fund()` sends them urock
     key_req_fee: int = 0  # the keyring's fees, charged to each posting party (docs/operations.md, Funding)
     sig_req_fee: int = 0
+    dev_chain_requests: bool = False  # the node may be asked to create signature requests itself (dev only)
 
 
 @dataclass
@@ -104,7 +105,8 @@ class LocalKeyring:
                             "--config", str(host.directory / "secrets" / f"party-{host.index}.toml"))
         funded = [h.chain_address for h in self.hosts if h.index not in s.unfunded]
         accounts = [GenesisAccount(a, FUNDS) for a in [self.owner.address(), *funded]]
-        genesis = Genesis(CHAIN_ID, Params(default_btl=s.default_btl), accounts)
+        params = Params(default_btl=s.default_btl, dev_chain_requests=s.dev_chain_requests)
+        genesis = Genesis(CHAIN_ID, params, accounts)
         (self.root / "chain").mkdir(parents=True, exist_ok=True)
         tls = make_dev_tls(self.root / "chain" / "tls") if s.chain_tls else None
         self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time, tls=tls)

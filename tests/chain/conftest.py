@@ -115,12 +115,15 @@ class World:
         return created.sig_req_id
 
 
-def make_world(tmp: Path, block_time: float = 0.1, default_btl: int = 20) -> World:
+def make_world(
+    tmp: Path, block_time: float = 0.1, default_btl: int = 20, dev_chain_requests: bool = False
+) -> World:
     owner, poor = SoftwareSigner(), SoftwareSigner()
     parties = [SoftwareSigner() for _ in range(5)]
     accounts = [GenesisAccount(s.address(), BALANCE) for s in [owner, *parties]]
     accounts.append(GenesisAccount(poor.address(), 1000))
-    genesis = Genesis(chain_id=CHAIN_ID, params=Params(default_btl=default_btl), accounts=accounts)
+    params = Params(default_btl=default_btl, dev_chain_requests=dev_chain_requests)
+    genesis = Genesis(chain_id=CHAIN_ID, params=params, accounts=accounts)
     node = LocalNode(tmp, genesis, block_time=block_time)
     node.start()
     client = ChainClient(ClientConfig(endpoints=[node.endpoint], chain_id=CHAIN_ID, poll_interval_s=0.03))

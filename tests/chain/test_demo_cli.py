@@ -28,7 +28,7 @@ def test_cli_help_lists_the_operator_commands(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
     for command in ("init", "start", "workspace-create", "keyring-create", "keyring-add-party", "key-request",
-                    "sign-request", "show"):  # fmt: skip
+                    "sign-request", "show", "keyring-remove-party", "keyring-update", "keyring-admin"):  # fmt: skip
         assert command in result.stdout
 
 
@@ -51,6 +51,16 @@ def test_cli_owner_and_admin_flow(tmp_path):
         keyring = run_cli("keyring-create", *common, cwd=tmp_path).stdout.split("keyring: ")[1].strip()
         added = run_cli("keyring-add-party", *common, "--keyring", keyring, "--party", "party", cwd=tmp_path)
         assert added.returncode == 0, added.stderr
+        updated = run_cli("keyring-update", *common, "--keyring", keyring, "--threshold", "1", cwd=tmp_path)
+        assert "threshold 1 of 1, active True" in updated.stdout, updated.stderr
+        removed = run_cli("keyring-remove-party", *common, "--keyring", keyring, "--party", "party", cwd=tmp_path)
+        assert removed.returncode == 0 and "removed from" in removed.stdout, removed.stderr
+        shown = json.loads(run_cli("show", "--node", endpoint, "keyring", keyring, cwd=tmp_path).stdout)
+        assert "parties" not in shown and "party_threshold" not in shown  # as upstream: 0 of 0
+        again = run_cli("keyring-add-party", *common, "--keyring", keyring, "--party", "party", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        last = run_cli("keyring-admin", "remove", *common, "--keyring", keyring, "--admin", "owner", cwd=tmp_path)
+        assert last.returncode == 1 and "is the last admin in keyring" in last.stderr
         asked = run_cli("key-request", *common, "--workspace", workspace, "--keyring", keyring, cwd=tmp_path)
         assert "key request: 1" in asked.stdout, asked.stderr
         shown = json.loads(run_cli("show", "--node", endpoint, "key-request", "1", cwd=tmp_path).stdout)

@@ -449,7 +449,7 @@ def test_only_admins_add_parties_and_threshold_can_grow(world):
     msg = identity_tx.MsgAddKeyringParty(
         creator=stranger.address(), keyring_addr=keyring, party=stranger.address()
     )
-    expect_tx_error(lambda: world.client.send(stranger, [msg]), "is not an admin")
+    expect_tx_error(lambda: world.client.send(stranger, [msg]), "is not keyring admin")  # identity AddKeyringParty
     add = identity_tx.MsgAddKeyringParty(
         creator=world.owner.address(), keyring_addr=keyring, party=stranger.address(), increase_threshold=True
     )

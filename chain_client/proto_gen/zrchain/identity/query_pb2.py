@@ -22,24 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chain_client.proto_gen.cosmos.base.query.v1beta1 import pagination_pb2 as cosmos_dot_base_dot_query_dot_v1beta1_dot_pagination__pb2
 from chain_client.proto_gen.zrchain.identity import identity_pb2 as zrchain_dot_identity_dot_identity__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/identity/query.proto\x12\x10zrchain.identity\x1a\x1fzrchain/identity/identity.proto\"4\n\x1cQueryKeyringByAddressRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\"K\n\x1dQueryKeyringByAddressResponse\x12*\n\x07keyring\x18\x01 \x01(\x0b\x32\x19.zrchain.identity.Keyring\"8\n\x1eQueryWorkspaceByAddressRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\"Q\n\x1fQueryWorkspaceByAddressResponse\x12.\n\tworkspace\x18\x01 \x01(\x0b\x32\x1b.zrchain.identity.Workspace2\xf7\x01\n\x05Query\x12s\n\x10KeyringByAddress\x12..zrchain.identity.QueryKeyringByAddressRequest\x1a/.zrchain.identity.QueryKeyringByAddressResponse\x12y\n\x12WorkspaceByAddress\x12\x30.zrchain.identity.QueryWorkspaceByAddressRequest\x1a\x31.zrchain.identity.QueryWorkspaceByAddressResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/identity/query.proto\x12\x10zrchain.identity\x1a*cosmos/base/query/v1beta1/pagination.proto\x1a\x1fzrchain/identity/identity.proto\"4\n\x1cQueryKeyringByAddressRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\"K\n\x1dQueryKeyringByAddressResponse\x12*\n\x07keyring\x18\x01 \x01(\x0b\x32\x19.zrchain.identity.Keyring\"8\n\x1eQueryWorkspaceByAddressRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\"Q\n\x1fQueryWorkspaceByAddressResponse\x12.\n\tworkspace\x18\x01 \x01(\x0b\x32\x1b.zrchain.identity.Workspace\"&\n\x06Params\x12\x1c\n\x14keyring_creation_fee\x18\x01 \x01(\x04\"\x14\n\x12QueryParamsRequest\"?\n\x13QueryParamsResponse\x12(\n\x06params\x18\x01 \x01(\x0b\x32\x18.zrchain.identity.Params\"t\n\x16QueryWorkspacesRequest\x12:\n\npagination\x18\x01 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07\x63reator\x18\x03 \x01(\t\"\x87\x01\n\x17QueryWorkspacesResponse\x12/\n\nworkspaces\x18\x01 \x03(\x0b\x32\x1b.zrchain.identity.Workspace\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"R\n\x14QueryKeyringsRequest\x12:\n\npagination\x18\x01 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x81\x01\n\x15QueryKeyringsResponse\x12+\n\x08keyrings\x18\x01 \x03(\x0b\x32\x19.zrchain.identity.Keyring\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse2\x8e\x04\n\x05Query\x12U\n\x06Params\x12$.zrchain.identity.QueryParamsRequest\x1a%.zrchain.identity.QueryParamsResponse\x12\x61\n\nWorkspaces\x12(.zrchain.identity.QueryWorkspacesRequest\x1a).zrchain.identity.QueryWorkspacesResponse\x12[\n\x08Keyrings\x12&.zrchain.identity.QueryKeyringsRequest\x1a\'.zrchain.identity.QueryKeyringsResponse\x12s\n\x10KeyringByAddress\x12..zrchain.identity.QueryKeyringByAddressRequest\x1a/.zrchain.identity.QueryKeyringByAddressResponse\x12y\n\x12WorkspaceByAddress\x12\x30.zrchain.identity.QueryWorkspaceByAddressRequest\x1a\x31.zrchain.identity.QueryWorkspaceByAddressResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.identity.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUERYKEYRINGBYADDRESSREQUEST']._serialized_start=83
-  _globals['_QUERYKEYRINGBYADDRESSREQUEST']._serialized_end=135
-  _globals['_QUERYKEYRINGBYADDRESSRESPONSE']._serialized_start=137
-  _globals['_QUERYKEYRINGBYADDRESSRESPONSE']._serialized_end=212
-  _globals['_QUERYWORKSPACEBYADDRESSREQUEST']._serialized_start=214
-  _globals['_QUERYWORKSPACEBYADDRESSREQUEST']._serialized_end=270
-  _globals['_QUERYWORKSPACEBYADDRESSRESPONSE']._serialized_start=272
-  _globals['_QUERYWORKSPACEBYADDRESSRESPONSE']._serialized_end=353
-  _globals['_QUERY']._serialized_start=356
-  _globals['_QUERY']._serialized_end=603
+  _globals['_QUERYKEYRINGBYADDRESSREQUEST']._serialized_start=127
+  _globals['_QUERYKEYRINGBYADDRESSREQUEST']._serialized_end=179
+  _globals['_QUERYKEYRINGBYADDRESSRESPONSE']._serialized_start=181
+  _globals['_QUERYKEYRINGBYADDRESSRESPONSE']._serialized_end=256
+  _globals['_QUERYWORKSPACEBYADDRESSREQUEST']._serialized_start=258
+  _globals['_QUERYWORKSPACEBYADDRESSREQUEST']._serialized_end=314
+  _globals['_QUERYWORKSPACEBYADDRESSRESPONSE']._serialized_start=316
+  _globals['_QUERYWORKSPACEBYADDRESSRESPONSE']._serialized_end=397
+  _globals['_PARAMS']._serialized_start=399
+  _globals['_PARAMS']._serialized_end=437
+  _globals['_QUERYPARAMSREQUEST']._serialized_start=439
+  _globals['_QUERYPARAMSREQUEST']._serialized_end=459
+  _globals['_QUERYPARAMSRESPONSE']._serialized_start=461
+  _globals['_QUERYPARAMSRESPONSE']._serialized_end=524
+  _globals['_QUERYWORKSPACESREQUEST']._serialized_start=526
+  _globals['_QUERYWORKSPACESREQUEST']._serialized_end=642
+  _globals['_QUERYWORKSPACESRESPONSE']._serialized_start=645
+  _globals['_QUERYWORKSPACESRESPONSE']._serialized_end=780
+  _globals['_QUERYKEYRINGSREQUEST']._serialized_start=782
+  _globals['_QUERYKEYRINGSREQUEST']._serialized_end=864
+  _globals['_QUERYKEYRINGSRESPONSE']._serialized_start=867
+  _globals['_QUERYKEYRINGSRESPONSE']._serialized_end=996
+  _globals['_QUERY']._serialized_start=999
+  _globals['_QUERY']._serialized_end=1525
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,21 @@ class QueryStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Params = channel.unary_unary(
+                '/zrchain.identity.Query/Params',
+                request_serializer=zrchain_dot_identity_dot_query__pb2.QueryParamsRequest.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_query__pb2.QueryParamsResponse.FromString,
+                _registered_method=True)
+        self.Workspaces = channel.unary_unary(
+                '/zrchain.identity.Query/Workspaces',
+                request_serializer=zrchain_dot_identity_dot_query__pb2.QueryWorkspacesRequest.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_query__pb2.QueryWorkspacesResponse.FromString,
+                _registered_method=True)
+        self.Keyrings = channel.unary_unary(
+                '/zrchain.identity.Query/Keyrings',
+                request_serializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringsRequest.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringsResponse.FromString,
+                _registered_method=True)
         self.KeyringByAddress = channel.unary_unary(
                 '/zrchain.identity.Query/KeyringByAddress',
                 request_serializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringByAddressRequest.SerializeToString,
@@ -48,6 +63,24 @@ class QueryStub:
 
 class QueryServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Params(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Workspaces(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Keyrings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def KeyringByAddress(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -64,6 +97,21 @@ class QueryServicer:
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Params': grpc.unary_unary_rpc_method_handler(
+                    servicer.Params,
+                    request_deserializer=zrchain_dot_identity_dot_query__pb2.QueryParamsRequest.FromString,
+                    response_serializer=zrchain_dot_identity_dot_query__pb2.QueryParamsResponse.SerializeToString,
+            ),
+            'Workspaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.Workspaces,
+                    request_deserializer=zrchain_dot_identity_dot_query__pb2.QueryWorkspacesRequest.FromString,
+                    response_serializer=zrchain_dot_identity_dot_query__pb2.QueryWorkspacesResponse.SerializeToString,
+            ),
+            'Keyrings': grpc.unary_unary_rpc_method_handler(
+                    servicer.Keyrings,
+                    request_deserializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringsRequest.FromString,
+                    response_serializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringsResponse.SerializeToString,
+            ),
             'KeyringByAddress': grpc.unary_unary_rpc_method_handler(
                     servicer.KeyringByAddress,
                     request_deserializer=zrchain_dot_identity_dot_query__pb2.QueryKeyringByAddressRequest.FromString,
@@ -84,6 +132,87 @@ def add_QueryServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Query:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Params(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Query/Params',
+            zrchain_dot_identity_dot_query__pb2.QueryParamsRequest.SerializeToString,
+            zrchain_dot_identity_dot_query__pb2.QueryParamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Workspaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Query/Workspaces',
+            zrchain_dot_identity_dot_query__pb2.QueryWorkspacesRequest.SerializeToString,
+            zrchain_dot_identity_dot_query__pb2.QueryWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Keyrings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Query/Keyrings',
+            zrchain_dot_identity_dot_query__pb2.QueryKeyringsRequest.SerializeToString,
+            zrchain_dot_identity_dot_query__pb2.QueryKeyringsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def KeyringByAddress(request,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zrchain/identity/tx.proto\x12\x10zrchain.identity\"n\n\x0fMsgNewWorkspace\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64min_policy_id\x18\x02 \x01(\x04\x12\x16\n\x0esign_policy_id\x18\x03 \x01(\x04\x12\x19\n\x11\x61\x64\x64itional_owners\x18\x04 \x03(\t\"\'\n\x17MsgNewWorkspaceResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"\x8f\x01\n\rMsgNewKeyring\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparty_threshold\x18\x03 \x01(\r\x12\x13\n\x0bkey_req_fee\x18\x04 \x01(\x04\x12\x13\n\x0bsig_req_fee\x18\x05 \x01(\x04\x12\x15\n\rdelegate_fees\x18\x06 \x01(\x08\"%\n\x15MsgNewKeyringResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"f\n\x12MsgAddKeyringParty\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x1a\n\x12increase_threshold\x18\x04 \x01(\x08\"\x1c\n\x1aMsgAddKeyringPartyResponse\"\xa4\x01\n\x10MsgUpdateKeyring\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\x17\n\x0fparty_threshold\x18\x03 \x01(\r\x12\x13\n\x0bkey_req_fee\x18\x04 \x01(\x04\x12\x13\n\x0bsig_req_fee\x18\x05 \x01(\x04\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tis_active\x18\x07 \x01(\x08\"\x1a\n\x18MsgUpdateKeyringResponse2\x83\x03\n\x03Msg\x12\\\n\x0cNewWorkspace\x12!.zrchain.identity.MsgNewWorkspace\x1a).zrchain.identity.MsgNewWorkspaceResponse\x12V\n\nNewKeyring\x12\x1f.zrchain.identity.MsgNewKeyring\x1a\'.zrchain.identity.MsgNewKeyringResponse\x12\x65\n\x0f\x41\x64\x64KeyringParty\x12$.zrchain.identity.MsgAddKeyringParty\x1a,.zrchain.identity.MsgAddKeyringPartyResponse\x12_\n\rUpdateKeyring\x12\".zrchain.identity.MsgUpdateKeyring\x1a*.zrchain.identity.MsgUpdateKeyringResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zrchain/identity/tx.proto\x12\x10zrchain.identity\"n\n\x0fMsgNewWorkspace\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x64min_policy_id\x18\x02 \x01(\x04\x12\x16\n\x0esign_policy_id\x18\x03 \x01(\x04\x12\x19\n\x11\x61\x64\x64itional_owners\x18\x04 \x03(\t\"\'\n\x17MsgNewWorkspaceResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"\x8f\x01\n\rMsgNewKeyring\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparty_threshold\x18\x03 \x01(\r\x12\x13\n\x0bkey_req_fee\x18\x04 \x01(\x04\x12\x13\n\x0bsig_req_fee\x18\x05 \x01(\x04\x12\x15\n\rdelegate_fees\x18\x06 \x01(\x08\"%\n\x15MsgNewKeyringResponse\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"f\n\x12MsgAddKeyringParty\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x1a\n\x12increase_threshold\x18\x04 \x01(\x08\"\x1c\n\x1aMsgAddKeyringPartyResponse\"\xa4\x01\n\x10MsgUpdateKeyring\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\x17\n\x0fparty_threshold\x18\x03 \x01(\r\x12\x13\n\x0bkey_req_fee\x18\x04 \x01(\x04\x12\x13\n\x0bsig_req_fee\x18\x05 \x01(\x04\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tis_active\x18\x07 \x01(\x08\"\x1a\n\x18MsgUpdateKeyringResponse\"_\n\x14MsgAddWorkspaceOwner\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x11\n\tnew_owner\x18\x03 \x01(\t\x12\x0b\n\x03\x62tl\x18\x04 \x01(\x04\"\x1e\n\x1cMsgAddWorkspaceOwnerResponse\"^\n\x17MsgRemoveWorkspaceOwner\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0b\n\x03\x62tl\x18\x04 \x01(\x04\"!\n\x1fMsgRemoveWorkspaceOwnerResponse\"i\n\x15MsgRemoveKeyringParty\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65\x63rease_threshold\x18\x04 \x01(\x08\"\x1f\n\x1dMsgRemoveKeyringPartyResponse\"J\n\x12MsgAddKeyringAdmin\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\t\"\x1c\n\x1aMsgAddKeyringAdminResponse\"M\n\x15MsgRemoveKeyringAdmin\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\t\"\x1f\n\x1dMsgRemoveKeyringAdminResponse\"{\n\x12MsgUpdateWorkspace\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64min_policy_id\x18\x03 \x01(\x04\x12\x16\n\x0esign_policy_id\x18\x04 \x01(\x04\x12\x0b\n\x03\x62tl\x18\x05 \x01(\x04\"\x1c\n\x1aMsgUpdateWorkspaceResponse\"=\n\x14MsgDeactivateKeyring\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\"\x1e\n\x1cMsgDeactivateKeyringResponse2\x81\t\n\x03Msg\x12\\\n\x0cNewWorkspace\x12!.zrchain.identity.MsgNewWorkspace\x1a).zrchain.identity.MsgNewWorkspaceResponse\x12V\n\nNewKeyring\x12\x1f.zrchain.identity.MsgNewKeyring\x1a\'.zrchain.identity.MsgNewKeyringResponse\x12\x65\n\x0f\x41\x64\x64KeyringParty\x12$.zrchain.identity.MsgAddKeyringParty\x1a,.zrchain.identity.MsgAddKeyringPartyResponse\x12_\n\rUpdateKeyring\x12\".zrchain.identity.MsgUpdateKeyring\x1a*.zrchain.identity.MsgUpdateKeyringResponse\x12k\n\x11\x41\x64\x64WorkspaceOwner\x12&.zrchain.identity.MsgAddWorkspaceOwner\x1a..zrchain.identity.MsgAddWorkspaceOwnerResponse\x12t\n\x14RemoveWorkspaceOwner\x12).zrchain.identity.MsgRemoveWorkspaceOwner\x1a\x31.zrchain.identity.MsgRemoveWorkspaceOwnerResponse\x12n\n\x12RemoveKeyringParty\x12\'.zrchain.identity.MsgRemoveKeyringParty\x1a/.zrchain.identity.MsgRemoveKeyringPartyResponse\x12\x65\n\x0f\x41\x64\x64KeyringAdmin\x12$.zrchain.identity.MsgAddKeyringAdmin\x1a,.zrchain.identity.MsgAddKeyringAdminResponse\x12n\n\x12RemoveKeyringAdmin\x12\'.zrchain.identity.MsgRemoveKeyringAdmin\x1a/.zrchain.identity.MsgRemoveKeyringAdminResponse\x12\x65\n\x0fUpdateWorkspace\x12$.zrchain.identity.MsgUpdateWorkspace\x1a,.zrchain.identity.MsgUpdateWorkspaceResponse\x12k\n\x11\x44\x65\x61\x63tivateKeyring\x12&.zrchain.identity.MsgDeactivateKeyring\x1a..zrchain.identity.MsgDeactivateKeyringResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MSGUPDATEKEYRING']._serialized_end=684
   _globals['_MSGUPDATEKEYRINGRESPONSE']._serialized_start=686
   _globals['_MSGUPDATEKEYRINGRESPONSE']._serialized_end=712
-  _globals['_MSG']._serialized_start=715
-  _globals['_MSG']._serialized_end=1102
+  _globals['_MSGADDWORKSPACEOWNER']._serialized_start=714
+  _globals['_MSGADDWORKSPACEOWNER']._serialized_end=809
+  _globals['_MSGADDWORKSPACEOWNERRESPONSE']._serialized_start=811
+  _globals['_MSGADDWORKSPACEOWNERRESPONSE']._serialized_end=841
+  _globals['_MSGREMOVEWORKSPACEOWNER']._serialized_start=843
+  _globals['_MSGREMOVEWORKSPACEOWNER']._serialized_end=937
+  _globals['_MSGREMOVEWORKSPACEOWNERRESPONSE']._serialized_start=939
+  _globals['_MSGREMOVEWORKSPACEOWNERRESPONSE']._serialized_end=972
+  _globals['_MSGREMOVEKEYRINGPARTY']._serialized_start=974
+  _globals['_MSGREMOVEKEYRINGPARTY']._serialized_end=1079
+  _globals['_MSGREMOVEKEYRINGPARTYRESPONSE']._serialized_start=1081
+  _globals['_MSGREMOVEKEYRINGPARTYRESPONSE']._serialized_end=1112
+  _globals['_MSGADDKEYRINGADMIN']._serialized_start=1114
+  _globals['_MSGADDKEYRINGADMIN']._serialized_end=1188
+  _globals['_MSGADDKEYRINGADMINRESPONSE']._serialized_start=1190
+  _globals['_MSGADDKEYRINGADMINRESPONSE']._serialized_end=1218
+  _globals['_MSGREMOVEKEYRINGADMIN']._serialized_start=1220
+  _globals['_MSGREMOVEKEYRINGADMIN']._serialized_end=1297
+  _globals['_MSGREMOVEKEYRINGADMINRESPONSE']._serialized_start=1299
+  _globals['_MSGREMOVEKEYRINGADMINRESPONSE']._serialized_end=1330
+  _globals['_MSGUPDATEWORKSPACE']._serialized_start=1332
+  _globals['_MSGUPDATEWORKSPACE']._serialized_end=1455
+  _globals['_MSGUPDATEWORKSPACERESPONSE']._serialized_start=1457
+  _globals['_MSGUPDATEWORKSPACERESPONSE']._serialized_end=1485
+  _globals['_MSGDEACTIVATEKEYRING']._serialized_start=1487
+  _globals['_MSGDEACTIVATEKEYRING']._serialized_end=1548
+  _globals['_MSGDEACTIVATEKEYRINGRESPONSE']._serialized_start=1550
+  _globals['_MSGDEACTIVATEKEYRINGRESPONSE']._serialized_end=1580
+  _globals['_MSG']._serialized_start=1583
+  _globals['_MSG']._serialized_end=2736
 # @@protoc_insertion_point(module_scope)

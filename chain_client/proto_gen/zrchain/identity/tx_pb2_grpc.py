@@ -55,6 +55,41 @@ class MsgStub:
                 request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyring.SerializeToString,
                 response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyringResponse.FromString,
                 _registered_method=True)
+        self.AddWorkspaceOwner = channel.unary_unary(
+                '/zrchain.identity.Msg/AddWorkspaceOwner',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwner.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwnerResponse.FromString,
+                _registered_method=True)
+        self.RemoveWorkspaceOwner = channel.unary_unary(
+                '/zrchain.identity.Msg/RemoveWorkspaceOwner',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwner.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwnerResponse.FromString,
+                _registered_method=True)
+        self.RemoveKeyringParty = channel.unary_unary(
+                '/zrchain.identity.Msg/RemoveKeyringParty',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringParty.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringPartyResponse.FromString,
+                _registered_method=True)
+        self.AddKeyringAdmin = channel.unary_unary(
+                '/zrchain.identity.Msg/AddKeyringAdmin',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdmin.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdminResponse.FromString,
+                _registered_method=True)
+        self.RemoveKeyringAdmin = channel.unary_unary(
+                '/zrchain.identity.Msg/RemoveKeyringAdmin',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdmin.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdminResponse.FromString,
+                _registered_method=True)
+        self.UpdateWorkspace = channel.unary_unary(
+                '/zrchain.identity.Msg/UpdateWorkspace',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspace.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.DeactivateKeyring = channel.unary_unary(
+                '/zrchain.identity.Msg/DeactivateKeyring',
+                request_serializer=zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyring.SerializeToString,
+                response_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyringResponse.FromString,
+                _registered_method=True)
 
 
 class MsgServicer:
@@ -85,6 +120,48 @@ class MsgServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddWorkspaceOwner(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWorkspaceOwner(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveKeyringParty(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddKeyringAdmin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveKeyringAdmin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateKeyring(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MsgServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +184,41 @@ def add_MsgServicer_to_server(servicer, server):
                     servicer.UpdateKeyring,
                     request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyring.FromString,
                     response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyringResponse.SerializeToString,
+            ),
+            'AddWorkspaceOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddWorkspaceOwner,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwner.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwnerResponse.SerializeToString,
+            ),
+            'RemoveWorkspaceOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWorkspaceOwner,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwner.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwnerResponse.SerializeToString,
+            ),
+            'RemoveKeyringParty': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveKeyringParty,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringParty.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringPartyResponse.SerializeToString,
+            ),
+            'AddKeyringAdmin': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKeyringAdmin,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdmin.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdminResponse.SerializeToString,
+            ),
+            'RemoveKeyringAdmin': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveKeyringAdmin,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdmin.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdminResponse.SerializeToString,
+            ),
+            'UpdateWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWorkspace,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspace.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspaceResponse.SerializeToString,
+            ),
+            'DeactivateKeyring': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateKeyring,
+                    request_deserializer=zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyring.FromString,
+                    response_serializer=zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyringResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +330,195 @@ class Msg:
             '/zrchain.identity.Msg/UpdateKeyring',
             zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyring.SerializeToString,
             zrchain_dot_identity_dot_tx__pb2.MsgUpdateKeyringResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddWorkspaceOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/AddWorkspaceOwner',
+            zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwner.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgAddWorkspaceOwnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWorkspaceOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/RemoveWorkspaceOwner',
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwner.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveWorkspaceOwnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveKeyringParty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/RemoveKeyringParty',
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringParty.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringPartyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKeyringAdmin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/AddKeyringAdmin',
+            zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdmin.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgAddKeyringAdminResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveKeyringAdmin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/RemoveKeyringAdmin',
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdmin.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgRemoveKeyringAdminResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/UpdateWorkspace',
+            zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspace.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgUpdateWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateKeyring(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.identity.Msg/DeactivateKeyring',
+            zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyring.SerializeToString,
+            zrchain_dot_identity_dot_tx__pb2.MsgDeactivateKeyringResponse.FromString,
             options,
             channel_credentials,
             insecure,

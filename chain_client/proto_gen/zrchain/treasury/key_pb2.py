@@ -22,29 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chain_client.proto_gen.zrchain.dct import params_pb2 as zrchain_dot_dct_dot_params__pb2
+from chain_client.proto_gen.zrchain.treasury import wallet_pb2 as zrchain_dot_treasury_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1azrchain/treasury/key.proto\x12\x10zrchain.treasury\"4\n\x0ePartySignature\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x88\x03\n\nKeyRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x04 \x01(\t\x12+\n\x08key_type\x18\x05 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12 \n\x18keyring_party_signatures\x18\x07 \x03(\x0c\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x0f\n\x07mpc_btl\x18\x0c \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\r \x01(\x04\x12\x12\n\npublic_key\x18\x0e \x01(\x0c\x12<\n\x12keyring_party_sigs\x18\x0f \x03(\x0b\x32 .zrchain.treasury.PartySignature\"\xb1\x02\n\x0eKeyReqResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x04 \x01(\t\x12\x10\n\x08key_type\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x42\n\x18keyring_party_signatures\x18\x07 \x03(\x0b\x32 .zrchain.treasury.PartySignature\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x0f\n\x07mpc_btl\x18\x0c \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\r \x01(\x04\x12\x12\n\npublic_key\x18\x0e \x01(\x0c\"\xa3\x01\n\x03Key\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\'\n\x04type\x18\x04 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\"\x90\x01\n\x0bKeyResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04*\xb9\x01\n\x10KeyRequestStatus\x12\"\n\x1eKEY_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aKEY_REQUEST_STATUS_PENDING\x10\x01\x12\x1e\n\x1aKEY_REQUEST_STATUS_PARTIAL\x10\x02\x12 \n\x1cKEY_REQUEST_STATUS_FULFILLED\x10\x03\x12\x1f\n\x1bKEY_REQUEST_STATUS_REJECTED\x10\x04*}\n\x07KeyType\x12\x18\n\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_TYPE_ECDSA_SECP256K1\x10\x01\x12\x1a\n\x16KEY_TYPE_EDDSA_ED25519\x10\x02\x12\x1e\n\x1aKEY_TYPE_BITCOIN_SECP256K1\x10\x03*)\n\nWalletType\x12\x1b\n\x17WALLET_TYPE_UNSPECIFIED\x10\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1azrchain/treasury/key.proto\x12\x10zrchain.treasury\x1a\x18zrchain/dct/params.proto\x1a\x1dzrchain/treasury/wallet.proto\"4\n\x0ePartySignature\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xc3\x03\n\nKeyRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x04 \x01(\t\x12+\n\x08key_type\x18\x05 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12 \n\x18keyring_party_signatures\x18\x07 \x03(\x0c\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x39\n\x0fzenbtc_metadata\x18\x0b \x01(\x0b\x32 .zrchain.treasury.ZenBTCMetadata\x12\x0f\n\x07mpc_btl\x18\x0c \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\r \x01(\x04\x12\x12\n\npublic_key\x18\x0e \x01(\x0c\x12<\n\x12keyring_party_sigs\x18\x0f \x03(\x0b\x32 .zrchain.treasury.PartySignature\"\xec\x02\n\x0eKeyReqResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x04 \x01(\t\x12\x10\n\x08key_type\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x42\n\x18keyring_party_signatures\x18\x07 \x03(\x0b\x32 .zrchain.treasury.PartySignature\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x39\n\x0fzenbtc_metadata\x18\x0b \x01(\x0b\x32 .zrchain.treasury.ZenBTCMetadata\x12\x0f\n\x07mpc_btl\x18\x0c \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\r \x01(\x04\x12\x12\n\npublic_key\x18\x0e \x01(\x0c\"\xde\x01\n\x03Key\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\'\n\x04type\x18\x04 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x39\n\x0fzenbtc_metadata\x18\x0b \x01(\x0b\x32 .zrchain.treasury.ZenBTCMetadata\"\xcb\x01\n\x0bKeyResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\x12\r\n\x05index\x18\t \x01(\x04\x12\x16\n\x0esign_policy_id\x18\n \x01(\x04\x12\x39\n\x0fzenbtc_metadata\x18\x0b \x01(\x0b\x32 .zrchain.treasury.ZenBTCMetadata\"\xc7\x01\n\x0eZenBTCMetadata\x12\x16\n\x0erecipient_addr\x18\x01 \x01(\t\x12\x30\n\nchain_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x14\n\x08\x63hain_id\x18\x03 \x01(\x04\x42\x02\x18\x01\x12\x1a\n\x0ereturn_address\x18\x04 \x01(\tB\x02\x18\x01\x12\x16\n\x0e\x63\x61ip2_chain_id\x18\x05 \x01(\t\x12!\n\x05\x61sset\x18\x06 \x01(\x0e\x32\x12.zrchain.dct.Asset*\xb9\x01\n\x10KeyRequestStatus\x12\"\n\x1eKEY_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aKEY_REQUEST_STATUS_PENDING\x10\x01\x12\x1e\n\x1aKEY_REQUEST_STATUS_PARTIAL\x10\x02\x12 \n\x1cKEY_REQUEST_STATUS_FULFILLED\x10\x03\x12\x1f\n\x1bKEY_REQUEST_STATUS_REJECTED\x10\x04*}\n\x07KeyType\x12\x18\n\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_TYPE_ECDSA_SECP256K1\x10\x01\x12\x1a\n\x16KEY_TYPE_EDDSA_ED25519\x10\x02\x12\x1e\n\x1aKEY_TYPE_BITCOIN_SECP256K1\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.treasury.key_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYREQUESTSTATUS']._serialized_start=1119
-  _globals['_KEYREQUESTSTATUS']._serialized_end=1304
-  _globals['_KEYTYPE']._serialized_start=1306
-  _globals['_KEYTYPE']._serialized_end=1431
-  _globals['_WALLETTYPE']._serialized_start=1433
-  _globals['_WALLETTYPE']._serialized_end=1474
-  _globals['_PARTYSIGNATURE']._serialized_start=48
-  _globals['_PARTYSIGNATURE']._serialized_end=100
-  _globals['_KEYREQUEST']._serialized_start=103
-  _globals['_KEYREQUEST']._serialized_end=495
-  _globals['_KEYREQRESPONSE']._serialized_start=498
-  _globals['_KEYREQRESPONSE']._serialized_end=803
-  _globals['_KEY']._serialized_start=806
-  _globals['_KEY']._serialized_end=969
-  _globals['_KEYRESPONSE']._serialized_start=972
-  _globals['_KEYRESPONSE']._serialized_end=1116
+  _globals['_ZENBTCMETADATA'].fields_by_name['chain_id']._loaded_options = None
+  _globals['_ZENBTCMETADATA'].fields_by_name['chain_id']._serialized_options = b'\030\001'
+  _globals['_ZENBTCMETADATA'].fields_by_name['return_address']._loaded_options = None
+  _globals['_ZENBTCMETADATA'].fields_by_name['return_address']._serialized_options = b'\030\001'
+  _globals['_KEYREQUESTSTATUS']._serialized_start=1614
+  _globals['_KEYREQUESTSTATUS']._serialized_end=1799
+  _globals['_KEYTYPE']._serialized_start=1801
+  _globals['_KEYTYPE']._serialized_end=1926
+  _globals['_PARTYSIGNATURE']._serialized_start=105
+  _globals['_PARTYSIGNATURE']._serialized_end=157
+  _globals['_KEYREQUEST']._serialized_start=160
+  _globals['_KEYREQUEST']._serialized_end=611
+  _globals['_KEYREQRESPONSE']._serialized_start=614
+  _globals['_KEYREQRESPONSE']._serialized_end=978
+  _globals['_KEY']._serialized_start=981
+  _globals['_KEY']._serialized_end=1203
+  _globals['_KEYRESPONSE']._serialized_start=1206
+  _globals['_KEYRESPONSE']._serialized_end=1409
+  _globals['_ZENBTCMETADATA']._serialized_start=1412
+  _globals['_ZENBTCMETADATA']._serialized_end=1611
 # @@protoc_insertion_point(module_scope)

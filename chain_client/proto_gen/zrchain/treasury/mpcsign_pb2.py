@@ -24,23 +24,30 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from chain_client.proto_gen.zrchain.treasury import key_pb2 as zrchain_dot_treasury_dot_key__pb2
+from chain_client.proto_gen.zrchain.treasury import wallet_pb2 as zrchain_dot_treasury_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ezrchain/treasury/mpcsign.proto\x12\x10zrchain.treasury\x1a\x19google/protobuf/any.proto\x1a\x1azrchain/treasury/key.proto\"@\n\x10SignedDataWithID\x12\x17\n\x0fsign_request_id\x18\x01 \x01(\x04\x12\x13\n\x0bsigned_data\x18\x02 \x01(\x0c\"\x96\x04\n\x0bSignRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\x04\x12+\n\x08key_type\x18\x04 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x18\n\x10\x64\x61ta_for_signing\x18\x05 \x03(\x0c\x12\x33\n\x06status\x18\x06 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x37\n\x0bsigned_data\x18\x07 \x03(\x0b\x32\".zrchain.treasury.SignedDataWithID\x12 \n\x18keyring_party_signatures\x18\x08 \x03(\x0c\x12\x15\n\rreject_reason\x18\t \x01(\t\x12&\n\x08metadata\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x15\n\rparent_req_id\x18\x0b \x01(\x04\x12\x15\n\rchild_req_ids\x18\x0c \x03(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\r \x01(\x0c\x12\x0f\n\x07key_ids\x18\x0e \x03(\x04\x12\x0f\n\x07mpc_btl\x18\x0f \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x10 \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\x11 \x01(\x0c\x12<\n\x12keyring_party_sigs\x18\x12 \x03(\x0b\x32 .zrchain.treasury.PartySignature\"\xa8\x03\n\x0fSignReqResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0f\n\x07key_ids\x18\x03 \x03(\x04\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x18\n\x10\x64\x61ta_for_signing\x18\x05 \x03(\x0c\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x37\n\x0bsigned_data\x18\x07 \x03(\x0b\x32\".zrchain.treasury.SignedDataWithID\x12<\n\x12keyring_party_sigs\x18\x08 \x03(\x0b\x32 .zrchain.treasury.PartySignature\x12\x15\n\rreject_reason\x18\t \x01(\t\x12&\n\x08metadata\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x15\n\rparent_req_id\x18\x0b \x01(\x04\x12\x15\n\rchild_req_ids\x18\x0c \x03(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\r \x01(\x0c\x12\x0f\n\x07mpc_btl\x18\x0e \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x0f \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\x10 \x01(\x0c*\xbf\x01\n\x11SignRequestStatus\x12#\n\x1fSIGN_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSIGN_REQUEST_STATUS_PENDING\x10\x01\x12\x1f\n\x1bSIGN_REQUEST_STATUS_PARTIAL\x10\x02\x12!\n\x1dSIGN_REQUEST_STATUS_FULFILLED\x10\x03\x12 \n\x1cSIGN_REQUEST_STATUS_REJECTED\x10\x04*4\n\x13VerificationVersion\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x10\n\x0c\x42ITCOIN_PLUS\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ezrchain/treasury/mpcsign.proto\x12\x10zrchain.treasury\x1a\x19google/protobuf/any.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1dzrchain/treasury/wallet.proto\"@\n\x10SignedDataWithID\x12\x17\n\x0fsign_request_id\x18\x01 \x01(\x04\x12\x13\n\x0bsigned_data\x18\x02 \x01(\x0c\"\x96\x04\n\x0bSignRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\x04\x12+\n\x08key_type\x18\x04 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x18\n\x10\x64\x61ta_for_signing\x18\x05 \x03(\x0c\x12\x33\n\x06status\x18\x06 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x37\n\x0bsigned_data\x18\x07 \x03(\x0b\x32\".zrchain.treasury.SignedDataWithID\x12 \n\x18keyring_party_signatures\x18\x08 \x03(\x0c\x12\x15\n\rreject_reason\x18\t \x01(\t\x12&\n\x08metadata\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x15\n\rparent_req_id\x18\x0b \x01(\x04\x12\x15\n\rchild_req_ids\x18\x0c \x03(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\r \x01(\x0c\x12\x0f\n\x07key_ids\x18\x0e \x03(\x04\x12\x0f\n\x07mpc_btl\x18\x0f \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x10 \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\x11 \x01(\x0c\x12<\n\x12keyring_party_sigs\x18\x12 \x03(\x0b\x32 .zrchain.treasury.PartySignature\"\xa8\x03\n\x0fSignReqResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0f\n\x07key_ids\x18\x03 \x03(\x04\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x18\n\x10\x64\x61ta_for_signing\x18\x05 \x03(\x0c\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x37\n\x0bsigned_data\x18\x07 \x03(\x0b\x32\".zrchain.treasury.SignedDataWithID\x12<\n\x12keyring_party_sigs\x18\x08 \x03(\x0b\x32 .zrchain.treasury.PartySignature\x12\x15\n\rreject_reason\x18\t \x01(\t\x12&\n\x08metadata\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x15\n\rparent_req_id\x18\x0b \x01(\x04\x12\x15\n\rchild_req_ids\x18\x0c \x03(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\r \x01(\x0c\x12\x0f\n\x07mpc_btl\x18\x0e \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x0f \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\x10 \x01(\x0c\"\xd6\x01\n\x16SignTransactionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x04 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x1c\n\x14unsigned_transaction\x18\x05 \x01(\x0c\x12\x17\n\x0fsign_request_id\x18\x06 \x01(\x04\x12\x14\n\x0cno_broadcast\x18\x07 \x01(\x08\x12\x0f\n\x07key_ids\x18\x08 \x03(\x04\"\xc4\x01\n\x11SignTxReqResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\x04\x12\x13\n\x0bwallet_type\x18\x04 \x01(\t\x12\x1c\n\x14unsigned_transaction\x18\x05 \x01(\x0c\x12\x17\n\x0fsign_request_id\x18\x06 \x01(\x04\x12\x14\n\x0cno_broadcast\x18\x07 \x01(\x08\x12\x0f\n\x07mpc_btl\x18\x08 \x01(\x04\x12\x0f\n\x07key_ids\x18\t \x03(\x04\"\xa9\x02\n\x15ICATransactionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\x04\x12+\n\x08key_type\x18\x04 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x11\n\tinput_msg\x18\x05 \x01(\x0c\x12\x33\n\x06status\x18\x06 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x13\n\x0bsigned_data\x18\x07 \x03(\x0c\x12\x42\n\x18keyring_party_signatures\x18\x08 \x03(\x0b\x32 .zrchain.treasury.PartySignature\x12\x15\n\rreject_reason\x18\t \x01(\t*\xbf\x01\n\x11SignRequestStatus\x12#\n\x1fSIGN_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSIGN_REQUEST_STATUS_PENDING\x10\x01\x12\x1f\n\x1bSIGN_REQUEST_STATUS_PARTIAL\x10\x02\x12!\n\x1dSIGN_REQUEST_STATUS_FULFILLED\x10\x03\x12 \n\x1cSIGN_REQUEST_STATUS_REJECTED\x10\x04*4\n\x13VerificationVersion\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x10\n\x0c\x42ITCOIN_PLUS\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.treasury.mpcsign_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNREQUESTSTATUS']._serialized_start=1138
-  _globals['_SIGNREQUESTSTATUS']._serialized_end=1329
-  _globals['_VERIFICATIONVERSION']._serialized_start=1331
-  _globals['_VERIFICATIONVERSION']._serialized_end=1383
-  _globals['_SIGNEDDATAWITHID']._serialized_start=107
-  _globals['_SIGNEDDATAWITHID']._serialized_end=171
-  _globals['_SIGNREQUEST']._serialized_start=174
-  _globals['_SIGNREQUEST']._serialized_end=708
-  _globals['_SIGNREQRESPONSE']._serialized_start=711
-  _globals['_SIGNREQRESPONSE']._serialized_end=1135
+  _globals['_SIGNREQUESTSTATUS']._serialized_start=1885
+  _globals['_SIGNREQUESTSTATUS']._serialized_end=2076
+  _globals['_VERIFICATIONVERSION']._serialized_start=2078
+  _globals['_VERIFICATIONVERSION']._serialized_end=2130
+  _globals['_SIGNEDDATAWITHID']._serialized_start=138
+  _globals['_SIGNEDDATAWITHID']._serialized_end=202
+  _globals['_SIGNREQUEST']._serialized_start=205
+  _globals['_SIGNREQUEST']._serialized_end=739
+  _globals['_SIGNREQRESPONSE']._serialized_start=742
+  _globals['_SIGNREQRESPONSE']._serialized_end=1166
+  _globals['_SIGNTRANSACTIONREQUEST']._serialized_start=1169
+  _globals['_SIGNTRANSACTIONREQUEST']._serialized_end=1383
+  _globals['_SIGNTXREQRESPONSE']._serialized_start=1386
+  _globals['_SIGNTXREQRESPONSE']._serialized_end=1582
+  _globals['_ICATRANSACTIONREQUEST']._serialized_start=1585
+  _globals['_ICATRANSACTIONREQUEST']._serialized_end=1882
 # @@protoc_insertion_point(module_scope)

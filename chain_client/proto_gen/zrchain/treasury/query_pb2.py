@@ -26,47 +26,62 @@ from chain_client.proto_gen.cosmos.base.query.v1beta1 import pagination_pb2 as c
 from chain_client.proto_gen.zrchain.treasury import key_pb2 as zrchain_dot_treasury_dot_key__pb2
 from chain_client.proto_gen.zrchain.treasury import mpcsign_pb2 as zrchain_dot_treasury_dot_mpcsign__pb2
 from chain_client.proto_gen.zrchain.treasury import params_pb2 as zrchain_dot_treasury_dot_params__pb2
+from chain_client.proto_gen.zrchain.treasury import wallet_pb2 as zrchain_dot_treasury_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/treasury/query.proto\x12\x10zrchain.treasury\x1a*cosmos/base/query/v1beta1/pagination.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\x1a\x1dzrchain/treasury/params.proto\"\xb7\x01\n\x17QueryKeyRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x8f\x01\n\x18QueryKeyRequestsResponse\x12\x36\n\x0ckey_requests\x18\x01 \x03(\x0b\x32 .zrchain.treasury.KeyReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"(\n\x1aQueryKeyRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"T\n\x1bQueryKeyRequestByIDResponse\x12\x35\n\x0bkey_request\x18\x01 \x01(\x0b\x32 .zrchain.treasury.KeyReqResponse\"\xab\x01\n\x10QueryKeysRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"/\n\x0eWalletResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"u\n\x14KeyAndWalletResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\x86\x01\n\x11QueryKeysResponse\x12\x34\n\x04keys\x18\x01 \x03(\x0b\x32&.zrchain.treasury.KeyAndWalletResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"f\n\x13QueryKeyByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\"u\n\x14QueryKeyByIDResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\xa6\x01\n\x1dQuerySignatureRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12:\n\npagination\x18\x03 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x97\x01\n\x1eQuerySignatureRequestsResponse\x12\x38\n\rsign_requests\x18\x01 \x03(\x0b\x32!.zrchain.treasury.SignReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\".\n QuerySignatureRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"\\\n!QuerySignatureRequestByIDResponse\x12\x37\n\x0csign_request\x18\x01 \x01(\x0b\x32!.zrchain.treasury.SignReqResponse\"\x14\n\x12QueryParamsRequest\"?\n\x13QueryParamsResponse\x12(\n\x06params\x18\x01 \x01(\x0b\x32\x18.zrchain.treasury.Params2\xd7\x05\n\x05Query\x12U\n\x06Params\x12$.zrchain.treasury.QueryParamsRequest\x1a%.zrchain.treasury.QueryParamsResponse\x12\x64\n\x0bKeyRequests\x12).zrchain.treasury.QueryKeyRequestsRequest\x1a*.zrchain.treasury.QueryKeyRequestsResponse\x12m\n\x0eKeyRequestByID\x12,.zrchain.treasury.QueryKeyRequestByIDRequest\x1a-.zrchain.treasury.QueryKeyRequestByIDResponse\x12O\n\x04Keys\x12\".zrchain.treasury.QueryKeysRequest\x1a#.zrchain.treasury.QueryKeysResponse\x12X\n\x07KeyByID\x12%.zrchain.treasury.QueryKeyByIDRequest\x1a&.zrchain.treasury.QueryKeyByIDResponse\x12v\n\x11SignatureRequests\x12/.zrchain.treasury.QuerySignatureRequestsRequest\x1a\x30.zrchain.treasury.QuerySignatureRequestsResponse\x12\x7f\n\x14SignatureRequestByID\x12\x32.zrchain.treasury.QuerySignatureRequestByIDRequest\x1a\x33.zrchain.treasury.QuerySignatureRequestByIDResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czrchain/treasury/query.proto\x12\x10zrchain.treasury\x1a*cosmos/base/query/v1beta1/pagination.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\x1a\x1dzrchain/treasury/params.proto\x1a\x1dzrchain/treasury/wallet.proto\"\xb7\x01\n\x17QueryKeyRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12\x16\n\x0eworkspace_addr\x18\x03 \x01(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x8f\x01\n\x18QueryKeyRequestsResponse\x12\x36\n\x0ckey_requests\x18\x01 \x03(\x0b\x32 .zrchain.treasury.KeyReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"(\n\x1aQueryKeyRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"T\n\x1bQueryKeyRequestByIDResponse\x12\x35\n\x0bkey_request\x18\x01 \x01(\x0b\x32 .zrchain.treasury.KeyReqResponse\"\xab\x01\n\x10QueryKeysRequest\x12\x16\n\x0eworkspace_addr\x18\x01 \x01(\t\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\x12:\n\npagination\x18\x04 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"/\n\x0eWalletResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"u\n\x14KeyAndWalletResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\x86\x01\n\x11QueryKeysResponse\x12\x34\n\x04keys\x18\x01 \x03(\x0b\x32&.zrchain.treasury.KeyAndWalletResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"f\n\x13QueryKeyByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x02 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x03 \x03(\t\"u\n\x14QueryKeyByIDResponse\x12*\n\x03key\x18\x01 \x01(\x0b\x32\x1d.zrchain.treasury.KeyResponse\x12\x31\n\x07wallets\x18\x02 \x03(\x0b\x32 .zrchain.treasury.WalletResponse\"\xa6\x01\n\x1dQuerySignatureRequestsRequest\x12\x14\n\x0ckeyring_addr\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12:\n\npagination\x18\x03 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\x97\x01\n\x1eQuerySignatureRequestsResponse\x12\x38\n\rsign_requests\x18\x01 \x03(\x0b\x32!.zrchain.treasury.SignReqResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\".\n QuerySignatureRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"\\\n!QuerySignatureRequestByIDResponse\x12\x37\n\x0csign_request\x18\x01 \x01(\x0b\x32!.zrchain.treasury.SignReqResponse\"\x14\n\x12QueryParamsRequest\"?\n\x13QueryParamsResponse\x12(\n\x06params\x18\x01 \x01(\x0b\x32\x18.zrchain.treasury.Params\"\xed\x01\n#QuerySignTransactionRequestsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0e\n\x06key_id\x18\x02 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x03 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12:\n\npagination\x18\x05 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\xa2\x01\n\x1fSignTransactionRequestsResponse\x12\x46\n\x19sign_transaction_requests\x18\x01 \x01(\x0b\x32#.zrchain.treasury.SignTxReqResponse\x12\x37\n\x0csign_request\x18\x02 \x01(\x0b\x32!.zrchain.treasury.SignReqResponse\"\xb9\x01\n$QuerySignTransactionRequestsResponse\x12T\n\x19sign_transaction_requests\x18\x01 \x03(\x0b\x32\x31.zrchain.treasury.SignTransactionRequestsResponse\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"4\n&QuerySignTransactionRequestByIDRequest\x12\n\n\x02id\x18\x01 \x01(\x04\"p\n\'QuerySignTransactionRequestByIDResponse\x12\x45\n\x18sign_transaction_request\x18\x01 \x01(\x0b\x32#.zrchain.treasury.SignTxReqResponse\"\xb3\x01\n\x18QueryKeyByAddressRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x02 \x01(\t\x12+\n\x08key_type\x18\x03 \x01(\x0e\x32\x19.zrchain.treasury.KeyType\x12\x31\n\x0bwallet_type\x18\x04 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x10\n\x08prefixes\x18\x05 \x03(\t\"U\n\x19QueryKeyByAddressResponse\x12\x38\n\x08response\x18\x01 \x01(\x0b\x32&.zrchain.treasury.KeyAndWalletResponse2\xdf\x08\n\x05Query\x12U\n\x06Params\x12$.zrchain.treasury.QueryParamsRequest\x1a%.zrchain.treasury.QueryParamsResponse\x12\x64\n\x0bKeyRequests\x12).zrchain.treasury.QueryKeyRequestsRequest\x1a*.zrchain.treasury.QueryKeyRequestsResponse\x12m\n\x0eKeyRequestByID\x12,.zrchain.treasury.QueryKeyRequestByIDRequest\x1a-.zrchain.treasury.QueryKeyRequestByIDResponse\x12O\n\x04Keys\x12\".zrchain.treasury.QueryKeysRequest\x1a#.zrchain.treasury.QueryKeysResponse\x12X\n\x07KeyByID\x12%.zrchain.treasury.QueryKeyByIDRequest\x1a&.zrchain.treasury.QueryKeyByIDResponse\x12v\n\x11SignatureRequests\x12/.zrchain.treasury.QuerySignatureRequestsRequest\x1a\x30.zrchain.treasury.QuerySignatureRequestsResponse\x12\x7f\n\x14SignatureRequestByID\x12\x32.zrchain.treasury.QuerySignatureRequestByIDRequest\x1a\x33.zrchain.treasury.QuerySignatureRequestByIDResponse\x12\x88\x01\n\x17SignTransactionRequests\x12\x35.zrchain.treasury.QuerySignTransactionRequestsRequest\x1a\x36.zrchain.treasury.QuerySignTransactionRequestsResponse\x12\x91\x01\n\x1aSignTransactionRequestByID\x12\x38.zrchain.treasury.QuerySignTransactionRequestByIDRequest\x1a\x39.zrchain.treasury.QuerySignTransactionRequestByIDResponse\x12g\n\x0cKeyByAddress\x12*.zrchain.treasury.QueryKeyByAddressRequest\x1a+.zrchain.treasury.QueryKeyByAddressResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.treasury.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_start=186
-  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_end=369
-  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_start=372
-  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_end=515
-  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_start=517
-  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_end=557
-  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_start=559
-  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_end=643
-  _globals['_QUERYKEYSREQUEST']._serialized_start=646
-  _globals['_QUERYKEYSREQUEST']._serialized_end=817
-  _globals['_WALLETRESPONSE']._serialized_start=819
-  _globals['_WALLETRESPONSE']._serialized_end=866
-  _globals['_KEYANDWALLETRESPONSE']._serialized_start=868
-  _globals['_KEYANDWALLETRESPONSE']._serialized_end=985
-  _globals['_QUERYKEYSRESPONSE']._serialized_start=988
-  _globals['_QUERYKEYSRESPONSE']._serialized_end=1122
-  _globals['_QUERYKEYBYIDREQUEST']._serialized_start=1124
-  _globals['_QUERYKEYBYIDREQUEST']._serialized_end=1226
-  _globals['_QUERYKEYBYIDRESPONSE']._serialized_start=1228
-  _globals['_QUERYKEYBYIDRESPONSE']._serialized_end=1345
-  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_start=1348
-  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_end=1514
-  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_start=1517
-  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_end=1668
-  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_start=1670
-  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_end=1716
-  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_start=1718
-  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_end=1810
-  _globals['_QUERYPARAMSREQUEST']._serialized_start=1812
-  _globals['_QUERYPARAMSREQUEST']._serialized_end=1832
-  _globals['_QUERYPARAMSRESPONSE']._serialized_start=1834
-  _globals['_QUERYPARAMSRESPONSE']._serialized_end=1897
-  _globals['_QUERY']._serialized_start=1900
-  _globals['_QUERY']._serialized_end=2627
+  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_start=217
+  _globals['_QUERYKEYREQUESTSREQUEST']._serialized_end=400
+  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_start=403
+  _globals['_QUERYKEYREQUESTSRESPONSE']._serialized_end=546
+  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_start=548
+  _globals['_QUERYKEYREQUESTBYIDREQUEST']._serialized_end=588
+  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_start=590
+  _globals['_QUERYKEYREQUESTBYIDRESPONSE']._serialized_end=674
+  _globals['_QUERYKEYSREQUEST']._serialized_start=677
+  _globals['_QUERYKEYSREQUEST']._serialized_end=848
+  _globals['_WALLETRESPONSE']._serialized_start=850
+  _globals['_WALLETRESPONSE']._serialized_end=897
+  _globals['_KEYANDWALLETRESPONSE']._serialized_start=899
+  _globals['_KEYANDWALLETRESPONSE']._serialized_end=1016
+  _globals['_QUERYKEYSRESPONSE']._serialized_start=1019
+  _globals['_QUERYKEYSRESPONSE']._serialized_end=1153
+  _globals['_QUERYKEYBYIDREQUEST']._serialized_start=1155
+  _globals['_QUERYKEYBYIDREQUEST']._serialized_end=1257
+  _globals['_QUERYKEYBYIDRESPONSE']._serialized_start=1259
+  _globals['_QUERYKEYBYIDRESPONSE']._serialized_end=1376
+  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_start=1379
+  _globals['_QUERYSIGNATUREREQUESTSREQUEST']._serialized_end=1545
+  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_start=1548
+  _globals['_QUERYSIGNATUREREQUESTSRESPONSE']._serialized_end=1699
+  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_start=1701
+  _globals['_QUERYSIGNATUREREQUESTBYIDREQUEST']._serialized_end=1747
+  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_start=1749
+  _globals['_QUERYSIGNATUREREQUESTBYIDRESPONSE']._serialized_end=1841
+  _globals['_QUERYPARAMSREQUEST']._serialized_start=1843
+  _globals['_QUERYPARAMSREQUEST']._serialized_end=1863
+  _globals['_QUERYPARAMSRESPONSE']._serialized_start=1865
+  _globals['_QUERYPARAMSRESPONSE']._serialized_end=1928
+  _globals['_QUERYSIGNTRANSACTIONREQUESTSREQUEST']._serialized_start=1931
+  _globals['_QUERYSIGNTRANSACTIONREQUESTSREQUEST']._serialized_end=2168
+  _globals['_SIGNTRANSACTIONREQUESTSRESPONSE']._serialized_start=2171
+  _globals['_SIGNTRANSACTIONREQUESTSRESPONSE']._serialized_end=2333
+  _globals['_QUERYSIGNTRANSACTIONREQUESTSRESPONSE']._serialized_start=2336
+  _globals['_QUERYSIGNTRANSACTIONREQUESTSRESPONSE']._serialized_end=2521
+  _globals['_QUERYSIGNTRANSACTIONREQUESTBYIDREQUEST']._serialized_start=2523
+  _globals['_QUERYSIGNTRANSACTIONREQUESTBYIDREQUEST']._serialized_end=2575
+  _globals['_QUERYSIGNTRANSACTIONREQUESTBYIDRESPONSE']._serialized_start=2577
+  _globals['_QUERYSIGNTRANSACTIONREQUESTBYIDRESPONSE']._serialized_end=2689
+  _globals['_QUERYKEYBYADDRESSREQUEST']._serialized_start=2692
+  _globals['_QUERYKEYBYADDRESSREQUEST']._serialized_end=2871
+  _globals['_QUERYKEYBYADDRESSRESPONSE']._serialized_start=2873
+  _globals['_QUERYKEYBYADDRESSRESPONSE']._serialized_end=2958
+  _globals['_QUERY']._serialized_start=2961
+  _globals['_QUERY']._serialized_end=4080
 # @@protoc_insertion_point(module_scope)

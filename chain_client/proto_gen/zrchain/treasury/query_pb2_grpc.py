@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class QueryStub:
-    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (ZrSign, zenBTC and DCT wallet queries are left out).
     """
 
     def __init__(self, channel):
@@ -70,10 +70,25 @@ class QueryStub:
                 request_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDRequest.SerializeToString,
                 response_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDResponse.FromString,
                 _registered_method=True)
+        self.SignTransactionRequests = channel.unary_unary(
+                '/zrchain.treasury.Query/SignTransactionRequests',
+                request_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsResponse.FromString,
+                _registered_method=True)
+        self.SignTransactionRequestByID = channel.unary_unary(
+                '/zrchain.treasury.Query/SignTransactionRequestByID',
+                request_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDResponse.FromString,
+                _registered_method=True)
+        self.KeyByAddress = channel.unary_unary(
+                '/zrchain.treasury.Query/KeyByAddress',
+                request_serializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
-    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (ZrSign, zenBTC and DCT wallet queries are left out).
     """
 
     def Params(self, request, context):
@@ -118,6 +133,24 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignTransactionRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignTransactionRequestByID(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeyByAddress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +189,21 @@ def add_QueryServicer_to_server(servicer, server):
                     request_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDRequest.FromString,
                     response_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDResponse.SerializeToString,
             ),
+            'SignTransactionRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignTransactionRequests,
+                    request_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsResponse.SerializeToString,
+            ),
+            'SignTransactionRequestByID': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignTransactionRequestByID,
+                    request_deserializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDResponse.SerializeToString,
+            ),
+            'KeyByAddress': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeyByAddress,
+                    request_deserializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'zrchain.treasury.Query', rpc_method_handlers)
@@ -165,7 +213,7 @@ def add_QueryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Query:
-    """The treasury queries a keyring and the admin CLI use (wallet queries are left out).
+    """The treasury queries a keyring and the admin CLI use (ZrSign, zenBTC and DCT wallet queries are left out).
     """
 
     @staticmethod
@@ -347,6 +395,87 @@ class Query:
             '/zrchain.treasury.Query/SignatureRequestByID',
             zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDRequest.SerializeToString,
             zrchain_dot_treasury_dot_query__pb2.QuerySignatureRequestByIDResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignTransactionRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Query/SignTransactionRequests',
+            zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsRequest.SerializeToString,
+            zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignTransactionRequestByID(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Query/SignTransactionRequestByID',
+            zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDRequest.SerializeToString,
+            zrchain_dot_treasury_dot_query__pb2.QuerySignTransactionRequestByIDResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeyByAddress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Query/KeyByAddress',
+            zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressRequest.SerializeToString,
+            zrchain_dot_treasury_dot_query__pb2.QueryKeyByAddressResponse.FromString,
             options,
             channel_credentials,
             insecure,

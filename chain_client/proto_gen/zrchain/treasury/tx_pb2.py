@@ -22,35 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from chain_client.proto_gen.zrchain.treasury import key_pb2 as zrchain_dot_treasury_dot_key__pb2
 from chain_client.proto_gen.zrchain.treasury import mpcsign_pb2 as zrchain_dot_treasury_dot_mpcsign__pb2
+from chain_client.proto_gen.zrchain.treasury import wallet_pb2 as zrchain_dot_treasury_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zrchain/treasury/tx.proto\x12\x10zrchain.treasury\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\"\xd5\x01\n\x10MsgNewKeyRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x0b\n\x03\x62tl\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x15\n\rext_requester\x18\x07 \x01(\t\x12\x14\n\x0c\x65xt_key_type\x18\x08 \x01(\x04\x12\x16\n\x0esign_policy_id\x18\t \x01(\x04\x12\x0f\n\x07mpc_btl\x18\x0b \x01(\x04\".\n\x18MsgNewKeyRequestResponse\x12\x12\n\nkey_req_id\x18\x01 \x01(\x04\"\x1f\n\tMsgNewKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\"\xde\x01\n\x13MsgFulfilKeyRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12*\n\x03key\x18\x04 \x01(\x0b\x32\x1b.zrchain.treasury.MsgNewKeyH\x00\x12\x17\n\rreject_reason\x18\x05 \x01(\tH\x00\x12\x1f\n\x17keyring_party_signature\x18\x06 \x01(\x0c\x42\x08\n\x06result\"\x1d\n\x1bMsgFulfilKeyRequestResponse\"\x86\x02\n\x16MsgNewSignatureRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\x04\x12\x18\n\x10\x64\x61ta_for_signing\x18\x03 \x01(\t\x12\x0b\n\x03\x62tl\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\x05 \x01(\x0c\x12\x1b\n\x13verify_signing_data\x18\x06 \x01(\x0c\x12J\n\x1bverify_signing_data_version\x18\x07 \x01(\x0e\x32%.zrchain.treasury.VerificationVersion\x12\x0f\n\x07mpc_btl\x18\x08 \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\t \x01(\x0c\"4\n\x1eMsgNewSignatureRequestResponse\x12\x12\n\nsig_req_id\x18\x01 \x01(\x04\"\xc2\x01\n\x19MsgFulfilSignatureRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x1f\n\x17keyring_party_signature\x18\x04 \x01(\x0c\x12\x13\n\x0bsigned_data\x18\x05 \x01(\x0c\x12\x15\n\rreject_reason\x18\x06 \x01(\t\"#\n!MsgFulfilSignatureRequestResponse2\xbf\x03\n\x03Msg\x12_\n\rNewKeyRequest\x12\".zrchain.treasury.MsgNewKeyRequest\x1a*.zrchain.treasury.MsgNewKeyRequestResponse\x12h\n\x10\x46ulfilKeyRequest\x12%.zrchain.treasury.MsgFulfilKeyRequest\x1a-.zrchain.treasury.MsgFulfilKeyRequestResponse\x12q\n\x13NewSignatureRequest\x12(.zrchain.treasury.MsgNewSignatureRequest\x1a\x30.zrchain.treasury.MsgNewSignatureRequestResponse\x12z\n\x16\x46ulfilSignatureRequest\x12+.zrchain.treasury.MsgFulfilSignatureRequest\x1a\x33.zrchain.treasury.MsgFulfilSignatureRequestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zrchain/treasury/tx.proto\x12\x10zrchain.treasury\x1a\x19google/protobuf/any.proto\x1a\x1azrchain/treasury/key.proto\x1a\x1ezrchain/treasury/mpcsign.proto\x1a\x1dzrchain/treasury/wallet.proto\"\x90\x02\n\x10MsgNewKeyRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x16\n\x0eworkspace_addr\x18\x02 \x01(\t\x12\x14\n\x0ckeyring_addr\x18\x03 \x01(\t\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x0b\n\x03\x62tl\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x15\n\rext_requester\x18\x07 \x01(\t\x12\x14\n\x0c\x65xt_key_type\x18\x08 \x01(\x04\x12\x16\n\x0esign_policy_id\x18\t \x01(\x04\x12\x39\n\x0fzenbtc_metadata\x18\n \x01(\x0b\x32 .zrchain.treasury.ZenBTCMetadata\x12\x0f\n\x07mpc_btl\x18\x0b \x01(\x04\".\n\x18MsgNewKeyRequestResponse\x12\x12\n\nkey_req_id\x18\x01 \x01(\x04\"\x1f\n\tMsgNewKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\"\xde\x01\n\x13MsgFulfilKeyRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".zrchain.treasury.KeyRequestStatus\x12*\n\x03key\x18\x04 \x01(\x0b\x32\x1b.zrchain.treasury.MsgNewKeyH\x00\x12\x17\n\rreject_reason\x18\x05 \x01(\tH\x00\x12\x1f\n\x17keyring_party_signature\x18\x06 \x01(\x0c\x42\x08\n\x06result\"\x1d\n\x1bMsgFulfilKeyRequestResponse\"\x86\x02\n\x16MsgNewSignatureRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\x04\x12\x18\n\x10\x64\x61ta_for_signing\x18\x03 \x01(\t\x12\x0b\n\x03\x62tl\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\x05 \x01(\x0c\x12\x1b\n\x13verify_signing_data\x18\x06 \x01(\x0c\x12J\n\x1bverify_signing_data_version\x18\x07 \x01(\x0e\x32%.zrchain.treasury.VerificationVersion\x12\x0f\n\x07mpc_btl\x18\x08 \x01(\x04\x12\x17\n\x0fzenbtc_tx_bytes\x18\t \x01(\x0c\"4\n\x1eMsgNewSignatureRequestResponse\x12\x12\n\nsig_req_id\x18\x01 \x01(\x04\"\xc2\x01\n\x19MsgFulfilSignatureRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x1f\n\x17keyring_party_signature\x18\x04 \x01(\x0c\x12\x13\n\x0bsigned_data\x18\x05 \x01(\x0c\x12\x15\n\rreject_reason\x18\x06 \x01(\t\"#\n!MsgFulfilSignatureRequestResponse\"$\n\x10MetadataEthereum\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\"[\n\x0eMetadataSolana\x12\x34\n\x07network\x18\x01 \x01(\x0e\x32#.zrchain.treasury.SolanaNetworkType\x12\x13\n\x0bmintAddress\x18\x02 \x01(\t\"\x8f\x02\n\x1cMsgNewSignTransactionRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\x04\x12\x31\n\x0bwallet_type\x18\x03 \x01(\x0e\x32\x1c.zrchain.treasury.WalletType\x12\x1c\n\x14unsigned_transaction\x18\x04 \x01(\x0c\x12&\n\x08metadata\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0b\n\x03\x62tl\x18\x06 \x01(\x04\x12\x10\n\x08\x63\x61\x63he_id\x18\x07 \x01(\x0c\x12\x14\n\x0cno_broadcast\x18\x08 \x01(\x08\x12\x0f\n\x07mpc_btl\x18\t \x01(\x04\x12\x0f\n\x07key_ids\x18\n \x03(\x04\"P\n$MsgNewSignTransactionRequestResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x1c\n\x14signature_request_id\x18\x02 \x01(\x04\"\x9d\x01\n\x1bMsgNewICATransactionRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\x04\x12\x15\n\rinput_payload\x18\x03 \x01(\t\x12\x15\n\rconnection_id\x18\x04 \x01(\t\x12\"\n\x1arelative_timeout_timestamp\x18\x05 \x01(\x04\x12\x0b\n\x03\x62tl\x18\x06 \x01(\x04\"O\n#MsgNewICATransactionRequestResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x1c\n\x14signature_request_id\x18\x02 \x01(\x04\"\xc7\x01\n\x1eMsgFulfilICATransactionRequest\x12\x0f\n\x07\x63reator\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.zrchain.treasury.SignRequestStatus\x12\x1f\n\x17keyring_party_signature\x18\x04 \x01(\x0c\x12\x13\n\x0bsigned_data\x18\x05 \x01(\x0c\x12\x15\n\rreject_reason\x18\x06 \x01(\t\"(\n&MsgFulfilICATransactionRequestResponse*T\n\x11SolanaNetworkType\x12\r\n\tUNDEFINED\x10\x00\x12\x0b\n\x07MAINNET\x10\x01\x12\n\n\x06\x44\x45VNET\x10\x02\x12\x0b\n\x07TESTNET\x10\x03\x12\n\n\x06REGNET\x10\x04\x32\xd4\x06\n\x03Msg\x12_\n\rNewKeyRequest\x12\".zrchain.treasury.MsgNewKeyRequest\x1a*.zrchain.treasury.MsgNewKeyRequestResponse\x12h\n\x10\x46ulfilKeyRequest\x12%.zrchain.treasury.MsgFulfilKeyRequest\x1a-.zrchain.treasury.MsgFulfilKeyRequestResponse\x12q\n\x13NewSignatureRequest\x12(.zrchain.treasury.MsgNewSignatureRequest\x1a\x30.zrchain.treasury.MsgNewSignatureRequestResponse\x12z\n\x16\x46ulfilSignatureRequest\x12+.zrchain.treasury.MsgFulfilSignatureRequest\x1a\x33.zrchain.treasury.MsgFulfilSignatureRequestResponse\x12\x83\x01\n\x19NewSignTransactionRequest\x12..zrchain.treasury.MsgNewSignTransactionRequest\x1a\x36.zrchain.treasury.MsgNewSignTransactionRequestResponse\x12\x80\x01\n\x18NewICATransactionRequest\x12-.zrchain.treasury.MsgNewICATransactionRequest\x1a\x35.zrchain.treasury.MsgNewICATransactionRequestResponse\x12\x89\x01\n\x1b\x46ulfilICATransactionRequest\x12\x30.zrchain.treasury.MsgFulfilICATransactionRequest\x1a\x38.zrchain.treasury.MsgFulfilICATransactionRequestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zrchain.treasury.tx_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MSGNEWKEYREQUEST']._serialized_start=108
-  _globals['_MSGNEWKEYREQUEST']._serialized_end=321
-  _globals['_MSGNEWKEYREQUESTRESPONSE']._serialized_start=323
-  _globals['_MSGNEWKEYREQUESTRESPONSE']._serialized_end=369
-  _globals['_MSGNEWKEY']._serialized_start=371
-  _globals['_MSGNEWKEY']._serialized_end=402
-  _globals['_MSGFULFILKEYREQUEST']._serialized_start=405
-  _globals['_MSGFULFILKEYREQUEST']._serialized_end=627
-  _globals['_MSGFULFILKEYREQUESTRESPONSE']._serialized_start=629
-  _globals['_MSGFULFILKEYREQUESTRESPONSE']._serialized_end=658
-  _globals['_MSGNEWSIGNATUREREQUEST']._serialized_start=661
-  _globals['_MSGNEWSIGNATUREREQUEST']._serialized_end=923
-  _globals['_MSGNEWSIGNATUREREQUESTRESPONSE']._serialized_start=925
-  _globals['_MSGNEWSIGNATUREREQUESTRESPONSE']._serialized_end=977
-  _globals['_MSGFULFILSIGNATUREREQUEST']._serialized_start=980
-  _globals['_MSGFULFILSIGNATUREREQUEST']._serialized_end=1174
-  _globals['_MSGFULFILSIGNATUREREQUESTRESPONSE']._serialized_start=1176
-  _globals['_MSGFULFILSIGNATUREREQUESTRESPONSE']._serialized_end=1211
-  _globals['_MSG']._serialized_start=1214
-  _globals['_MSG']._serialized_end=1661
+  _globals['_SOLANANETWORKTYPE']._serialized_start=2302
+  _globals['_SOLANANETWORKTYPE']._serialized_end=2386
+  _globals['_MSGNEWKEYREQUEST']._serialized_start=166
+  _globals['_MSGNEWKEYREQUEST']._serialized_end=438
+  _globals['_MSGNEWKEYREQUESTRESPONSE']._serialized_start=440
+  _globals['_MSGNEWKEYREQUESTRESPONSE']._serialized_end=486
+  _globals['_MSGNEWKEY']._serialized_start=488
+  _globals['_MSGNEWKEY']._serialized_end=519
+  _globals['_MSGFULFILKEYREQUEST']._serialized_start=522
+  _globals['_MSGFULFILKEYREQUEST']._serialized_end=744
+  _globals['_MSGFULFILKEYREQUESTRESPONSE']._serialized_start=746
+  _globals['_MSGFULFILKEYREQUESTRESPONSE']._serialized_end=775
+  _globals['_MSGNEWSIGNATUREREQUEST']._serialized_start=778
+  _globals['_MSGNEWSIGNATUREREQUEST']._serialized_end=1040
+  _globals['_MSGNEWSIGNATUREREQUESTRESPONSE']._serialized_start=1042
+  _globals['_MSGNEWSIGNATUREREQUESTRESPONSE']._serialized_end=1094
+  _globals['_MSGFULFILSIGNATUREREQUEST']._serialized_start=1097
+  _globals['_MSGFULFILSIGNATUREREQUEST']._serialized_end=1291
+  _globals['_MSGFULFILSIGNATUREREQUESTRESPONSE']._serialized_start=1293
+  _globals['_MSGFULFILSIGNATUREREQUESTRESPONSE']._serialized_end=1328
+  _globals['_METADATAETHEREUM']._serialized_start=1330
+  _globals['_METADATAETHEREUM']._serialized_end=1366
+  _globals['_METADATASOLANA']._serialized_start=1368
+  _globals['_METADATASOLANA']._serialized_end=1459
+  _globals['_MSGNEWSIGNTRANSACTIONREQUEST']._serialized_start=1462
+  _globals['_MSGNEWSIGNTRANSACTIONREQUEST']._serialized_end=1733
+  _globals['_MSGNEWSIGNTRANSACTIONREQUESTRESPONSE']._serialized_start=1735
+  _globals['_MSGNEWSIGNTRANSACTIONREQUESTRESPONSE']._serialized_end=1815
+  _globals['_MSGNEWICATRANSACTIONREQUEST']._serialized_start=1818
+  _globals['_MSGNEWICATRANSACTIONREQUEST']._serialized_end=1975
+  _globals['_MSGNEWICATRANSACTIONREQUESTRESPONSE']._serialized_start=1977
+  _globals['_MSGNEWICATRANSACTIONREQUESTRESPONSE']._serialized_end=2056
+  _globals['_MSGFULFILICATRANSACTIONREQUEST']._serialized_start=2059
+  _globals['_MSGFULFILICATRANSACTIONREQUEST']._serialized_end=2258
+  _globals['_MSGFULFILICATRANSACTIONREQUESTRESPONSE']._serialized_start=2260
+  _globals['_MSGFULFILICATRANSACTIONREQUESTRESPONSE']._serialized_end=2300
+  _globals['_MSG']._serialized_start=2389
+  _globals['_MSG']._serialized_end=3241
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,21 @@ class MsgStub:
                 request_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequest.SerializeToString,
                 response_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequestResponse.FromString,
                 _registered_method=True)
+        self.NewSignTransactionRequest = channel.unary_unary(
+                '/zrchain.treasury.Msg/NewSignTransactionRequest',
+                request_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequestResponse.FromString,
+                _registered_method=True)
+        self.NewICATransactionRequest = channel.unary_unary(
+                '/zrchain.treasury.Msg/NewICATransactionRequest',
+                request_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequestResponse.FromString,
+                _registered_method=True)
+        self.FulfilICATransactionRequest = channel.unary_unary(
+                '/zrchain.treasury.Msg/FulfilICATransactionRequest',
+                request_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequest.SerializeToString,
+                response_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequestResponse.FromString,
+                _registered_method=True)
 
 
 class MsgServicer:
@@ -85,6 +100,24 @@ class MsgServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NewSignTransactionRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NewICATransactionRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FulfilICATransactionRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MsgServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +140,21 @@ def add_MsgServicer_to_server(servicer, server):
                     servicer.FulfilSignatureRequest,
                     request_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequest.FromString,
                     response_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequestResponse.SerializeToString,
+            ),
+            'NewSignTransactionRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.NewSignTransactionRequest,
+                    request_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequestResponse.SerializeToString,
+            ),
+            'NewICATransactionRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.NewICATransactionRequest,
+                    request_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequestResponse.SerializeToString,
+            ),
+            'FulfilICATransactionRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.FulfilICATransactionRequest,
+                    request_deserializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequest.FromString,
+                    response_serializer=zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +266,87 @@ class Msg:
             '/zrchain.treasury.Msg/FulfilSignatureRequest',
             zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequest.SerializeToString,
             zrchain_dot_treasury_dot_tx__pb2.MsgFulfilSignatureRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NewSignTransactionRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Msg/NewSignTransactionRequest',
+            zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequest.SerializeToString,
+            zrchain_dot_treasury_dot_tx__pb2.MsgNewSignTransactionRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NewICATransactionRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Msg/NewICATransactionRequest',
+            zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequest.SerializeToString,
+            zrchain_dot_treasury_dot_tx__pb2.MsgNewICATransactionRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FulfilICATransactionRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zrchain.treasury.Msg/FulfilICATransactionRequest',
+            zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequest.SerializeToString,
+            zrchain_dot_treasury_dot_tx__pb2.MsgFulfilICATransactionRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,
