@@ -62,7 +62,25 @@ class SignJob:
         return "sign"
 
 
-Job = KeygenJob | SignJob
+@dataclass(frozen=True)
+class RefreshJob:
+    """Refresh one key in its scheduled slot (appliance/rules/lifecycle.py): version sync, resharing to
+    the same set, version sync, commit. `key_id` is the chain's key id; the party re-derives the slot
+    from the chain height and refuses one that is not open."""
+
+    key_id: int
+    key_type: str
+    public_key: bytes
+    period: int
+    phase: str
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "refresh"
+
+
+Job = KeygenJob | SignJob | RefreshJob
 
 
 def encode_job(job: Job) -> bytes:
@@ -86,6 +104,9 @@ def decode_job(data: bytes) -> Job:
             return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
                            bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
                            tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+        if kind == "refresh":
+            return RefreshJob(int(body["key_id"]), str(body["key_type"]), bytes.fromhex(body["public_key"]),
+                              int(body["period"]), str(body["phase"]), int(body.get("attempt", 0)))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed job: {exc}") from None
     raise ValueError(f"unknown job kind {kind!r}")
@@ -93,10 +114,10 @@ def decode_job(data: bytes) -> Job:
 
 def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
     """The structured journal fields (appliance.runtime.logs.STRUCTURED_FIELDS) of one job's log lines."""
-    fields: dict[str, Any] = {"request_id": job.request_id}
+    fields: dict[str, Any] = {} if isinstance(job, RefreshJob) else {"request_id": job.request_id}
     if sid is not None:
         fields["session_id"] = sid.hex()
-    if isinstance(job, SignJob):
+    if isinstance(job, SignJob | RefreshJob):
         fields["key_id"] = job.key_id
     return fields
 

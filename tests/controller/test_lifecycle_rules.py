@@ -95,3 +95,11 @@ def test_sharing_digest_depends_on_every_verification_share():
     d = sharing_digest(b"k", shares)
     assert d != sharing_digest(b"k", {**shares, 2: b"\x02" + bytes(32)})
     assert d != sharing_digest(b"j", shares) and len(d) == 32
+
+
+def test_refresh_job_round_trips_the_local_api_encoding():
+    from appliance.mpc_party.local_api import RefreshJob, decode_job, encode_job, job_log_fields
+
+    job = RefreshJob(7, "KEY_TYPE_EDDSA_ED25519", bytes(range(32)), 3, PHASE_SYNC, 1)
+    assert decode_job(encode_job(job)) == job
+    assert job_log_fields(job) == {"key_id": 7}

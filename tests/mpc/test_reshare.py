@@ -298,3 +298,21 @@ def test_messages_from_outsiders_and_wrong_roles_refused():
         ReshareParty(spec, 1, None)
     with pytest.raises(LocalProtocolError):  # dealers must be exactly t old holders
         ReshareParty(spec_for(ED25519, old[1].group_public_key, (1, 2, 3), (1, 2, 3), 2), 1, old[1])
+
+
+def test_real_resharing_sessions_fit_the_gate_limits():
+    """Every message of a real resharing (and a version sync) is within limits.round_table."""
+    from appliance.mpc_party import limits
+    from tests.transport.test_limits import run_recording
+
+    old = {k.party_id: k for k in dkls_local.run_dkg(3, 2)}
+    spec = spec_for(SECP256K1, old[1].public_key, (1, 2), (1, 2, 3, 4), 3)
+    _, seen = run_recording([reshare_session("KEY_TYPE_ECDSA_SECP256K1", spec, p, old.get(p), secrets.token_bytes)
+                             for p in spec.participants])
+    frost = {s.party_id: s for s in frost_keys("ed25519")}
+    spec = spec_for(ED25519, frost[1].group_public_key, (2, 3), (1, 2, 3, 4), 3)
+    _, more = run_recording([reshare_session("KEY_TYPE_EDDSA_ED25519", spec, p, frost.get(p), secrets.token_bytes)
+                             for p in spec.participants])
+    table = limits.round_table(4)
+    for protocol, round_, _sender, _recipient, size in seen + more:
+        assert size <= table[protocol].max_payload(round_), (protocol, round_, size)
