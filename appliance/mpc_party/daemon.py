@@ -151,7 +151,7 @@ class PartyDaemon:
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
             rng_factory=lambda: mixed_rng(self.hsm))
         self._default_btl: int | None = None
-        self.local = LocalServer(p.local_socket, self.run_job, self.status)
+        self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
@@ -327,6 +327,19 @@ class PartyDaemon:
         if not current - 2 <= job.attempt <= current + 1:
             raise JobFailed(f"refused: attempt {job.attempt} of request {job.request_id} is not current "
                             f"(the chain height gives attempt {current})", retryable=True)
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key this party holds a share of: versions and when the active one was stored."""
+        out = []
+        for record in self.store.all_active():
+            m = record.meta
+            if m.keyring != self.keyring or m.party_index != self.me:
+                continue
+            pending = self.store.pending_of(m.keyring, m.key_id, m.party_index)
+            out.append({"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
+                        "pending_version": pending.meta.share_version if pending else 0,
+                        "threshold": m.threshold, "stored_at": record.created_at, "request_id": m.key_id})
+        return out
 
     def status(self) -> dict[str, Any]:
         return {

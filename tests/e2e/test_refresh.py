@@ -95,3 +95,24 @@ def test_scheduled_refresh_under_load_nothing_lost_old_versions_destroyed(keyrin
             assert client.status()["refresh"]["refreshed"] + client.status()["refresh"]["committed"] >= 3
         finally:
             client.close()
+
+
+def test_keys_command_shows_every_key_refreshed(keyring) -> None:
+    """`zrkeyring keys --json` on every host after the refresh: every chain key held, version >= 2."""
+    import json
+    import subprocess
+    import sys
+
+    from appliance.local.localnet import ROOT
+
+    for host in keyring.hosts:
+        done = subprocess.run([sys.executable, "-m", "appliance.cli.main", "keys", "--config",
+                               str(host.config("party")), "--json"], cwd=ROOT, env=host.env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = json.loads(done.stdout)
+        assert len(rows) == 3 and all(r["state"] == "ok" and r["version"] >= 2 for r in rows), rows
+        table = subprocess.run([sys.executable, "-m", "appliance.cli.main", "keys", "--config",
+                                str(host.config("controller"))], cwd=ROOT, env=host.env, capture_output=True,
+                               text=True, timeout=60)
+        assert table.returncode == 0 and "3 on chain: 3 held" in table.stdout, table.stdout + table.stderr
