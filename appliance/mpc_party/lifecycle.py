@@ -167,6 +167,9 @@ class Refresher:
         put_share(self.store, self.sealer, meta, plaintext)
         record = self.store.pending_of(self.keyring, active.meta.key_id, self.me)
         assert record is not None and record.meta.share_version == version
+        log.info("party %d: key %d reshared: new share stored pending (version %d), the active one still "
+                 "signs until every party holds the new one", self.me, job.key_id, version,
+                 extra=job_log_fields(job))
         return record
 
     def _commit(self, job: RefreshJob, record: ShareRecord, outcome: str) -> str:
