@@ -144,17 +144,22 @@ class PartyDaemon:
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
-        self.gate.on_unopened = self.pairs.on_unopened
         self.refresher = Refresher(
             me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
             runner=self.runner, reader=self.reader, height=self.chain.latest_height,
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
-            rng_factory=lambda: mixed_rng(self.hsm))
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
+        self.gate.on_unopened = self._on_unopened
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
+
+    def _on_unopened(self, env: Any) -> None:
+        """A peer opens a session we have not: an OT re-setup or a refresh at once may start so."""
+        self.pairs.on_unopened(env)
+        self.refresher.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -295,6 +300,7 @@ class PartyDaemon:
             return self.runner.run(sid, session)
         except ProtocolError as exc:
             self.pairs.on_abort(exc, job.public_key)
+            self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once
             raise
 
     def _signing_share(self, job: SignJob) -> Any:

@@ -143,6 +143,9 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         "reshare-ed25519": ProtocolLimits.of(_reshare_rounds(ED25519, t)),
         "dkls23-reshare": ProtocolLimits.of(_dkls23_reshare_rounds(t)),
         "share-version-sync": ProtocolLimits.of({1: (header_len() + 2 * HASH_LEN,)}),
+        # the same behind the invitation header (u8 length, a secp256k1 or Ed25519 key, a 32-byte nonce)
+        "share-version-sync-invite": ProtocolLimits.of({1: (1 + SECP256K1.point_len + 32 + header_len()
+                                                            + 2 * HASH_LEN,)}),
         _frost_name(FROST_ED25519): ProtocolLimits.of(_frost_rounds(ED25519)),
         _frost_name(FROST_SECP256K1): ProtocolLimits.of(_frost_rounds(SECP256K1)),
         _frost_name(FROST_SECP256K1_BIP340): ProtocolLimits.of(_frost_rounds(SECP256K1)),

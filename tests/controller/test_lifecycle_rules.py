@@ -103,3 +103,20 @@ def test_refresh_job_round_trips_the_local_api_encoding():
     job = RefreshJob(7, "KEY_TYPE_EDDSA_ED25519", bytes(range(32)), 3, PHASE_SYNC, 1)
     assert decode_job(encode_job(job)) == job
     assert job_log_fields(job) == {"key_id": 7}
+
+
+def test_invitation_header_binds_every_report():
+    from appliance.mpc_party.protocols.versionsync import PROTOCOL_INVITE, invite_header, split_invite_header
+
+    key, nonce = b"\x02" + bytes(32), secrets.token_bytes(32)
+    header = invite_header(key, nonce)
+    assert split_invite_header(header + b"rest") == (key, nonce)
+    with pytest.raises(ValueError):
+        split_invite_header(b"\x21" + key)  # no nonce
+    sid = secrets.token_bytes(32)
+    sessions = [VersionSyncSession(sid, i, (1, 2), Holding(A), header) for i in (1, 2)]
+    assert sessions[0].protocol == PROTOCOL_INVITE
+    assert all(r == {1: Holding(A), 2: Holding(A)} for r in run_in_process(sessions))
+    other = VersionSyncSession(sid, 1, (1, 2), Holding(A), invite_header(key, secrets.token_bytes(32)))
+    with pytest.raises(ProtocolAbort):  # a report naming another invitation
+        other.receive(2, VersionSyncSession(sid, 2, (1, 2), Holding(A), header).start()[0].payload)

@@ -21,12 +21,36 @@ from typing import ClassVar
 from appliance.mpc_party.protocols.dkg import PeerSet, WireMessage, decode_message
 from appliance.mpc_party.protocols.group import ED25519, Group, Point
 from appliance.mpc_party.protocols.sessions import BROADCAST, Outgoing, Session
-from appliance.mpc_party.protocols.wire import SESSION_ID_LEN, LocalProtocolError, Reader, Writer, transcript_hash
+from appliance.mpc_party.protocols.wire import (
+    SESSION_ID_LEN,
+    LocalProtocolError,
+    ProtocolAbort,
+    Reader,
+    Writer,
+    ct_equal,
+    transcript_hash,
+)
 
 KIND_VERSION_REPORT = 0x17
 NONE = bytes(32)  # "no such version"
 _DIGEST_DOMAIN = b"zrkeyring/sharing-digest/v1"
 PROTOCOL = "share-version-sync"
+PROTOCOL_INVITE = "share-version-sync-invite"  # the same, opening an unscheduled refresh (a header first)
+
+
+def invite_header(public_key: bytes, nonce: bytes) -> bytes:
+    """u8 length | public key | 32-byte nonce: names the key and the run of an unscheduled refresh."""
+    if len(nonce) != 32 or not 1 <= len(public_key) <= 64:
+        raise LocalProtocolError("invitation header: bad public key or nonce")
+    return bytes([len(public_key)]) + bytes(public_key) + bytes(nonce)
+
+
+def split_invite_header(payload: bytes) -> tuple[bytes, bytes]:
+    """(public key, nonce) from an invitation's first payload; ValueError if it has none."""
+    if not payload or len(payload) < 1 + payload[0] + 32 or not 1 <= payload[0] <= 64:
+        raise ValueError("no invitation header")
+    n = payload[0]
+    return payload[1:1 + n], payload[1 + n:1 + n + 32]
 
 
 def sharing_digest(public_key: bytes, verification_shares: Mapping[int, Point]) -> bytes:
@@ -68,24 +92,30 @@ _KINDS: dict[int, type[WireMessage]] = {KIND_VERSION_REPORT: VersionReport}
 
 
 class VersionSyncSession(Session):
-    """Broadcast our holding, collect every peer's; result: {party: Holding} (ours included)."""
+    """Broadcast our holding, collect every peer's; result: {party: Holding} (ours included).
 
-    protocol = PROTOCOL
+    With a `header` (an invitation to an unscheduled refresh: what the session is about, from which
+    a peer that has not opened it recomputes its id) every report carries it first, and a report with
+    another header is refused."""
 
-    def __init__(self, session_id: bytes, me: int, participants: tuple[int, ...], mine: Holding) -> None:
+    def __init__(self, session_id: bytes, me: int, participants: tuple[int, ...], mine: Holding,
+                 header: bytes = b"") -> None:
         if len(session_id) != SESSION_ID_LEN or me not in participants:
             raise LocalProtocolError("version sync: bad session id or party set")
         self.session_id, self.me, self.participants = bytes(session_id), me, tuple(sorted(participants))
-        self._mine = mine
+        self._mine, self._header = mine, bytes(header)
+        self.protocol = PROTOCOL_INVITE if header else PROTOCOL
         self._peers = PeerSet(self.session_id, me, set(self.participants) - {me})
         self._reports: dict[int, VersionReport] = {}
 
     def start(self) -> list[Outgoing]:
         msg = VersionReport(ED25519, self.session_id, self.me, self._mine.active, self._mine.pending)
-        return [Outgoing(BROADCAST, 1, msg.to_bytes())]
+        return [Outgoing(BROADCAST, 1, self._header + msg.to_bytes())]
 
     def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
-        msg = decode_message(_KINDS, ED25519, payload, sender)
+        if not ct_equal(payload[:len(self._header)], self._header):
+            raise ProtocolAbort("version report for another invitation", sender)
+        msg = decode_message(_KINDS, ED25519, payload[len(self._header):], sender)
         self._peers.check(msg, self._reports)
         self._reports[sender] = msg  # type: ignore[assignment]
         return []
