@@ -397,7 +397,6 @@ class ReshareParty:
                                     "equivocated)", j)
         first = self._deals[self.spec.dealers[0]]
         self.state = ReshareState.DONE
-        self._own_subshare = None if not self.is_receiver else self._own_subshare
         return ReshareOutcome(self._new_share(first.key_id) if self.is_receiver else None,
                               first.key_id, first.epoch + 1)
 
@@ -411,7 +410,7 @@ class ReshareParty:
         vshares = {m: commitment_eval(g, summed, m) for m in spec.new_parties}
         if not ct_equal(g.base_mul(secret), vshares[self.me]):
             raise ProtocolAbort("inconsistent resharing result")  # every sub-share checked: cannot happen
-        self._subshares = {}
+        self._subshares, self._own_subshare = {}, None  # the new share is the only copy kept
         return KeyShare(g, self.me, len(spec.new_parties), spec.new_t, secret, spec.public_key, vshares,
                         key_id)
 
