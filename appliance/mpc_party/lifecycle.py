@@ -249,17 +249,21 @@ class Refresher:
             public_key, nonce = split_invite_header(env.payload)
         except ValueError:
             return
-        if not self._allowed(self._invites, env.sender, MAX_INVITES_PER_MINUTE, 60.0):
-            log.warning("party %d: too many refresh invitations from party %d; ignored", self.me, env.sender,
-                        extra={"peer": env.sender})
-            return
         if urgent_session_id(self.chain_id, self.keyring, public_key, nonce, env.sender, "sync1") != env.session_id:
-            return
-        if self.store.active_by_public_key(self.keyring, public_key, self.me) is None:
             return
         lock = self._job_locks[public_key]
         if not lock.acquire(blocking=False):
-            return  # busy with this key: the invitation times out, the next slot refreshes it
+            return  # busy with this key (the initiator resends until its deadline; the next slot refreshes it)
+        try:  # only invitations we would act on count against the peer's budget
+            if self.store.active_by_public_key(self.keyring, public_key, self.me) is None:
+                raise LookupError(f"no share of key {public_key.hex()[:16]} here")
+            if not self._allowed(self._invites, env.sender, MAX_INVITES_PER_MINUTE, 60.0):
+                raise LookupError("too many refresh invitations in the last minute")
+        except Exception as exc:
+            lock.release()
+            log.debug("party %d: refresh invitation from party %d ignored: %s", self.me, env.sender, exc,
+                      extra={"peer": env.sender})
+            return
         self.runner.gate.open_session(env.session_id)  # before returning: the initiator's resend lands
         threading.Thread(target=self._urgent, args=(public_key, nonce, env.sender, lock), daemon=True,
                          name=f"refresh-from-{env.sender}").start()
