@@ -5,10 +5,10 @@ Every controller reads the same keys from the chain and applies the same rule
 without talking. To keep refreshes from crowding out requests they run on one worker thread of
 their own few worker threads (request jobs keep the controller's pool), at most `CONCURRENT` keys
 at a time, the oldest due slot first (the same order on every controller), and a job whose attempt
-has gone by while it waited is dropped rather than run late. A refresh phase is finished for this
-controller once the party reports an outcome that needs nothing more (`refreshed`, `committed`,
-`retired`); a sync phase once one sync ran at all (every party, the lagging one included, then saw
-every report and acted on it). Otherwise every attempt of the phase gets a job.
+has gone by while it waited is dropped rather than run late. A phase is finished for this controller
+once one job of it ran to an outcome (`refreshed`, `committed`, `retired`, `waiting`): every party
+then saw every report and acted on it, and a second refresh in the same period would only repeat
+the work. A job that failed (a peer silent, a session aborted) is retried in the next attempt.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from typing import Any
 
 from appliance.mpc_party.local_api import JobFailed, PartyClient, RefreshJob
 from appliance.rules.keytypes import parse_key_type
-from appliance.rules.lifecycle import PHASE_SYNC, RefreshSchedule, Slot, due, slot_at
+from appliance.rules.lifecycle import RefreshSchedule, Slot, due, slot_at
 
 log = logging.getLogger("zrkeyring.controller.lifecycle")
 
 KEYS_REFRESH_S = 10.0  # the keyring's key list is re-read this often
-FINAL = {b"refreshed", b"committed", b"retired"}
 CONCURRENT = 3  # refresh jobs in flight at once: a peer stuck on one key does not hold up the others
 
 
@@ -88,8 +87,7 @@ class RefreshDriver:
             job = RefreshJob(key.id, key.type, bytes(key.public_key), slot.period, slot.phase, slot.attempt)
             outcome = self.party.run(job, timeout=self.job_timeout_s)
             self.outcomes[outcome.decode()] = self.outcomes.get(outcome.decode(), 0) + 1
-            if outcome in FINAL or slot.phase == PHASE_SYNC:
-                self._finished.add((slot.key_id, slot.period, slot.phase))
+            self._finished.add((slot.key_id, slot.period, slot.phase))  # any outcome: the phase did its work
             log.info("refresh of key %d (period %d, %s, attempt %d): %s", key.id, slot.period, slot.phase,
                      slot.attempt, outcome.decode(), extra={"key_id": key.id})
         except JobFailed as exc:
