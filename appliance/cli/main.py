@@ -23,6 +23,7 @@ COMMAND_GROUPS: list[str] = [
     "appliance.cli.party",
     "appliance.cli.controller",
     "appliance.cli.status",
+    "appliance.cli.keys",
     "appliance.cli.demo",
 ]
 

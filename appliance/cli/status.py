@@ -217,6 +217,21 @@ def check_funds(chain: ChainClient, keyring: str, address: str) -> Check:
     return Check("funds", answers >= 1, detail)
 
 
+def check_keys(chain: ChainClient, keyring: str, socket_path: str) -> Check:
+    """The keyring's keys on chain against this party's shares (`zrkeyring keys` for the detail)."""
+    from appliance.cli.keys import key_rows, summary
+
+    client = PartyClient(socket_path)
+    try:
+        held = client.keys(timeout=PROBE_TIMEOUT_S * 5)
+    finally:
+        client.close()
+    rows = key_rows([k for k in chain.keys() if k.keyring_addr == keyring], held)
+    missing = [r.key_id for r in rows if r.state == "missing"]
+    detail = summary(rows) + (f"; missing keys {missing} (zrkeyring keys)" if missing else "")
+    return Check("keys", not missing, detail)
+
+
 def run_checks(view: HostView) -> list[Check]:
     """Every check, in order; a failing one does not stop the others."""
     checks: list[Check] = []
@@ -242,6 +257,7 @@ def run_checks(view: HostView) -> list[Check]:
         checks.append(_guarded("pending work", lambda: check_pending(chain, keyring, view.data_dir)))
         address = roster.party(view.index).chain_address
         checks.append(_guarded("funds", lambda: check_funds(chain, keyring, address)))
+        checks.append(_guarded("keys", lambda: check_keys(chain, keyring, view.socket)))
     finally:
         chain.close()
     return checks

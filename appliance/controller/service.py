@@ -34,6 +34,7 @@ from appliance.controller import ica, metrics
 from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
+from appliance.controller.lifecycle import RefreshDriver
 from appliance.controller.planner import (
     Decision,
     SignRequestView,
@@ -46,6 +47,7 @@ from appliance.controller.verify import ResultInvalid, check_public_key, check_s
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
 from appliance.rules.attempts import attempt_at, quorum
+from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
@@ -82,6 +84,8 @@ class ControllerSection:
     tx_timeout_blocks: int = 10  # a posted tx not included within this many blocks can never land
     job_timeout_s: float = 60.0
     workers: int = 8
+    refresh_period_blocks: int = 0  # scheduled refresh of every key once per period (0: off); = parties'
+    refresh_window_blocks: int = 30  # each phase of a key's refresh slot; must equal the parties'
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,9 @@ class Controller:
         self._funds_warned = float("-inf")  # monotonic time of the last "cannot pay" warning
         self._short_of_funds = False
         self.balance: int | None = None
+        self.refresh = RefreshDriver(chain=chain, party=party, keyring=self.keyring, job_timeout_s=c.job_timeout_s,
+                                     schedule=RefreshSchedule(c.refresh_period_blocks, c.refresh_window_blocks,
+                                                              c.attempt_blocks))
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -185,6 +192,7 @@ class Controller:
         for item in opened.values():
             self._consider(item)
         self._post(opened)
+        self.refresh.tick(self.height)  # scheduled refresh: its own worker, one key at a time
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
@@ -574,6 +582,7 @@ class Controller:
             metrics.REQUESTS_FULFILLED.labels(KIND_LABELS[kind], key_type).inc()
 
     def close(self) -> None:
+        self.refresh.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.journal.close()
 

@@ -609,6 +609,22 @@ class ShareStore:
         with self._read() as db:
             return self._rows(db, "state='active' ORDER BY keyring, key_id, party_index", ())
 
+    # --- life cycle (scheduled refresh, resharing) ----------------------------------------------------
+    def pending_of(self, keyring: str, key_id: int, party_index: int) -> ShareRecord | None:
+        """The authenticated pending version of a key (a refresh stored, not yet committed), or None."""
+        with self._read() as db:
+            heads = self._heads(db)
+            head = heads.get((keyring, key_id, party_index))
+            if head is None or not head.pending_version:
+                return None
+            return self._one(db, heads, _key_of(head.meta), head.pending_version)
+
+    def latest_version(self, keyring: str, key_id: int, party_index: int) -> int:
+        """The highest version ever stored for the key (0 if none): a new version must exceed it."""
+        with self._read() as db:
+            head = self._heads(db).get((keyring, key_id, party_index))
+            return head.latest_version if head is not None else 0
+
 
 def _key_of(meta: ShareMeta) -> tuple[str, int, int]:
     return meta.keyring, meta.key_id, meta.party_index

@@ -55,6 +55,8 @@ class LocalSettings:
     key_req_fee: int = 0  # the keyring's fees, charged to each posting party (docs/operations.md, Funding)
     sig_req_fee: int = 0
     dev_chain_requests: bool = False  # the node may be asked to create signature requests itself (dev only)
+    refresh_period_blocks: int = 0  # scheduled refresh (appliance/rules/lifecycle.py); 0: off
+    refresh_window_blocks: int = 30
 
 
 @dataclass
@@ -159,13 +161,14 @@ class LocalKeyring:
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
-            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n\n{host.hsm_section}\n"
+            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n{_refresh_fields(s)}\n"
+            f"{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
-            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n\n"
+            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}\n"
             f"{host.hsm_section}\n{chain}{_metrics_table()}")
 
     # --- processes ---------------------------------------------------------------------------------
@@ -283,6 +286,11 @@ class LocalKeyring:
 
 def demo_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def _refresh_fields(s: LocalSettings) -> str:
+    """The schedule lines both daemons must share (they derive the same refresh slots from them)."""
+    return f"refresh_period_blocks = {s.refresh_period_blocks}\nrefresh_window_blocks = {s.refresh_window_blocks}\n"
 
 
 def _metrics_table() -> str:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_ch
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
-from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
+from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
+from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
 from appliance.mpc_party.protocols.wire import ProtocolError
@@ -36,6 +37,7 @@ from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.keytypes import protocol_label
+from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
@@ -63,6 +65,8 @@ class PartySection:
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
     attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
+    refresh_period_blocks: int = 0  # scheduled refresh: every key once per period (0: off); = controllers'
+    refresh_window_blocks: int = 30  # each phase of a key's refresh slot lasts this long; = controllers'
 
 
 @dataclass(frozen=True)
@@ -140,12 +144,22 @@ class PartyDaemon:
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
-        self.gate.on_unopened = self.pairs.on_unopened
+        self.refresher = Refresher(
+            me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
+            runner=self.runner, reader=self.reader, height=self.chain.latest_height,
+            schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
+        self.gate.on_unopened = self._on_unopened
         self._default_btl: int | None = None
-        self.local = LocalServer(p.local_socket, self.run_job, self.status)
+        self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
+
+    def _on_unopened(self, env: Any) -> None:
+        """A peer opens a session we have not: an OT re-setup or a refresh at once may start so."""
+        self.pairs.on_unopened(env)
+        self.refresher.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -188,6 +202,8 @@ class PartyDaemon:
 
     def run_job(self, job: Job) -> bytes:
         """Check the job on chain, then run it once per session id (joining a run in flight)."""
+        if isinstance(job, RefreshJob):
+            return self.refresher.run(job)
         try:
             request = check_on_chain(job, self.reader, self.keyring)
         except RequestRefused as exc:
@@ -272,13 +288,7 @@ class PartyDaemon:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
             raise JobFailed(f"refused: {exc}", retryable=True) from None
-        try:  # the store's state and the share's own key are checked against the HSM and the job
-            record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
-            if record is None:
-                raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
-            share = protocols.import_share(job.key_type, open_share_checked(self.hsm, record, job.public_key))
-        except StoreError as exc:
-            raise JobFailed(f"refused: {exc}") from None
+        share = self._signing_share(job)
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
         # Durable before the first message leaves: a restart never runs this session id again.
         if not self.state.claim_session(sid, "sign"):
@@ -290,7 +300,24 @@ class PartyDaemon:
             return self.runner.run(sid, session)
         except ProtocolError as exc:
             self.pairs.on_abort(exc, job.public_key)
+            self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once
             raise
+
+    def _signing_share(self, job: SignJob) -> Any:
+        """The active share of the job's key, read while no refresh of that key may be committing (so
+        all signers load the same version; lifecycle.py)."""
+        lock = self.refresher.key_lock(job.public_key)
+        if not lock.acquire(timeout=LOCK_WAIT_S):
+            raise JobFailed(f"key {job.public_key.hex()[:16]} busy committing a refresh", retryable=True)
+        try:  # the store's state and the share's own key are checked against the HSM and the job
+            record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
+            if record is None:
+                raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+            return protocols.import_share(job.key_type, open_share_checked(self.hsm, record, job.public_key))
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        finally:
+            lock.release()
 
     def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
         """The signer set must be the quorum rule's for the job's attempt, and the attempt one the
@@ -307,6 +334,19 @@ class PartyDaemon:
             raise JobFailed(f"refused: attempt {job.attempt} of request {job.request_id} is not current "
                             f"(the chain height gives attempt {current})", retryable=True)
 
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key this party holds a share of: versions and when the active one was stored."""
+        out = []
+        for record in self.store.all_active():
+            m = record.meta
+            if m.keyring != self.keyring or m.party_index != self.me:
+                continue
+            pending = self.store.pending_of(m.keyring, m.key_id, m.party_index)
+            out.append({"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
+                        "pending_version": pending.meta.share_version if pending else 0,
+                        "threshold": m.threshold, "stored_at": record.created_at, "request_id": m.key_id})
+        return out
+
     def status(self) -> dict[str, Any]:
         return {
             "party": self.me,
@@ -320,4 +360,5 @@ class PartyDaemon:
             "burned_pairs": [{"public_key": b.public_key.hex(), "peer": b.peer, "reason": b.reason}
                              for b in self.state.burned() if b.keyring == self.keyring],
             "resetups": self.pairs.resetups_done,
+            "refresh": asdict(self.refresher.counts),
         }

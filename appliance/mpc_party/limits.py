@@ -111,6 +111,22 @@ def _frost_rounds(group: Group) -> dict[int, RoundSizes]:
     return {1: (h + 2 * group.point_len,), 2: (h + group.scalar_len + HASH_LEN,)}
 
 
+def _reshare_rounds(group: Group, t: int) -> dict[int, RoundSizes]:
+    """Resharing (`protocols/reshare.py`): 1 the deal (key id, epoch, old t, up to MAX_PARTIES old ids
+    and verification shares, t' commitments) and a sub-share; 2 the echo. The old set may be larger than
+    the roster after a removal, hence MAX_PARTIES for the old part."""
+    h, p, s = header_len(), group.point_len, group.scalar_len
+    deal = h + 32 + 4 + 2 + 2 + MAX_PARTIES * (2 + p) + 2 + t * p
+    return {1: (deal, h + s), 2: (h + HASH_LEN,)}
+
+
+def _dkls23_reshare_rounds(t: int) -> dict[int, RoundSizes]:
+    """DKLs23 resharing: the resharing over secp256k1 in rounds 1-2, one OT set-up step per round 1-5."""
+    core = _reshare_rounds(SECP256K1, t)
+    return {1: (*core[1], _ot_step_size(1)), 2: (*core[2], _ot_step_size(2)),
+            **{step: (_ot_step_size(step),) for step in (3, 4, 5)}}
+
+
 def _frost_name(suite: object) -> str:
     return suite.context.decode().lower()  # type: ignore[attr-defined]  # as FrostSignSession names it
 
@@ -124,6 +140,12 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         "dkls23-keygen": ProtocolLimits.of(_dkls23_keygen_rounds(t)),
         "dkls23-sign": ProtocolLimits.of(_dkls23_sign_rounds()),
         "dkls23-ot-resetup": ProtocolLimits.of(_dkls23_ot_resetup_rounds()),
+        "reshare-ed25519": ProtocolLimits.of(_reshare_rounds(ED25519, t)),
+        "dkls23-reshare": ProtocolLimits.of(_dkls23_reshare_rounds(t)),
+        "share-version-sync": ProtocolLimits.of({1: (header_len() + 2 * HASH_LEN,)}),
+        # the same behind the invitation header (u8 length, a secp256k1 or Ed25519 key, a 32-byte nonce)
+        "share-version-sync-invite": ProtocolLimits.of({1: (1 + SECP256K1.point_len + 32 + header_len()
+                                                            + 2 * HASH_LEN,)}),
         _frost_name(FROST_ED25519): ProtocolLimits.of(_frost_rounds(ED25519)),
         _frost_name(FROST_SECP256K1): ProtocolLimits.of(_frost_rounds(SECP256K1)),
         _frost_name(FROST_SECP256K1_BIP340): ProtocolLimits.of(_frost_rounds(SECP256K1)),

@@ -9,6 +9,9 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
                                                 "culprit": int | null, "missing": [int]}
     /zrkeyring.party.v1.Local/Status  answer:  {"party": int, "identity_key": hex, "chain_address": str,
                                                 "peers": {index: bool}, "hsm": str, "sessions": int}
+    /zrkeyring.party.v1.Local/Keys    answer:  {"keys": [{"public_key": hex, "key_type": str, "version": int,
+                                                "pending_version": int, "threshold": int, "stored_at": float,
+                                                "request_id": int}]}   (this party's shares, no secret)
 
 `retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
 that did not answer in time is retryable; a request the chain does not hold is not.
@@ -62,7 +65,25 @@ class SignJob:
         return "sign"
 
 
-Job = KeygenJob | SignJob
+@dataclass(frozen=True)
+class RefreshJob:
+    """Refresh one key in its scheduled slot (appliance/rules/lifecycle.py): version sync, resharing to
+    the same set, version sync, commit. `key_id` is the chain's key id; the party re-derives the slot
+    from the chain height and refuses one that is not open."""
+
+    key_id: int
+    key_type: str
+    public_key: bytes
+    period: int
+    phase: str
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "refresh"
+
+
+Job = KeygenJob | SignJob | RefreshJob
 
 
 def encode_job(job: Job) -> bytes:
@@ -86,6 +107,9 @@ def decode_job(data: bytes) -> Job:
             return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
                            bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
                            tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+        if kind == "refresh":
+            return RefreshJob(int(body["key_id"]), str(body["key_type"]), bytes.fromhex(body["public_key"]),
+                              int(body["period"]), str(body["phase"]), int(body.get("attempt", 0)))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed job: {exc}") from None
     raise ValueError(f"unknown job kind {kind!r}")
@@ -93,10 +117,10 @@ def decode_job(data: bytes) -> Job:
 
 def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
     """The structured journal fields (appliance.runtime.logs.STRUCTURED_FIELDS) of one job's log lines."""
-    fields: dict[str, Any] = {"request_id": job.request_id}
+    fields: dict[str, Any] = {} if isinstance(job, RefreshJob) else {"request_id": job.request_id}
     if sid is not None:
         fields["session_id"] = sid.hex()
-    if isinstance(job, SignJob):
+    if isinstance(job, SignJob | RefreshJob):
         fields["key_id"] = job.key_id
     return fields
 
@@ -104,6 +128,7 @@ def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
 SERVICE = "zrkeyring.party.v1.Local"
 RUN = f"/{SERVICE}/Run"
 STATUS = f"/{SERVICE}/Status"
+KEYS = f"/{SERVICE}/Keys"
 
 
 @dataclass
@@ -123,6 +148,7 @@ class JobFailed(Exception):
 
 RunHandler = Callable[[Job], bytes]
 StatusHandler = Callable[[], dict[str, Any]]
+KeysHandler = Callable[[], list[dict[str, Any]]]
 
 
 def _identity(data: bytes) -> bytes:
@@ -133,13 +159,14 @@ class LocalServer:
     """Serves Run/Status on `unix:<path>`; the socket is created owner-only (0600)."""
 
     def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
-                 workers: int = 16) -> None:
+                 workers: int = 16, keys: KeysHandler | None = None) -> None:
         self.socket_path = Path(socket_path)
-        self._run, self._status = run, status
+        self._run, self._status, self._keys = run, status, keys or (lambda: [])
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
         handlers = {
             "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
             "Status": grpc.unary_unary_rpc_method_handler(self._handle_status, _identity, _identity),
+            "Keys": grpc.unary_unary_rpc_method_handler(self._handle_keys, _identity, _identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -173,6 +200,9 @@ class LocalServer:
     def _handle_status(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
         return _answer(self._status())
 
+    def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
+        return _answer({"keys": self._keys()})
+
 
 def _answer(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
@@ -185,6 +215,7 @@ class PartyClient:
         self._channel = grpc.insecure_channel(f"unix:{socket_path}")
         self._run = self._method(RUN)
         self._status = self._method(STATUS)
+        self._keys = self._method(KEYS)
 
     def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
         return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
@@ -203,6 +234,10 @@ class PartyClient:
 
     def status(self, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(self._status(b"", timeout=timeout))
+
+    def keys(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The shares this party holds (public metadata only), for `zrkeyring keys`."""
+        return list(json.loads(self._keys(b"", timeout=timeout))["keys"])
 
     def close(self) -> None:
         self._channel.close()

@@ -12,7 +12,8 @@ ZRKEYRING_EVIL selects the strategy, ZRKEYRING_EVIL_LOG is a JSON-lines file of 
   id.
 
 Re-setups are logged as {"resetup": peer, "public_key": hex}: after one, what was learnt no longer
-applies. Key generation and re-setups run unchanged (the real code).
+applies. So are refresh commits (one entry per party: a refresh gives every pair new base OTs).
+Key generation, re-setups and refreshes run unchanged (the real code).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import threading
 
 from appliance.cli.main import main
-from appliance.mpc_party import daemon, pairguard
+from appliance.mpc_party import daemon, lifecycle, pairguard
 from appliance.mpc_party.protocols import dispatch
 from appliance.mpc_party.protocols.dkls23 import mul
 from tests.attacks import flipping_extend
@@ -83,6 +84,15 @@ def _log_resetups() -> None:
         _log({"resetup": peer, "public_key": new.public_key.hex()})
 
     pairguard.PairGuard._store = store
+    honest_commit = lifecycle.Refresher._commit
+
+    def commit(self, run, record, outcome):  # a refresh gives every pair of the key new base OTs too
+        done = honest_commit(self, run, record, outcome)
+        for peer in (1, 2, 3):
+            _log({"resetup": peer, "public_key": run.public_key.hex()})
+        return done
+
+    lifecycle.Refresher._commit = commit
 
 
 if __name__ == "__main__":

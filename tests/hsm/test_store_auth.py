@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -207,7 +208,9 @@ def daemon_sign(store: ShareStore, hsm, job: SignJob) -> None:
     party = SimpleNamespace(me=1, keyring=KEYRING, store=store, hsm=hsm, runner=SimpleNamespace(run=unreachable),
                             _check_attempt=lambda _job, _mpc_btl: None,  # the quorum/attempt rule needs a chain
                             pairs=SimpleNamespace(check_signers=lambda *_args: None),
-                            state=SimpleNamespace(claim_session=unreachable))
+                            state=SimpleNamespace(claim_session=unreachable),
+                            refresher=SimpleNamespace(key_lock=lambda _public_key: threading.Lock()))
+    party._signing_share = lambda signing_job: PartyDaemon._signing_share(party, signing_job)
     PartyDaemon._sign(party, job, b"\x00" * 32, 0)
 
 

@@ -5,7 +5,9 @@ mistake. The party daemon still has to hand a share to the HSM for sealing, so t
 by the daemon's share storage — turns a share into bytes and back. The bytes exist only in memory, on
 their way into `Hsm.seal` or out of `Hsm.unseal`.
 
-Layout: tag u8 | version u8 | body. Tag 1 is the generic DKG `KeyShare` (FROST keys).
+Layout: tag u8 | version u8 | body. Tag 1 is the generic DKG `KeyShare` (FROST keys). Version 1
+numbers the parties 1..n; version 2 (written only when the ids are not 1..n, e.g. after a resharing
+that removed a party) writes each verification share's id before it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from appliance.mpc_party.protocols.wire import SESSION_ID_LEN, ProtocolError, Re
 
 TAG_DKG_KEYSHARE = 1
 VERSION = 1
+VERSION_IDS = 2
 GROUPS: dict[str, Group] = {g.name: g for g in (SECP256K1, ED25519)}
 
 
@@ -25,9 +28,13 @@ class ShareCodecError(ValueError):
 
 def encode_keyshare(share: KeyShare) -> bytes:
     g = share.group
-    w = Writer().u8(TAG_DKG_KEYSHARE).u8(VERSION).var(g.name.encode())
+    ids = sorted(share.verification_shares)
+    numbered = ids == list(range(1, share.n + 1))
+    w = Writer().u8(TAG_DKG_KEYSHARE).u8(VERSION if numbered else VERSION_IDS).var(g.name.encode())
     w.u16(share.party_id).u16(share.n).u16(share.t).scalar(g, share.secret).point(g, share.group_public_key)
-    for j in range(1, share.n + 1):
+    for j in ids:
+        if not numbered:
+            w.u16(j)
         w.point(g, share.verification_shares[j])
     return w.fixed(share.session_id, SESSION_ID_LEN).getvalue()
 
@@ -35,15 +42,23 @@ def encode_keyshare(share: KeyShare) -> bytes:
 def decode_keyshare(data: bytes) -> KeyShare:
     r = Reader(data)
     try:
-        if r.u8() != TAG_DKG_KEYSHARE or r.u8() != VERSION:
-            raise ShareCodecError("not a version-1 DKG key share")
+        if r.u8() != TAG_DKG_KEYSHARE or (version := r.u8()) not in (VERSION, VERSION_IDS):
+            raise ShareCodecError("not a version-1 or -2 DKG key share")
         name = r.var(32).decode()
         if name not in GROUPS:
             raise ShareCodecError(f"unknown group {name!r}")
         g = GROUPS[name]
         party_id, n, t = r.u16(), r.u16(), r.u16()
         secret, key = r.scalar(g), r.point(g)
-        vshares = {j: r.point(g) for j in range(1, n + 1)}
+        if version == VERSION:
+            vshares = {j: r.point(g) for j in range(1, n + 1)}
+        else:
+            vshares = {}
+            for _ in range(n):
+                j = r.u16()
+                vshares[j] = r.point(g)
+            if sorted(vshares) != list(vshares) or len(vshares) != n or party_id not in vshares:
+                raise ShareCodecError("verification share ids not distinct, sorted and ours")
         session_id = r.fixed(SESSION_ID_LEN)
         r.finish()
     except (ValueError, ProtocolError) as exc:

@@ -19,7 +19,8 @@ from appliance.mpc_party.protocols.group import EncodingError, Point, lagrange_a
 from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort, Reader, Writer
 
 MAGIC = b"ZRDKLS23"
-KEY_VERSION = 1
+KEY_VERSION = 1  # parties numbered 1..n
+KEY_VERSION_IDS = 2  # each public share preceded by its party id (after a resharing changed the set)
 
 
 @dataclass(frozen=True, repr=False)
@@ -69,9 +70,14 @@ class Dkls23Key:
                         dict(self.public_shares), self.key_id)
 
     def to_bytes(self) -> bytes:
-        w = Writer().fixed(MAGIC, 8).u8(KEY_VERSION).fixed(self.key_id, 32).u32(self.epoch)
+        ids = sorted(self.public_shares)
+        numbered = ids == list(range(1, self.n + 1))
+        w = Writer().fixed(MAGIC, 8).u8(KEY_VERSION if numbered else KEY_VERSION_IDS)
+        w.fixed(self.key_id, 32).u32(self.epoch)
         w.u16(self.party_id).u16(self.n).u16(self.t).scalar(GROUP, self.secret).point(GROUP, self.public_key)
-        for j in range(1, self.n + 1):
+        for j in ids:
+            if not numbered:
+                w.u16(j)
             w.point(GROUP, self.public_shares[j])
         for j in sorted(self.pairs):
             p = self.pairs[j]
@@ -85,12 +91,15 @@ class Dkls23Key:
         """Parse and fully check a stored key (points on the curve, share matches its public share)."""
         try:
             r = Reader(data)
-            if r.fixed(8) != MAGIC or r.u8() != KEY_VERSION:
+            if r.fixed(8) != MAGIC or (version := r.u8()) not in (KEY_VERSION, KEY_VERSION_IDS):
                 raise LocalProtocolError("not a DKLs23 key (magic/version)")
             key_id, epoch = r.fixed(32), r.u32()
             party_id, n, t = r.u16(), r.u16(), r.u16()
             secret, public_key = r.scalar(GROUP), r.point(GROUP)
-            public_shares = {j: r.point(GROUP) for j in range(1, n + 1)}
+            public_shares = {}
+            for j in range(1, n + 1):
+                index = j if version == KEY_VERSION else r.u16()  # the id comes before its point
+                public_shares[index] = r.point(GROUP)
             pairs = {}
             for _ in range(n - 1):
                 j, delta = r.u16(), r.fixed(16)
@@ -105,9 +114,10 @@ class Dkls23Key:
         return key
 
     def validate(self) -> None:
-        if not 1 <= self.t <= self.n or not 1 <= self.party_id <= self.n:
+        ids = sorted(self.public_shares)
+        if not 1 <= self.t <= self.n == len(ids) or self.party_id not in self.public_shares:
             raise LocalProtocolError("DKLs23 key: bad shape")
-        if sorted(self.pairs) != [j for j in range(1, self.n + 1) if j != self.party_id]:
+        if sorted(self.pairs) != [j for j in ids if j != self.party_id]:
             raise LocalProtocolError("DKLs23 key: OT setup missing for some peer")
         for p in self.pairs.values():
             p.check()
@@ -115,8 +125,8 @@ class Dkls23Key:
             raise LocalProtocolError("DKLs23 key: share does not match its public share")
         # all public shares on one degree t-1 polynomial with value X at 0: neighbouring windows of t
         # share t - 1 points and the value at 0, so checking n - t + 1 sliding windows suffices
-        for start in range(1, self.n - self.t + 2):
-            window = list(range(start, start + self.t))
+        for start in range(self.n - self.t + 1):
+            window = ids[start:start + self.t]
             if GROUP.sum(self.weighted_public(j, window) for j in window) != self.public_key:
                 raise LocalProtocolError("DKLs23 key: public shares do not interpolate to the public key")
 

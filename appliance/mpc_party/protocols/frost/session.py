@@ -107,8 +107,8 @@ class FrostSigner:
         if len(ids) != len(signers) or len(ids) < key_share.t or key_share.party_id not in ids:
             raise LocalProtocolError(f"signer set {list(signers)} must be distinct, at least t={key_share.t} "
                                      f"parties and include party {key_share.party_id}")
-        if not all(1 <= i <= key_share.n for i in ids):
-            raise LocalProtocolError(f"signer ids must lie in 1..{key_share.n}")
+        if not set(ids) <= set(key_share.verification_shares):
+            raise LocalProtocolError(f"signer ids must be holders of the key: {sorted(key_share.verification_shares)}")
         if len(session_id) != SESSION_ID_LEN:
             raise LocalProtocolError(f"session id must be {SESSION_ID_LEN} bytes")
         self.suite, self.share = suite, key_share
