@@ -9,6 +9,12 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
                                                 "culprit": int | null, "missing": [int]}
     /zrkeyring.party.v1.Local/Status  answer:  {"party": int, "identity_key": hex, "chain_address": str,
                                                 "peers": {index: bool}, "hsm": str, "sessions": int}
+    /zrkeyring.party.v1.Local/Liveness answer: {"live": [int], "peers": {index: {"age_s": float | null,
+                                                "controller_active": bool, "live": bool}}}
+
+`Liveness` is the party's view of which parties can sign now (liveness.py); calling it also tells the
+daemon that its controller is active, which its pings then report to the peers. The controller picks
+its signers from it (appliance/rules/attempts.py, `pick_signers`).
 
 `retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
 that did not answer in time is retryable; a request the chain does not hold is not.
@@ -30,6 +36,7 @@ from typing import Any
 import grpc
 
 from appliance.runtime.paths import ensure_dir
+from chain_client.channels import RECONNECT_OPTIONS
 
 # --- the jobs a controller asks for (the contract between the two daemons) -----------------------
 
@@ -104,6 +111,7 @@ def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
 SERVICE = "zrkeyring.party.v1.Local"
 RUN = f"/{SERVICE}/Run"
 STATUS = f"/{SERVICE}/Status"
+LIVENESS = f"/{SERVICE}/Liveness"
 
 
 @dataclass
@@ -123,6 +131,7 @@ class JobFailed(Exception):
 
 RunHandler = Callable[[Job], bytes]
 StatusHandler = Callable[[], dict[str, Any]]
+LivenessHandler = Callable[[], dict[str, Any]]
 
 
 def _identity(data: bytes) -> bytes:
@@ -133,13 +142,15 @@ class LocalServer:
     """Serves Run/Status on `unix:<path>`; the socket is created owner-only (0600)."""
 
     def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
-                 workers: int = 16) -> None:
+                 workers: int = 16, liveness: LivenessHandler | None = None) -> None:
         self.socket_path = Path(socket_path)
         self._run, self._status = run, status
+        self._liveness = liveness
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
         handlers = {
             "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
             "Status": grpc.unary_unary_rpc_method_handler(self._handle_status, _identity, _identity),
+            "Liveness": grpc.unary_unary_rpc_method_handler(self._handle_liveness, _identity, _identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -173,6 +184,11 @@ class LocalServer:
     def _handle_status(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
         return _answer(self._status())
 
+    def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self._liveness is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
+        return _answer(self._liveness())
+
 
 def _answer(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
@@ -182,9 +198,11 @@ class PartyClient:
     """The controller's handle on its local party daemon."""
 
     def __init__(self, socket_path: str | Path) -> None:
-        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        # A restarted party daemon is reached again within about a second (chain_client/channels.py).
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}", options=RECONNECT_OPTIONS)
         self._run = self._method(RUN)
         self._status = self._method(STATUS)
+        self._liveness = self._method(LIVENESS)
 
     def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
         return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
@@ -203,6 +221,18 @@ class PartyClient:
 
     def status(self, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(self._status(b"", timeout=timeout))
+
+    def liveness(self, timeout: float = 1.0) -> set[int]:
+        """The parties the local daemon sees live now (always including itself); raises JobFailed when
+        the daemon cannot be asked."""
+        try:
+            body = json.loads(self._liveness(b"", timeout=timeout))
+            return {int(p) for p in body["live"]}
+        except grpc.RpcError as exc:
+            raise JobFailed(f"party daemon unreachable: {exc.code().name}: {exc.details()}",
+                            retryable=True) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JobFailed(f"malformed liveness answer: {exc}") from None
 
     def close(self) -> None:
         self._channel.close()

@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS used_sessions (
     kind       TEXT NOT NULL,
     at         REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sign_results (
+    keyring    TEXT    NOT NULL,
+    request_id INTEGER NOT NULL,
+    signature  BLOB    NOT NULL,
+    at         REAL    NOT NULL,
+    PRIMARY KEY (keyring, request_id)
+);
 CREATE TABLE IF NOT EXISTS burned_pairs (
     keyring    TEXT    NOT NULL,
     public_key BLOB    NOT NULL,
@@ -95,6 +102,21 @@ class PartyState:
         with self._lock:
             row = self._db.execute("SELECT 1 FROM used_sessions WHERE session_id=?", (bytes(session_id),))
             return row.fetchone() is not None
+
+    # --- signatures made ---------------------------------------------------------------------------
+
+    def record_signature(self, keyring: str, request_id: int, signature: bytes) -> None:
+        """The first signature this party made for a request; kept (never replaced) so any later job
+        for the request gets the same answer instead of a second session (docs/architecture.md,
+        "Choosing signers": two different valid signatures would make the chain reject the request)."""
+        self._write("INSERT OR IGNORE INTO sign_results (keyring, request_id, signature, at) VALUES (?,?,?,?)",
+                    (keyring, int(request_id), bytes(signature), time.time()))
+
+    def signature_of(self, keyring: str, request_id: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT signature FROM sign_results WHERE keyring=? AND request_id=?",
+                                   (keyring, int(request_id))).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     # --- burned pairs ------------------------------------------------------------------------------
 
