@@ -151,7 +151,7 @@ class Controller:
         ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
         self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
-        self._started: set[tuple[str, int, int, tuple[int, ...]]] = set()  # (kind, id, attempt, members) started
+        self._started: set[tuple] = set()  # (kind, request id, attempt, members, retry) of jobs started
         self.quorum = QuorumPicker(self.me, self.parties, self.threshold)  # liveness view, sets tried
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
@@ -302,10 +302,10 @@ class Controller:
         if self._adopt_posted_signature(req, public_key, data):
             return
         attempt = self._attempt(deadline)
-        signers = self.quorum.signers(req.id, attempt)
-        if signers is not None and self.me in signers:
+        run = self.quorum.signers(req.id, attempt)
+        if run is not None and self.me in run[0]:
             self._eager.add(("sign", req.id))
-            job = SignJob(req.id, req.key_type, key.id, public_key, data, signers, attempt)
+            job = SignJob(req.id, req.key_type, key.id, public_key, data, run[0], attempt, run[1])
             self._start(job, req.key_type, (public_key, data))
 
     def _adopt_posted_signature(self, req: Any, public_key: bytes, data: bytes) -> bool:
@@ -366,7 +366,7 @@ class Controller:
 
     def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
         members = tuple(job.parties) if isinstance(job, KeygenJob) else tuple(job.signers)
-        tag = (job.kind, job.request_id, job.attempt, members)
+        tag = (job.kind, job.request_id, job.attempt, members, getattr(job, "retry", 0))
         with self._lock:
             # One job per request at a time: a backlog must not turn into stacked attempts.
             if tag in self._started or (job.kind, job.request_id) in self._running:

@@ -35,7 +35,7 @@ from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
 from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
-from appliance.rules.attempts import attempt_at
+from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
@@ -50,9 +50,10 @@ from chain_client.client import ChainClient
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
-# Distinct signer sets this party joins per (request, attempt): enough for a controller to move past a
-# party that went down mid-attempt (and once more), too few for the local socket to mint sessions.
-MAX_SIGNER_SETS = 3
+# Signing sessions (distinct signer set, retry) this party joins per (request, attempt): enough for a
+# controller to move past a party that went down mid-attempt and to rerun a set once, too few for the
+# local socket to mint sessions.
+MAX_SIGNER_SETS = 4
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class PartyDaemon:
         self.local = LocalServer(p.local_socket, self.run_job, self.status, liveness=self.liveness_view)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
-        self._signer_sets: OrderedDict[tuple[int, int], set[tuple[int, ...]]] = OrderedDict()
+        self._signer_sets: OrderedDict[tuple[int, int], set[tuple[tuple[int, ...], int]]] = OrderedDict()
         self._request_locks: dict[int, threading.Lock] = {}
         self.sessions_run = 0
 
@@ -302,14 +303,14 @@ class PartyDaemon:
 
     def _join_signer_set(self, job: SignJob) -> None:
         """Count the job's signer set against MAX_SIGNER_SETS for its (request, attempt)."""
-        tag, signers = (job.request_id, job.attempt), tuple(sorted(job.signers))
+        tag, run = (job.request_id, job.attempt), (tuple(sorted(job.signers)), job.retry)
         with self._lock:
             joined = self._signer_sets.setdefault(tag, set())
-            if signers not in joined and len(joined) >= MAX_SIGNER_SETS:
-                raise JobFailed(f"refused: party {self.me} already joined {len(joined)} signer sets of request "
-                                f"{job.request_id} attempt {job.attempt} (at most {MAX_SIGNER_SETS})",
+            if run not in joined and len(joined) >= MAX_SIGNER_SETS:
+                raise JobFailed(f"refused: party {self.me} already joined {len(joined)} signing sessions of "
+                                f"request {job.request_id} attempt {job.attempt} (at most {MAX_SIGNER_SETS})",
                                 retryable=True)
-            joined.add(signers)
+            joined.add(run)
             while len(self._signer_sets) > RESULT_CACHE:
                 self._signer_sets.popitem(last=False)
 
@@ -347,6 +348,8 @@ class PartyDaemon:
         if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(roster):
             raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct parties of {roster} "
                             f"(request {job.request_id} attempt {job.attempt})")
+        if not 0 <= job.retry < MAX_SET_RETRIES:
+            raise JobFailed(f"refused: retry {job.retry} of a signer set (at most {MAX_SET_RETRIES - 1})")
         if self._default_btl is None:
             self._default_btl = self.chain.params().default_btl
         current = attempt_at(self.chain.latest_height(), mpc_btl, self._default_btl,

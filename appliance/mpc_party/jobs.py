@@ -40,8 +40,9 @@ class ChainReader(Protocol):
 
 def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
     """The session id bound to the job's member set: the signers, or the keygen participants."""
-    members = job.parties if isinstance(job, KeygenJob) else job.signers
-    return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt, members)
+    if isinstance(job, KeygenJob):
+        return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt, job.parties)
+    return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt, job.signers, job.retry)
 
 
 def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> Any:

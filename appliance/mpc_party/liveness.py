@@ -7,9 +7,11 @@ on its local socket every tick, see `note_controller`). A peer is **live** when 
 succeeded within `LIVE_WINDOW_S` and its controller is active: only then will it start the sessions
 its controller picks, so only then is it worth choosing as a signer.
 
-A peer is **down** (sessions waiting for it fail at once instead of at the round deadline) when no
-ping has succeeded for `DOWN_AFTER_S` and the last `DOWN_FAILURES` pings failed: a daemon that is
-gone, not one that is merely slow to answer one ping.
+A peer is **down** (sessions waiting for it fail at once instead of at the round deadline) when its
+daemon is gone, not merely slow: the last `DOWN_FAILURES` pings found no connection (refused: a
+stopped process, a host that answers with a reset) and none succeeded for `DOWN_AFTER_S`; or pings
+have failed in any way (timeouts: a host that vanished without a word) for `DOWN_SILENT_S`. A daemon
+starved of CPU answers late, but it does not refuse connections, so a session with it is not cut.
 
 The pings also keep every peer channel connecting, so a peer that returns is reached within the
 channel's reconnect backoff (at most 1 s, transport.py) and is live again within about a second.
@@ -29,13 +31,15 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 0.5
-PING_TIMEOUT_S = 0.5
-LIVE_WINDOW_S = 1.5  # three ping intervals: one lost ping does not take a peer out
+PING_TIMEOUT_S = 1.0
+LIVE_WINDOW_S = 2.5  # five ping intervals: a lost ping or a busy host does not take a peer out
 CONTROLLER_ACTIVE_S = 5.0  # a controller ticks every 0.5 s by default; a slow tick must not look dead
-DOWN_AFTER_S = 1.0
+DOWN_AFTER_S = 0.75
 DOWN_FAILURES = 2
+DOWN_SILENT_S = 5.0
 
 PingFn = Callable[[int, float], bool]  # (peer, timeout) -> its controller is active; raises if unreachable
+# (an exception with `refused = True` when there is no connection at all, transport.PeerClient.ping)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class PeerView:
     last_ok: float = float("-inf")  # monotonic time of the last successful ping
     controller_active: bool = False
     failures: int = 0  # consecutive failed pings
+    refusals: int = 0  # consecutive pings that found no connection
     ever_seen: bool = False
 
 
@@ -91,7 +96,11 @@ class Liveness:
         now = self._clock()
         with self._lock:
             view = self._views.get(peer)
-            return view is not None and view.failures >= DOWN_FAILURES and now - view.last_ok > DOWN_AFTER_S
+            if view is None:
+                return False
+            silent = now - view.last_ok
+            refused = view.refusals >= DOWN_FAILURES and silent > DOWN_AFTER_S
+            return refused or (view.failures >= DOWN_FAILURES and silent > DOWN_SILENT_S)
 
     def snapshot(self) -> dict[int, dict[str, float | bool]]:
         """Per peer: seconds since the last successful ping (None: never), controller flag, live."""
@@ -104,17 +113,18 @@ class Liveness:
 
     # --- pinging -----------------------------------------------------------------------------------
 
-    def record(self, peer: int, ok: bool, controller_active: bool = False) -> None:
+    def record(self, peer: int, ok: bool, controller_active: bool = False, refused: bool = False) -> None:
         """One ping's outcome (also what tests feed in directly)."""
         with self._lock:
             view = self._views.get(peer)
             if view is None:
                 return
             if ok:
-                view.last_ok, view.controller_active, view.failures, view.ever_seen = \
-                    self._clock(), controller_active, 0, True
+                view.last_ok, view.controller_active, view.ever_seen = self._clock(), controller_active, True
+                view.failures = view.refusals = 0
             else:
                 view.failures += 1
+                view.refusals = view.refusals + 1 if refused else 0
 
     def ping_all(self) -> None:
         """Ping every peer at once and record the answers (one round of the background loop)."""
@@ -124,7 +134,7 @@ class Liveness:
                 self.record(peer, True, bool(future.result()))
             except Exception as exc:  # unreachable, refused, malformed: all mean "not answering"
                 log.debug("ping of party %d failed: %s", peer, exc, extra={"peer": peer})
-                self.record(peer, False)
+                self.record(peer, False, refused=bool(getattr(exc, "refused", False)))
         self._report()
 
     def _report(self) -> None:

@@ -63,6 +63,7 @@ class SignJob:
     data: bytes
     signers: tuple[int, ...]
     attempt: int = 0
+    retry: int = 0  # the how-manieth run of this signer set in this attempt (attempts.MAX_SET_RETRIES)
 
     @property
     def kind(self) -> str:
@@ -92,7 +93,8 @@ def decode_job(data: bytes) -> Job:
         if kind == "sign":
             return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
                            bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
-                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)),
+                           int(body.get("retry", 0)))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed job: {exc}") from None
     raise ValueError(f"unknown job kind {kind!r}")

@@ -324,7 +324,12 @@ class PeerClient:
         try:
             return decode_pong(self._channel(index).unary_unary(PING)(b"", timeout=timeout))
         except grpc.RpcError as exc:
-            raise PeerUnavailable(f"party {index}: {exc.code().name}") from None  # type: ignore[attr-defined]
+            code = exc.code()  # type: ignore[attr-defined]
+            failure = PeerUnavailable(f"party {index}: {code.name}")
+            # UNAVAILABLE: no connection (refused, or reconnect backoff after a refusal): the daemon is
+            # gone; DEADLINE_EXCEEDED: connected but slow, e.g. a host under load
+            failure.refused = code == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            raise failure from None
         except ProtocolAbort as exc:
             raise PeerUnavailable(f"party {index} sent a malformed pong: {exc.reason}") from None
 

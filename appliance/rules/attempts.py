@@ -15,19 +15,24 @@ from __future__ import annotations
 import hashlib
 import itertools
 import struct
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from appliance.mpc_party.protocols.wire import transcript_hash
 
 SESSION_DOMAIN = b"zrkeyring/session/v1"
 
 
+MAX_SET_RETRIES = 2  # runs of one signer set per attempt: the first, and one retry after a failure
+
+
 def session_id(chain_id: str, keyring: str, kind: str, request_id: int, attempt: int,
-               members: Iterable[int] = ()) -> bytes:
-    """32-byte session id bound to (chain, keyring, request kind, request id, attempt, members).
+               members: Iterable[int] = (), retry: int = 0) -> bytes:
+    """32-byte session id bound to (chain, keyring, request kind, request id, attempt, members, retry).
 
     `members` is the signer set (signing) or the participant set (keygen), sorted and fixed-width: two
-    different sets of one attempt are two different sessions, never the same id.
+    different sets of one attempt are two different sessions, never the same id. `retry` numbers the
+    runs of one set within an attempt (a set whose session failed for a passing reason, e.g. a slow
+    round, is run once more with a fresh id rather than waiting for the next attempt).
     """
     ordered = sorted(set(members))
     return transcript_hash(
@@ -37,6 +42,7 @@ def session_id(chain_id: str, keyring: str, kind: str, request_id: int, attempt:
         kind.encode(),
         struct.pack(">QI", request_id, attempt),
         struct.pack(f">H{len(ordered)}H", len(ordered), *ordered),
+        struct.pack(">H", retry),
     )
 
 
@@ -90,6 +96,24 @@ def pick_signers(parties: Iterable[int], threshold: int, request_id: int, attemp
         if signers in tried:
             continue
         return signers if me is None or me in signers else None
+    return None
+
+
+def pick_run(parties: Iterable[int], threshold: int, request_id: int, attempt: int, live: Collection[int],
+             runs: Mapping[tuple[int, ...], int]) -> tuple[tuple[int, ...], int] | None:
+    """(signers, retry) to run now, given how often each set already ran in this attempt (`runs`).
+
+    A live set never run comes first (`pick_signers`): after a failure with a party gone, the next
+    live set. When every live set has run, the first one with runs left under MAX_SET_RETRIES runs
+    again as retry r (its r-th rerun): the members of a failed set all saw it fail, so they all count
+    the same r. None when nothing is left for this attempt.
+    """
+    first = pick_signers(parties, threshold, request_id, attempt, live, tried=set(runs))
+    if first is not None:
+        return first, 0
+    for signers in candidate_sets(parties, threshold, request_id, attempt, live):
+        if runs.get(signers, 0) < MAX_SET_RETRIES:
+            return signers, runs.get(signers, 0)
     return None
 
 

@@ -6,11 +6,13 @@ import itertools
 
 import pytest
 
-from appliance.controller.quorum import QuorumPicker
+from appliance.controller.quorum import KEYGEN_ABSENT_S, QuorumPicker
 from appliance.mpc_party.local_api import JobFailed
 from appliance.rules.attempts import (
+    MAX_SET_RETRIES,
     candidate_sets,
     keygen_participants,
+    pick_run,
     pick_signers,
     quorum,
     rotation_order,
@@ -52,6 +54,19 @@ def test_pick_moves_past_tried_sets_and_says_when_none_is_left() -> None:
     assert pick_signers(PARTIES, 3, 11, 0, live, me=outsider) is None  # another party signs first
 
 
+def test_pick_run_prefers_a_new_set_then_reruns_each_set_once() -> None:
+    live = {1, 2, 3}
+    first = pick_run([1, 2, 3], 2, 4, 0, live, {})
+    assert first is not None and first[1] == 0
+    runs = {first[0]: 1}
+    second = pick_run([1, 2, 3], 2, 4, 0, live, runs)
+    assert second is not None and second[0] != first[0] and second[1] == 0
+    runs = dict.fromkeys(candidate_sets([1, 2, 3], 2, 4, 0, live), 1)
+    assert pick_run([1, 2, 3], 2, 4, 0, live, runs) == (first[0], 1)
+    runs = dict.fromkeys(runs, MAX_SET_RETRIES)
+    assert pick_run([1, 2, 3], 2, 4, 0, live, runs) is None
+
+
 def test_session_id_binds_the_member_set() -> None:
     base = ("chain-1", "keyring1", "sign", 5, 0)
     ids = {session_id(*base, members) for members in itertools.combinations(PARTIES, 3)}
@@ -59,6 +74,7 @@ def test_session_id_binds_the_member_set() -> None:
     assert session_id(*base, (3, 1, 2)) == session_id(*base, (1, 2, 3))  # a set, not a sequence
     assert session_id(*base, (1, 2, 3)) != session_id(*base, (1, 2, 3, 4))
     assert session_id(*base, (1, 2)) != session_id("chain-1", "keyring1", "sign", 5, 1, (1, 2))
+    assert session_id(*base, (1, 2)) != session_id(*base, (1, 2), 1)  # a rerun is a new session
 
 
 def test_keygen_takes_every_live_party_when_there_are_enough() -> None:
@@ -84,16 +100,18 @@ def test_picker_retries_within_the_attempt_after_a_failed_set() -> None:
     party = _Party({1, 2, 3})
     picker.refresh(party)
     request_id = next(r for r in range(100) if quorum([1, 2, 3], 2, r, 0) == [1, 3])
-    assert picker.signers(request_id, 0) == (1, 3)
+    assert picker.signers(request_id, 0) == ((1, 3), 0)
     picker.mark_tried(request_id, 0, (1, 3))
     party.view = {1, 2}  # party 3 went down mid-session: the next tick moves on at once
     picker.refresh(party)
-    assert picker.signers(request_id, 0) == (1, 2)
+    assert picker.signers(request_id, 0) == ((1, 2), 0)
+    picker.mark_tried(request_id, 0, (1, 2))
+    assert picker.signers(request_id, 0) == ((1, 2), 1)  # the only live set failed: run it once more
     picker.mark_tried(request_id, 0, (1, 2))
     assert picker.signers(request_id, 0) is None
-    assert picker.signers(request_id, 1) is not None  # a new attempt starts afresh
+    assert picker.signers(request_id, 1) == ((1, 2), 0)  # a new attempt starts afresh
     picker.forget(set())
-    assert picker.signers(request_id, 0) == (1, 2)
+    assert picker.signers(request_id, 0) == ((1, 2), 0)
 
 
 def test_picker_without_a_view_assumes_everyone_and_keeps_itself() -> None:
@@ -101,6 +119,20 @@ def test_picker_without_a_view_assumes_everyone_and_keeps_itself() -> None:
     assert picker.refresh(_Party(None)) == {1, 2, 3}
     assert picker.refresh(_Party({1, 3})) == {1, 2, 3}  # this party always counts itself
     assert picker.keygen_parties() == (1, 2, 3)
+
+
+def test_keygen_leaves_a_party_out_only_once_its_absence_is_settled() -> None:
+    now = [100.0]
+    picker = QuorumPicker(1, [1, 2, 3], 2, clock=lambda: now[0])
+    picker.refresh(_Party({1}))  # a view still filling (peers' controllers not ticking yet)
+    assert picker.keygen_parties() == (1, 2, 3)
+    now[0] += 1.0
+    picker.refresh(_Party({1, 2}))
+    now[0] += KEYGEN_ABSENT_S
+    picker.refresh(_Party({1, 2}))
+    assert picker.keygen_parties() == (1, 2)  # party 3 out of the view for longer than the settle time
+    picker.refresh(_Party({1, 2, 3}))
+    assert picker.keygen_parties() == (1, 2, 3)  # back at once
 
 
 @pytest.mark.parametrize("n,t", [(3, 2), (5, 3), (8, 5)])

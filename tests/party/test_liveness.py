@@ -27,17 +27,24 @@ def test_live_needs_a_recent_ping_and_an_active_controller() -> None:
     assert view.live() == {1}  # no ping answered lately
 
 
-def test_down_only_after_repeated_failures() -> None:
+def test_down_only_after_repeated_refusals_or_long_silence() -> None:
     clock = Clock()
     view = Liveness(1, [1, 2], lambda _p, _t: True, clock=clock)
     view.record(2, True, True)
-    view.record(2, False)
+    view.record(2, False, refused=True)
     clock.now += lv.DOWN_AFTER_S + 0.01
-    assert not view.is_down(2)  # one lost ping is not a dead peer
-    view.record(2, False)
+    assert not view.is_down(2)  # one refused ping is not a dead peer
+    view.record(2, False, refused=True)
     assert view.is_down(2)
     view.record(2, True, True)
     assert not view.is_down(2) and 2 in view.live()
+    for _ in range(5):  # timeouts: a busy host, not a dead one, until the silence is long
+        view.record(2, False)
+        clock.now += 0.5
+    assert not view.is_down(2)
+    clock.now += lv.DOWN_SILENT_S
+    view.record(2, False)
+    assert view.is_down(2)
 
 
 def test_controller_flag_follows_local_calls() -> None:

@@ -1,0 +1,101 @@
+"""Helpers of the availability tests (issue 14): signing many requests and checking every answer."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from appliance.local.e2e_demo import verify_independently
+from appliance.local.localnet import LocalKeyring
+
+KEY_TYPES = ("ecdsa", "bitcoin", "ed25519")
+
+
+def sign_data(key_type: str) -> bytes:
+    return secrets.token_bytes(32) if key_type != "ed25519" else b"party down " + secrets.token_bytes(8)
+
+
+@dataclass
+class Asked:
+    """One signature request: what was asked, when it was included, how it ended."""
+
+    key_type: str
+    public_key: bytes
+    data: bytes
+    request_id: int
+    included_at: float  # monotonic, right after the creating tx was included
+    closed_at: float | None = None
+    final: object = None
+
+    @property
+    def latency(self) -> float:
+        assert self.closed_at is not None
+        return self.closed_at - self.included_at
+
+
+def make_keys(net: LocalKeyring, types: tuple[str, ...] = KEY_TYPES, timeout_s: float = 90.0) -> dict:
+    """One fulfilled key of each type (all parties up): {name: chain Key}."""
+    keys = {}
+    for key_type in types:
+        request_id = net.request_key(key_type)
+        net.wait_request("key", request_id, timeout_s=timeout_s)
+        keys[key_type] = net.key_for_request(request_id)
+    return keys
+
+
+def ask(net: LocalKeyring, key_type: str, key, count: int) -> list[Asked]:
+    """`count` signature requests with one key in one transaction."""
+    datas = [sign_data(key_type) for _ in range(count)]
+    ids = net.request_signatures(key.id, datas)
+    now = time.monotonic()
+    return [Asked(key_type, bytes(key.public_key), d, i, now) for d, i in zip(datas, ids, strict=True)]
+
+
+def wait_all(net: LocalKeyring, asked: list[Asked], timeout_s: float) -> None:
+    """Poll until every request is closed (FULFILLED or REJECTED) or the time is up."""
+    assert net.client is not None
+    deadline = time.monotonic() + timeout_s
+    waiting = list(asked)
+    while waiting and time.monotonic() < deadline:
+        for item in list(waiting):
+            req = net.client.sign_request(item.request_id)
+            if req is not None and req.status.endswith(("FULFILLED", "REJECTED")):
+                item.closed_at, item.final = time.monotonic(), req
+                waiting.remove(item)
+        time.sleep(0.05)
+
+
+def check_all_fulfilled(asked: list[Asked]) -> list[float]:
+    """Every request FULFILLED, its signature verified by an independent library, no party twice;
+    returns the latencies (inclusion of the request to FULFILLED seen)."""
+    problems = []
+    for item in asked:
+        req = item.final
+        if req is None:
+            problems.append(f"request {item.request_id} ({item.key_type}) still open")
+            continue
+        if not req.status.endswith("FULFILLED"):
+            problems.append(f"request {item.request_id} ({item.key_type}) {req.status}: {req.reject_reason}")
+            continue
+        verify_independently(item.key_type, item.public_key, item.data, bytes(req.signed_data[0].signed_data))
+        creators = [s.creator for s in req.keyring_party_sigs]
+        assert len(creators) == len(set(creators)), f"request {item.request_id}: a party posted twice"
+    assert not problems, f"{len(problems)} of {len(asked)} not fulfilled: {problems[:5]}"
+    return [item.latency for item in asked]
+
+
+def wait_live(net: LocalKeyring, index: int, expected: set[int], timeout_s: float = 20.0) -> None:
+    """Until party `index` sees exactly `expected` live."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = set(net.party_status(index)["live"])
+        if live == expected:
+            return
+        assert time.monotonic() < deadline, f"party {index} sees {sorted(live)} live, expected {sorted(expected)}"
+        time.sleep(0.1)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
