@@ -53,6 +53,13 @@ class PeerView:
     ever_seen: bool = False
 
 
+def _down(view: PeerView, now: float) -> bool:
+    """See the module docstring: refused for a moment, or silent for long."""
+    silent = now - view.last_ok
+    refused = view.refusals >= DOWN_FAILURES and silent > DOWN_AFTER_S
+    return refused or (view.failures >= DOWN_FAILURES and silent > DOWN_SILENT_S)
+
+
 class Liveness:
     """Pings peers in the background; `live()` and `is_down()` read the latest view (thread-safe)."""
 
@@ -85,22 +92,20 @@ class Liveness:
     # --- the view ----------------------------------------------------------------------------------
 
     def live(self) -> set[int]:
-        """Parties that can sign now: this party, and every peer answering pings with an active controller."""
+        """Parties that can sign now: this party, and every peer answering pings with an active
+        controller, and not down (so a session cut for a down peer is never retried with it)."""
         now = self._clock()
         with self._lock:
             return {self.me} | {p for p, v in self._views.items()
-                                if now - v.last_ok <= LIVE_WINDOW_S and v.controller_active}
+                                if now - v.last_ok <= LIVE_WINDOW_S and v.controller_active
+                                and not _down(v, now)}
 
     def is_down(self, peer: int) -> bool:
         """The peer's daemon is gone (not just slow): a session waiting for it may fail now."""
         now = self._clock()
         with self._lock:
             view = self._views.get(peer)
-            if view is None:
-                return False
-            silent = now - view.last_ok
-            refused = view.refusals >= DOWN_FAILURES and silent > DOWN_AFTER_S
-            return refused or (view.failures >= DOWN_FAILURES and silent > DOWN_SILENT_S)
+            return view is not None and _down(view, now)
 
     def snapshot(self) -> dict[int, dict[str, float | bool]]:
         """Per peer: seconds since the last successful ping (None: never), controller flag, live."""
