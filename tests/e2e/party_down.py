@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.local.e2e_demo import verify_independently
-from appliance.local.localnet import LocalKeyring
+from appliance.local.localnet import LocalKeyring, LocalSettings
 
 KEY_TYPES = ("ecdsa", "bitcoin", "ed25519")
+
+
+def shipped_timing(parties: int = 3, threshold: int = 2) -> LocalSettings:
+    """zrChain's shipped request lifetime (20 blocks) and attempt length (10 blocks), at 1 s blocks."""
+    return LocalSettings(parties=parties, threshold=threshold, block_time=1.0, default_btl=20,
+                         attempt_blocks=10, round_timeout_s=3.0)
+
+
+def lifetime_s(settings: LocalSettings) -> float:
+    return settings.default_btl * settings.block_time
+
+
+def running(tmp_path_factory, name: str, settings: LocalSettings) -> Iterator[LocalKeyring]:
+    """A module fixture's body: a started keyring, closed afterwards."""
+    keyring = LocalKeyring(tmp_path_factory.mktemp(name), settings).setup().start()
+    try:
+        yield keyring
+    finally:
+        keyring.close()
 
 
 def sign_data(key_type: str) -> bytes:

@@ -13,20 +13,22 @@ import time
 
 import pytest
 
-from appliance.local.localnet import LocalKeyring, LocalSettings
 from tests.e2e.party_down import (
     KEY_TYPES,
     ask,
     check_all_fulfilled,
+    lifetime_s,
     make_keys,
     poll_once,
     quantile,
+    running,
+    shipped_timing,
     wait_all,
     wait_live,
 )
 
-SETTINGS = LocalSettings(block_time=1.0, default_btl=20, attempt_blocks=10, round_timeout_s=3.0)
-LIFETIME_S = SETTINGS.default_btl * SETTINGS.block_time
+SETTINGS = shipped_timing()
+LIFETIME_S = lifetime_s(SETTINGS)
 PER_TYPE = 5
 FLAP_S = 120.0
 FLAP_HALF_S = 5.0
@@ -34,9 +36,7 @@ FLAP_HALF_S = 5.0
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    keyring = LocalKeyring(tmp_path_factory.mktemp("party-down"), SETTINGS).setup().start()
-    yield keyring
-    keyring.close()
+    yield from running(tmp_path_factory, "party-down", SETTINGS)
 
 
 @pytest.fixture(scope="module")

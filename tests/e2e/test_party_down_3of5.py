@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.local.localnet import LocalKeyring, LocalSettings
-from tests.e2e.party_down import KEY_TYPES, ask, check_all_fulfilled, make_keys, quantile, wait_all, wait_live
+from tests.e2e.party_down import (
+    KEY_TYPES,
+    ask,
+    check_all_fulfilled,
+    lifetime_s,
+    make_keys,
+    quantile,
+    running,
+    shipped_timing,
+    wait_all,
+    wait_live,
+)
 
-SETTINGS = LocalSettings(parties=5, threshold=3, block_time=1.0, default_btl=20, attempt_blocks=10,
-                         round_timeout_s=3.0)
-LIFETIME_S = SETTINGS.default_btl * SETTINGS.block_time
+SETTINGS = shipped_timing(parties=5, threshold=3)
+LIFETIME_S = lifetime_s(SETTINGS)
 DOWN = (2, 4)
 PER_TYPE = 4
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    keyring = LocalKeyring(tmp_path_factory.mktemp("party-down-3of5"), SETTINGS).setup().start()
-    yield keyring
-    keyring.close()
+    yield from running(tmp_path_factory, "party-down-3of5", SETTINGS)
 
 
 def test_two_of_five_parties_killed_every_request_fulfilled(net) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from appliance.local.e2e_demo import verify_independently
 from appliance.local.localnet import LocalKeyring, LocalSettings
-from tests.e2e.party_down import make_keys, wait_live
+from tests.e2e.party_down import make_keys, running, wait_live
 
 OUTAGE_S = float(os.environ.get("ZRKEYRING_OUTAGE_S", "20"))
 FULFIL_WITHIN_S = 2.0
@@ -27,9 +27,7 @@ SETTINGS = LocalSettings(block_time=0.2)
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    keyring = LocalKeyring(tmp_path_factory.mktemp("reconnect"), SETTINGS).setup().start()
-    yield keyring
-    keyring.close()
+    yield from running(tmp_path_factory, "reconnect", SETTINGS)
 
 
 def sign_once(net: LocalKeyring, key) -> tuple[float, float]:
