@@ -211,7 +211,7 @@ class LocalKeyring:
                 [sys.executable, "-m", module, role, "run", "--config", str(host.config(role))],
                 cwd=ROOT, env={**host.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
-    def wait_party_ready(self, index: int, timeout_s: float = 30.0) -> None:
+    def wait_party_ready(self, index: int, timeout_s: float = 90.0) -> None:
         host = self.host(index)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

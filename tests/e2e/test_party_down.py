@@ -105,7 +105,8 @@ def test_flapping_party_every_request_fulfilled(net, keys) -> None:
         latencies = check_all_fulfilled(asked)
         print(f"\nflapping party 3 ({flaps[0]} kills in {FLAP_S:.0f} s): {len(asked)}/{len(asked)} fulfilled, "
               f"latency p50 {quantile(latencies, 0.5):.2f} s, max {max(latencies):.2f} s")
-        assert flaps[0] >= FLAP_S / (2 * FLAP_HALF_S) - 2
+        # each cycle is 5 s down + the restart (2-4 s on a busy machine) + 5 s up
+        assert flaps[0] >= FLAP_S / (2 * FLAP_HALF_S) / 2
     finally:
         if "party" not in net.host(3).procs:
             net.restart_host(3)
