@@ -1,4 +1,5 @@
-"""What a party must never forget across restarts: signing sessions it ran, OT pairs it burned.
+"""What a party must never forget across restarts: signing sessions it ran, signatures it made, OT
+pairs it burned.
 
 Two rules of docs/protocols/dkls23.md (selective aborts and repeated sessions) need memory that
 survives a crash, an upgrade or an out-of-memory kill, because a restart is exactly what an attacker
@@ -13,7 +14,13 @@ would provoke:
   session of that key with that peer until the pair's base OTs have been re-run (`resetup`), and the
   mark is what makes the daemon resume the re-setup after a restart.
 
-The file holds no secret: session ids, public keys, party indices and reasons. Deleting it forgets the
+- **Signatures made.** The first signature this party made for a signature request; any later job
+  for that request (another signer set, another attempt) gets the same signature instead of a second
+  session, because zrChain rejects a request whose second posted signature differs from the first
+  (docs/architecture.md, "Choosing signers").
+
+The file holds no secret: session ids, signatures (public once posted), public keys, party indices and
+reasons. Deleting it forgets the
 marks (an operator action that docs/operations.md warns against); tampering with it is in the same
 threat class as tampering with the share store.
 """
