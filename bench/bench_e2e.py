@@ -190,10 +190,10 @@ class Bench:
                 latencies.append(item.latency)
         return latencies
 
-    def keygen(self) -> tuple[list[float], dict[str, int]]:
+    def keygen(self, types: tuple[str, ...] = KEYGEN_TYPES) -> tuple[list[float], dict[str, int]]:
         """Key requests one at a time; returns latencies and a key id per type for the signing phases."""
         latencies, keys = [], {}
-        for key_type in KEYGEN_TYPES:
+        for key_type in types:
             item = self.submit_keys(key_type)
             if not item.done.wait(LATENCY_TIMEOUT_S):
                 raise TimeoutError(f"key request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from chain_client.channels import RECONNECT_OPTIONS
 from chain_client.crypto import Signer, signer_address
 from chain_client.errors import (
     ANTE_CODES,
@@ -176,10 +177,10 @@ class ChainClient:
 
     def _open_channel(self, endpoint: str) -> grpc.Channel:
         """A TLS channel pinned to the configured CA, or plaintext when none is configured."""
+        options: list[tuple[str, Any]] = list(RECONNECT_OPTIONS)  # back within ~1 s of the node's return
         if not self.config.tls_ca_pem:
-            return grpc.insecure_channel(endpoint)
+            return grpc.insecure_channel(endpoint, options=options)
         credentials = grpc.ssl_channel_credentials(root_certificates=self.config.tls_ca_pem)
-        options = []
         if self.config.tls_server_name:
             options.append(("grpc.ssl_target_name_override", self.config.tls_server_name))
         return grpc.secure_channel(endpoint, credentials, options=options)

@@ -406,7 +406,11 @@ def _answer_sign_request(ctx: Context, request: SignRequest, key: Key, keyring: 
     else:
         check_signature(key.type, key.public_key, request.data_for_signing[0], msg.signed_data)
         if request.signed_data and request.signed_data[0].signed_data != msg.signed_data:
-            reject_sign_request(ctx, request, f"party {msg.creator} sent a different signature")
+            # upstream's words (x/treasury/keeper/msg_server_fulfil_signature_request.go): a second,
+            # equally valid signature from another quorum rejects the whole request
+            first = bytes(request.signed_data[0].signed_data)
+            reject_sign_request(ctx, request, f"signed data mismatch, expected {first.hex()}, "
+                                              f"got {bytes(msg.signed_data).hex()}")
             return
         if not request.signed_data:
             request.signed_data.add(sign_request_id=request.id, signed_data=msg.signed_data)

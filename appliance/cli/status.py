@@ -124,8 +124,10 @@ def check_party(socket_path: str) -> Check:
         body = client.status(timeout=PROBE_TIMEOUT_S)
     finally:
         client.close()
+    live = body.get("live")
+    seen = f"; sees live: {', '.join(str(p) for p in live)}" if isinstance(live, list) else ""
     return Check("party daemon", True, f"party {body.get('party')} answers on {socket_path} "
-                 f"({body.get('sessions', 0)} sessions run)")
+                 f"({body.get('sessions', 0)} sessions run{seen})")
 
 
 def probe_peer(address: str, index: int, tls: TlsCredentials | None, timeout: float = PROBE_TIMEOUT_S) -> str:

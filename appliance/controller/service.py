@@ -4,8 +4,9 @@ Each tick (every `poll_interval_s`):
 1. read the chain height and every PENDING/PARTIAL key and signature request of our keyring;
 2. plan each request the same way every party does (`planner`): reject bad ones, skip parents and
    requests near their timeout, and start a job on the local party daemon for the rest — keygen with
-   every party; signing only if this party is in the attempt's quorum. The attempt number comes from
-   the chain height, so all controllers move to the next quorum together when one fails;
+   every live party; signing only if this party is in the quorum: the first live set of the attempt's
+   candidates it has not tried yet (`quorum.py`, on its party daemon's liveness view). The attempt
+   number comes from the chain height; a failed session is followed at once by the next live set;
 3. a signature that another party already posted (request PARTIAL) is verified and repeated: parties
    outside the quorum learn it that way;
 4. post every verified result and rejection in one transaction, after recording its exact bytes in the
@@ -43,10 +44,11 @@ from appliance.controller.planner import (
     plan_key_request,
     plan_sign_request,
 )
+from appliance.controller.quorum import QuorumPicker
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
-from appliance.rules.attempts import attempt_at, quorum
+from appliance.rules.attempts import attempt_at
 from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
@@ -153,7 +155,8 @@ class Controller:
         ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
         self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
-        self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
+        self._started: set[tuple] = set()  # (kind, request id, attempt, members, retry) of jobs started
+        self.quorum = QuorumPicker(self.me, self.parties, self.threshold)  # liveness view, sets tried
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
@@ -189,6 +192,8 @@ class Controller:
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
+        self.quorum.refresh(self.party)
+        self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
         for item in opened.values():
             self._consider(item)
         self._post(opened)
@@ -275,9 +280,9 @@ class Controller:
             self._reject("key", req.id, plan.reason)
         elif plan.decision is Decision.RUN:
             attempt = self._attempt(deadline)
-            if self.me in quorum(self.parties, self.threshold, req.id, attempt):
+            if self.quorum.eager(req.id, attempt):
                 self._eager.add(("key", req.id))  # every party makes the key; a quorum posts it first
-            job = KeygenJob(req.id, req.key_type, tuple(self.parties), self.threshold, attempt)
+            job = KeygenJob(req.id, req.key_type, self.quorum.keygen_parties(), self.threshold, attempt)
             self._start(job, req.key_type, None)
 
     def _consider_sign(self, req: Any) -> None:
@@ -307,10 +312,10 @@ class Controller:
         if self._adopt_posted_signature(req, public_key, data):
             return
         attempt = self._attempt(deadline)
-        signers = quorum(self.parties, self.threshold, req.id, attempt)
-        if self.me in signers:
+        run = self.quorum.signers(req.id, attempt)
+        if run is not None and self.me in run[0]:
             self._eager.add(("sign", req.id))
-            job = SignJob(req.id, req.key_type, key.id, public_key, data, tuple(signers), attempt)
+            job = SignJob(req.id, req.key_type, key.id, public_key, data, run[0], attempt, run[1])
             self._start(job, req.key_type, (public_key, data))
 
     def _adopt_posted_signature(self, req: Any, public_key: bytes, data: bytes) -> bool:
@@ -329,6 +334,28 @@ class Controller:
             return True
         return False
 
+    def _agree_with_chain(self, entry: Entry, req: Any) -> Entry | None:
+        """Post the signature the chain already holds, not a second one: zrChain rejects the whole request
+        on a signature that differs from the first posted (x/treasury/keeper/
+        msg_server_fulfil_signature_request.go, "signed data mismatch"), and two quorums of one request
+        may each have made a valid one (docs/architecture.md, "Choosing signers"). None: nothing to post."""
+        posted = [bytes(item.signed_data) for item in req.signed_data]
+        if not posted or posted[0] == entry.result:
+            return entry
+        key = self._key(req.key_ids[0]) if req.key_ids else None
+        try:
+            if key is None:
+                raise ResultInvalid(f"unknown key {list(req.key_ids)}")
+            check_signature(req.key_type, bytes(key.public_key), bytes(req.data_for_signing[0]), posted[0])
+        except ResultInvalid as exc:
+            log.warning("sign request %d: the chain holds a signature that does not verify (%s); not posting",
+                        req.id, exc, extra={"request_id": req.id})
+            return None
+        log.info("sign request %d: another quorum's signature is on chain first; posting that one instead of "
+                 "ours", req.id, extra={"request_id": req.id})
+        self.journal.record_result("sign", req.id, posted[0])
+        return self.journal.get("sign", req.id)
+
     def _key(self, key_id: int) -> Any:
         key = self._keys.get(key_id)
         if key is None:
@@ -341,20 +368,23 @@ class Controller:
         log.info("%s request %d will be rejected: %s", kind, request_id, reason,
                  extra={"request_id": request_id})
         self._reject_reasons[(kind, request_id)] = reject_label(reason)
-        if self.me in quorum(self.parties, self.threshold, request_id, 0):
+        if self.quorum.eager(request_id, 0):
             self._eager.add((kind, request_id))
         self.journal.record_reject(kind, request_id, clip_reason(reason))
 
     # --- jobs on the party daemon ------------------------------------------------------------------
 
     def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
-        tag = (job.kind, job.request_id, job.attempt)
+        members = tuple(job.parties) if isinstance(job, KeygenJob) else tuple(job.signers)
+        tag = (job.kind, job.request_id, job.attempt, members, getattr(job, "retry", 0))
         with self._lock:
             # One job per request at a time: a backlog must not turn into stacked attempts.
             if tag in self._started or (job.kind, job.request_id) in self._running:
                 return
             self._started.add(tag)
             self._running.add((job.kind, job.request_id))
+        if isinstance(job, SignJob):
+            self.quorum.mark_tried(job.request_id, job.attempt, members)
         self.journal.set_attempt(job.kind, job.request_id, job.attempt)
         self._pool.submit(self._run_job, job, key_type, sign_ctx)
 
@@ -424,6 +454,10 @@ class Controller:
                 continue
             if self._wait_before_posting(entry):
                 continue
+            if entry.kind == "sign" and entry.state is State.RESULT:
+                entry = self._agree_with_chain(entry, item.request)
+                if entry is None:
+                    continue
             ready.append(entry)
         ready = self._payable(ready)
         if not ready:

@@ -183,7 +183,25 @@ class LocalKeyring:
             self.wait_party_ready(host.index)
         for host in self.hosts:
             self.start_role(host.index, "controller")
+        self.wait_all_live()
         return self
+
+    def wait_all_live(self, timeout_s: float = 60.0) -> None:
+        """Until every running party sees every running party live (its daemon pinging, its controller
+        ticking): then every controller picks the same signers and keygen participants."""
+        running = {h.index for h in self.hosts if "party" in h.procs and "controller" in h.procs}
+        deadline = time.monotonic() + timeout_s
+        for index in sorted(running):
+            while True:
+                try:
+                    live = set(self.party_status(index).get("live", running))
+                except Exception:  # a party still starting
+                    live = set()
+                if running <= live:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"party {index} sees {sorted(live)} live, not {sorted(running)}")
+                time.sleep(0.1)
 
     def host(self, index: int) -> PartyHost:
         return self.hosts[index - 1]
@@ -198,7 +216,7 @@ class LocalKeyring:
                 [sys.executable, "-m", module, role, "run", "--config", str(host.config(role))],
                 cwd=ROOT, env={**host.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
-    def wait_party_ready(self, index: int, timeout_s: float = 30.0) -> None:
+    def wait_party_ready(self, index: int, timeout_s: float = 90.0) -> None:
         host = self.host(index)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -229,6 +247,25 @@ class LocalKeyring:
             proc.kill()
             proc.wait()
 
+    def kill_host(self, index: int) -> None:
+        """A host lost at once (power cut, OOM kill of both daemons): SIGKILL its controller and party."""
+        for role in ("controller", "party"):
+            self.stop_role(index, role, kill=True)
+
+    def restart_host(self, index: int) -> None:
+        """Bring a host's party daemon back, then its controller, as systemd would after a reboot."""
+        self.start_role(index, "party")
+        self.wait_party_ready(index)
+        self.start_role(index, "controller")
+
+    def party_status(self, index: int) -> dict:
+        """The party daemon's local `Status` (includes its liveness view, `live`)."""
+        client = PartyClient(self.host(index).socket)
+        try:
+            return client.status(timeout=5.0)
+        finally:
+            client.close()
+
     def close(self) -> None:
         for host in self.hosts:
             for role in ("controller", "party"):
@@ -252,6 +289,16 @@ class LocalKeyring:
                                            keyring_addr=self.keyring, key_type=key_type)
         response = self.client.send(self.owner, [msg])
         return msg_responses(response, [treasury_tx.MsgNewKeyRequestResponse])[0].key_req_id
+
+    def request_signatures(self, key_id: int, datas: list[bytes]) -> list[int]:
+        """Several signature requests in one transaction (one MsgNewSignatureRequest each)."""
+        assert self.client is not None
+        me = self.owner.address()
+        msgs = [treasury_tx.MsgNewSignatureRequest(creator=me, key_ids=[key_id], data_for_signing=d.hex())
+                for d in datas]
+        response = self.client.send(self.owner, msgs)
+        answers = msg_responses(response, [treasury_tx.MsgNewSignatureRequestResponse] * len(msgs))
+        return [a.sig_req_id for a in answers]
 
     def request_signature(self, key_id: int, data: bytes) -> int:
         assert self.client is not None

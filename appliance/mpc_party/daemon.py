@@ -28,6 +28,7 @@ from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
+from appliance.mpc_party.liveness import Liveness
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
@@ -35,7 +36,7 @@ from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
 from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
-from appliance.rules.attempts import attempt_at, quorum
+from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.roster import Roster
@@ -51,6 +52,10 @@ from chain_client.client import ChainClient
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
+# Signing sessions (distinct signer set, retry) this party joins per (request, attempt): enough for a
+# controller to move past a party that went down mid-attempt and to rerun a set once, too few for the
+# local socket to mint sessions.
+MAX_SIGNER_SETS = 4
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,11 @@ class PartyDaemon:
         self.gate = Gate(self.me, self.roster.identity_keys())
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
+        self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=metrics.peer_live)
+        self.server.controller_active = self.liveness.controller_active
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
-                                    RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
+                                    RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact,
+                                    is_down=self.liveness.is_down)
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
@@ -151,9 +159,12 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
         self.gate.on_unopened = self._on_unopened
         self._default_btl: int | None = None
-        self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys)
+        self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
+                                 liveness=self.liveness_view)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
+        self._signer_sets: OrderedDict[tuple[int, int], set[tuple[tuple[int, ...], int]]] = OrderedDict()
+        self._request_locks: dict[int, threading.Lock] = {}
         self.sessions_run = 0
 
     def _on_unopened(self, env: Any) -> None:
@@ -180,6 +191,7 @@ class PartyDaemon:
     def start(self) -> PartyDaemon:
         self.server.start()
         self.local.start()
+        self.liveness.start()
         metrics.ENVELOPES.watch(self.gate.counters)
         self.pairs.resume()
         log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
@@ -188,6 +200,7 @@ class PartyDaemon:
 
     def stop(self) -> None:
         metrics.ENVELOPES.forget(self.gate.counters)
+        self.liveness.stop()
         self.pairs.stop()
         self.local.stop()
         self.server.stop(grace=1.0)
@@ -284,6 +297,41 @@ class PartyDaemon:
         if self.me not in job.signers:
             raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
         self._check_attempt(job, mpc_btl)
+        with self._request_lock(job.request_id):  # one signing session per request at a time
+            made = self.state.signature_of(self.keyring, job.request_id)
+            if made is not None:  # never a second, different signature for one request
+                log.info("party %d already signed request %d: same signature again", self.me, job.request_id,
+                         extra=job_log_fields(job, sid))
+                return made
+            self._join_signer_set(job)
+            signature = self._sign_session(job, sid)
+            self.state.record_signature(self.keyring, job.request_id, signature)
+            return signature
+
+    def _request_lock(self, request_id: int) -> threading.Lock:
+        with self._lock:
+            lock = self._request_locks.get(request_id)
+            if lock is None:
+                if len(self._request_locks) > RESULT_CACHE:  # drop idle locks of old requests
+                    for rid in [r for r, lk in self._request_locks.items() if not lk.locked()]:
+                        del self._request_locks[rid]
+                lock = self._request_locks[request_id] = threading.Lock()
+            return lock
+
+    def _join_signer_set(self, job: SignJob) -> None:
+        """Count the job's signer set against MAX_SIGNER_SETS for its (request, attempt)."""
+        tag, run = (job.request_id, job.attempt), (tuple(sorted(job.signers)), job.retry)
+        with self._lock:
+            joined = self._signer_sets.setdefault(tag, set())
+            if run not in joined and len(joined) >= MAX_SIGNER_SETS:
+                raise JobFailed(f"refused: party {self.me} already joined {len(joined)} signing sessions of "
+                                f"request {job.request_id} attempt {job.attempt} (at most {MAX_SIGNER_SETS})",
+                                retryable=True)
+            joined.add(run)
+            while len(self._signer_sets) > RESULT_CACHE:
+                self._signer_sets.popitem(last=False)
+
+    def _sign_session(self, job: SignJob, sid: bytes) -> bytes:
         try:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
@@ -320,12 +368,16 @@ class PartyDaemon:
             lock.release()
 
     def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
-        """The signer set must be the quorum rule's for the job's attempt, and the attempt one the
-        chain height allows now: the local socket cannot choose signers or mint extra sessions."""
-        expected = quorum(self.roster.indices(), self.roster.cluster.threshold, job.request_id, job.attempt)
-        if sorted(job.signers) != expected:
-            raise JobFailed(f"refused: signers {sorted(job.signers)} are not the quorum {expected} of "
-                            f"request {job.request_id} attempt {job.attempt}")
+        """The signer set must be `threshold` distinct roster parties including this one (every such
+        set is a candidate of every attempt, attempts.candidate_sets), and the attempt one the chain
+        height allows now. With MAX_SIGNER_SETS per (request, attempt) and the signer set bound into the
+        session id, the local socket cannot mint more than a few sessions per attempt."""
+        signers, roster, t = sorted(set(job.signers)), self.roster.indices(), self.roster.cluster.threshold
+        if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(roster):
+            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct parties of {roster} "
+                            f"(request {job.request_id} attempt {job.attempt})")
+        if not 0 <= job.retry < MAX_SET_RETRIES:
+            raise JobFailed(f"refused: retry {job.retry} of a signer set (at most {MAX_SET_RETRIES - 1})")
         if self._default_btl is None:
             self._default_btl = self.chain.params().default_btl
         current = attempt_at(self.chain.latest_height(), mpc_btl, self._default_btl,
@@ -346,6 +398,11 @@ class PartyDaemon:
                         "pending_version": pending.meta.share_version if pending else 0,
                         "threshold": m.threshold, "stored_at": record.created_at, "request_id": m.key_id})
         return out
+    def liveness_view(self) -> dict[str, Any]:
+        """The local API's `Liveness`: who can sign now. Being asked means our controller is active."""
+        self.liveness.note_controller()
+        return {"live": sorted(self.liveness.live()),
+                "peers": {str(p): v for p, v in self.liveness.snapshot().items()}}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -361,4 +418,6 @@ class PartyDaemon:
                              for b in self.state.burned() if b.keyring == self.keyring],
             "resetups": self.pairs.resetups_done,
             "refresh": asdict(self.refresher.counts),
+            "live": sorted(self.liveness.live()),
+            "peers_live": {str(p): v for p, v in self.liveness.snapshot().items()},
         }

@@ -288,6 +288,10 @@ class Gate:
         log.log(level, "party %d dropped envelope: %s (%s)", self.me, reason.value, detail or "-")
         return Verdict(False, reason)
 
+    def knows(self, party: int) -> bool:
+        """Whether `party` is a roster member with an identity key (not a stranger)."""
+        return party in self._keys
+
     def offer(self, data: bytes, tls_party: int | None = None) -> Verdict:
         """Decide on one encoded envelope; `tls_party` is the sender index from the TLS certificate."""
         try:

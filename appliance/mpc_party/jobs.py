@@ -39,7 +39,10 @@ class ChainReader(Protocol):
 
 
 def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
-    return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt)
+    """The session id bound to the job's member set: the signers, or the keygen participants."""
+    if isinstance(job, KeygenJob):
+        return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt, job.parties)
+    return session_id(chain_id, keyring, job.kind, job.request_id, job.attempt, job.signers, job.retry)
 
 
 def check_on_chain(job: Job, chain: ChainReader, keyring: str) -> Any:

@@ -12,6 +12,12 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
     /zrkeyring.party.v1.Local/Keys    answer:  {"keys": [{"public_key": hex, "key_type": str, "version": int,
                                                 "pending_version": int, "threshold": int, "stored_at": float,
                                                 "request_id": int}]}   (this party's shares, no secret)
+    /zrkeyring.party.v1.Local/Liveness answer: {"live": [int], "peers": {index: {"age_s": float | null,
+                                                "controller_active": bool, "live": bool}}}
+
+`Liveness` is the party's view of which parties can sign now (liveness.py); calling it also tells the
+daemon that its controller is active, which its pings then report to the peers. The controller picks
+its signers from it (appliance/rules/attempts.py, `pick_signers`).
 
 `retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
 that did not answer in time is retryable; a request the chain does not hold is not.
@@ -33,6 +39,7 @@ from typing import Any
 import grpc
 
 from appliance.runtime.paths import ensure_dir
+from chain_client.channels import RECONNECT_OPTIONS
 
 # --- the jobs a controller asks for (the contract between the two daemons) -----------------------
 
@@ -59,6 +66,7 @@ class SignJob:
     data: bytes
     signers: tuple[int, ...]
     attempt: int = 0
+    retry: int = 0  # the how-manieth run of this signer set in this attempt (attempts.MAX_SET_RETRIES)
 
     @property
     def kind(self) -> str:
@@ -106,7 +114,8 @@ def decode_job(data: bytes) -> Job:
         if kind == "sign":
             return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
                            bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
-                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)))
+                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)),
+                           int(body.get("retry", 0)))
         if kind == "refresh":
             return RefreshJob(int(body["key_id"]), str(body["key_type"]), bytes.fromhex(body["public_key"]),
                               int(body["period"]), str(body["phase"]), int(body.get("attempt", 0)))
@@ -129,6 +138,7 @@ SERVICE = "zrkeyring.party.v1.Local"
 RUN = f"/{SERVICE}/Run"
 STATUS = f"/{SERVICE}/Status"
 KEYS = f"/{SERVICE}/Keys"
+LIVENESS = f"/{SERVICE}/Liveness"
 
 
 @dataclass
@@ -149,6 +159,7 @@ class JobFailed(Exception):
 RunHandler = Callable[[Job], bytes]
 StatusHandler = Callable[[], dict[str, Any]]
 KeysHandler = Callable[[], list[dict[str, Any]]]
+LivenessHandler = Callable[[], dict[str, Any]]
 
 
 def _identity(data: bytes) -> bytes:
@@ -159,14 +170,17 @@ class LocalServer:
     """Serves Run/Status on `unix:<path>`; the socket is created owner-only (0600)."""
 
     def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
-                 workers: int = 16, keys: KeysHandler | None = None) -> None:
+                 workers: int = 16, keys: KeysHandler | None = None,
+                 liveness: LivenessHandler | None = None) -> None:
         self.socket_path = Path(socket_path)
         self._run, self._status, self._keys = run, status, keys or (lambda: [])
+        self._liveness = liveness
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
         handlers = {
             "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
             "Status": grpc.unary_unary_rpc_method_handler(self._handle_status, _identity, _identity),
             "Keys": grpc.unary_unary_rpc_method_handler(self._handle_keys, _identity, _identity),
+            "Liveness": grpc.unary_unary_rpc_method_handler(self._handle_liveness, _identity, _identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -202,6 +216,10 @@ class LocalServer:
 
     def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
         return _answer({"keys": self._keys()})
+    def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self._liveness is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
+        return _answer(self._liveness())
 
 
 def _answer(body: dict[str, Any]) -> bytes:
@@ -212,10 +230,12 @@ class PartyClient:
     """The controller's handle on its local party daemon."""
 
     def __init__(self, socket_path: str | Path) -> None:
-        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        # A restarted party daemon is reached again within about a second (chain_client/channels.py).
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}", options=RECONNECT_OPTIONS)
         self._run = self._method(RUN)
         self._status = self._method(STATUS)
         self._keys = self._method(KEYS)
+        self._liveness = self._method(LIVENESS)
 
     def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
         return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
@@ -238,6 +258,17 @@ class PartyClient:
     def keys(self, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The shares this party holds (public metadata only), for `zrkeyring keys`."""
         return list(json.loads(self._keys(b"", timeout=timeout))["keys"])
+    def liveness(self, timeout: float = 1.0) -> set[int]:
+        """The parties the local daemon sees live now (always including itself); raises JobFailed when
+        the daemon cannot be asked."""
+        try:
+            body = json.loads(self._liveness(b"", timeout=timeout))
+            return {int(p) for p in body["live"]}
+        except grpc.RpcError as exc:
+            raise JobFailed(f"party daemon unreachable: {exc.code().name}: {exc.details()}",
+                            retryable=True) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JobFailed(f"malformed liveness answer: {exc}") from None
 
     def close(self) -> None:
         self._channel.close()

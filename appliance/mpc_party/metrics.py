@@ -22,7 +22,7 @@ __all__ = [
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
     "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
-    "chain_disagreement",
+    "chain_disagreement", "PEER_LIVE", "peer_live",
 ]
 
 # protocol: the protocol family a session runs (the planner's KeyType.protocol values); "unknown" only
@@ -115,6 +115,13 @@ PEER_LAST_SEEN = Gauge(
     ["peer"],
     registry=REGISTRY,
 )
+PEER_LIVE = Gauge(
+    "zrkeyring_party_peer_live",
+    "1 if this peer answers liveness pings (every 0.5 s) and its controller is active, so the "
+    "controllers may choose it as a signer; 0 otherwise (liveness.py).",
+    ["peer"],
+    registry=REGISTRY,
+)
 PRESIGNATURE_POOL = Gauge(
     "zrkeyring_party_presignature_pool_size",
     "Unused DKLs23 presignatures held (sealed) by this party, summed over keys. Always 0 in this "
@@ -164,6 +171,11 @@ def peer_contact(peer: int, ok: bool) -> None:
     PEER_UP.labels(label).set(1 if ok else 0)
     if ok:
         PEER_LAST_SEEN.labels(label).set_to_current_time()
+
+
+def peer_live(peer: int, live: bool) -> None:
+    """The liveness view changed for `peer` (liveness.Liveness's callback)."""
+    PEER_LIVE.labels(str(int(peer))).set(1 if live else 0)
 
 
 class GateCollector(Collector):

@@ -8,6 +8,9 @@ Sending is asynchronous and patient: parties start a session when their own cont
 request on chain, so a peer may not have opened the session yet. Its gate then answers
 `session_not_open` and the runner re-sends the same envelope (same sequence number, so no replay)
 until the round deadline.
+
+A peer the liveness view (liveness.py) reports down fails the round at once, naming it, instead of at
+the round deadline: the controller can then pick another live quorum within the same attempt.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from appliance.mpc_party.transport import PeerUnavailable
 log = logging.getLogger(__name__)
 
 RESEND_PAUSE_S = 0.02
+DOWN_CHECK_S = 0.25  # how often a waiting round looks at the liveness view
 SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
 ContactFn = Callable[[int, bool], None]  # (party, reached?) after each delivery attempt, e.g. for metrics
+DownFn = Callable[[int], bool]  # is this peer's daemon gone (liveness.Liveness.is_down)?
 
 
 class SessionTimeout(Exception):
@@ -49,9 +54,10 @@ class SessionRunner:
 
     def __init__(self, me: int, gate: Gate, outbox: Outbox, send: SendFn,
                  config: RunnerConfig | None = None, pool: ThreadPoolExecutor | None = None,
-                 on_contact: ContactFn | None = None) -> None:
+                 on_contact: ContactFn | None = None, is_down: DownFn | None = None) -> None:
         self.me, self.gate, self.outbox, self._send = me, gate, outbox, send
         self._on_contact = on_contact or (lambda _party, _ok: None)
+        self.is_down = is_down  # set by the daemon once its liveness view runs
         self.config = config or RunnerConfig()
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
 
@@ -71,6 +77,11 @@ class SessionRunner:
                 if not waiting:
                     raise RuntimeError(f"session {short} waits for nobody but is not done")
                 remaining = max(0.0, deadline - time.monotonic())
+                if self.is_down is not None:
+                    down = sorted(p for p in waiting if self.is_down(p))
+                    if down:
+                        raise SessionTimeout(short, round_, down)
+                    remaining = min(remaining, DOWN_CHECK_S)
                 arrival = self.gate.wait_for(session_id, round_, waiting, remaining)
                 for sender in sorted(arrival.arrived):
                     for env in arrival.arrived[sender]:

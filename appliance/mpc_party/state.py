@@ -1,4 +1,5 @@
-"""What a party must never forget across restarts: signing sessions it ran, OT pairs it burned.
+"""What a party must never forget across restarts: signing sessions it ran, signatures it made, OT
+pairs it burned.
 
 Two rules of docs/protocols/dkls23.md (selective aborts and repeated sessions) need memory that
 survives a crash, an upgrade or an out-of-memory kill, because a restart is exactly what an attacker
@@ -13,7 +14,13 @@ would provoke:
   session of that key with that peer until the pair's base OTs have been re-run (`resetup`), and the
   mark is what makes the daemon resume the re-setup after a restart.
 
-The file holds no secret: session ids, public keys, party indices and reasons. Deleting it forgets the
+- **Signatures made.** The first signature this party made for a signature request; any later job
+  for that request (another signer set, another attempt) gets the same signature instead of a second
+  session, because zrChain rejects a request whose second posted signature differs from the first
+  (docs/architecture.md, "Choosing signers").
+
+The file holds no secret: session ids, signatures (public once posted), public keys, party indices and
+reasons. Deleting it forgets the
 marks (an operator action that docs/operations.md warns against); tampering with it is in the same
 threat class as tampering with the share store.
 """
@@ -34,6 +41,13 @@ CREATE TABLE IF NOT EXISTS used_sessions (
     session_id BLOB PRIMARY KEY,
     kind       TEXT NOT NULL,
     at         REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sign_results (
+    keyring    TEXT    NOT NULL,
+    request_id INTEGER NOT NULL,
+    signature  BLOB    NOT NULL,
+    at         REAL    NOT NULL,
+    PRIMARY KEY (keyring, request_id)
 );
 CREATE TABLE IF NOT EXISTS burned_pairs (
     keyring    TEXT    NOT NULL,
@@ -95,6 +109,21 @@ class PartyState:
         with self._lock:
             row = self._db.execute("SELECT 1 FROM used_sessions WHERE session_id=?", (bytes(session_id),))
             return row.fetchone() is not None
+
+    # --- signatures made ---------------------------------------------------------------------------
+
+    def record_signature(self, keyring: str, request_id: int, signature: bytes) -> None:
+        """The first signature this party made for a request; kept (never replaced) so any later job
+        for the request gets the same answer instead of a second session (docs/architecture.md,
+        "Choosing signers": two different valid signatures would make the chain reject the request)."""
+        self._write("INSERT OR IGNORE INTO sign_results (keyring, request_id, signature, at) VALUES (?,?,?,?)",
+                    (keyring, int(request_id), bytes(signature), time.time()))
+
+    def signature_of(self, keyring: str, request_id: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT signature FROM sign_results WHERE keyring=? AND request_id=?",
+                                   (keyring, int(request_id))).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     # --- burned pairs ------------------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Mutual-TLS gRPC between parties: one raw-bytes method, envelopes in, small acks out.
 
 There are no protobuf stubs: `/zrkeyring.party.v1.Peer/Deliver` takes an encoded `Envelope` and answers
-an `Ack` (accepted, or the gate's drop reason). Both ends present certificates from the cluster CA
-(`zrkeyring cluster init`); the server requires a client certificate, reads the peer's CN (`party-<i>`)
-from the TLS auth context, checks it against the roster's pinned certificate for party i, and hands
-the envelope to the `Gate` with that identity, so a peer cannot speak as another party even holding a
-leaked identity key. The client dials each peer with the TLS target name `party-<j>`, so it also knows
-which party answered.
+an `Ack` (accepted, or the gate's drop reason); `/zrkeyring.party.v1.Peer/Ping` takes nothing and answers
+a `Pong` (whether this party's controller is active), for the liveness view (liveness.py).
+Both ends present certificates from the cluster CA (`zrkeyring cluster init`); the server requires a
+client certificate, reads the peer's CN (`party-<i>`) from the TLS auth context, checks it against the
+roster's pinned certificate for party i, and hands the envelope to the `Gate` with that identity, so a
+peer cannot speak as another party even holding a leaked identity key. The client dials each peer with
+the TLS target name `party-<j>`, so it also knows which party answered.
 
 The peer port is reachable before anyone has authenticated, so the server bounds what a stranger can
 hold (docs/transport.md, "Limits"): at most `max_connections` TCP connections at once (gRPC closes
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,14 @@ from appliance.mpc_party.limits import largest_payload
 from appliance.mpc_party.protocols.wire import ProtocolAbort, Reader, Writer
 from appliance.rules.roster import Roster
 from appliance.runtime.errors import ConfigError, UserError
+from chain_client.channels import RECONNECT_OPTIONS
 
 log = logging.getLogger(__name__)
 
 SERVICE = "zrkeyring.party.v1.Peer"
 DELIVER = f"/{SERVICE}/Deliver"
+PING = f"/{SERVICE}/Ping"
+PONG_VERSION = 1
 MAX_MESSAGE = largest_payload() + 4096  # the largest payload the gate may accept, plus the envelope
 ACK_VERSION = 1
 # RESOURCE_EXHAUSTED: the server is at MAX_CONCURRENT_RPCS; back off and try again like UNAVAILABLE.
@@ -52,10 +56,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, gr
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
-    # Reconnect quickly when a peer comes back, instead of gRPC's default backoff of up to 2 minutes.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    *RECONNECT_OPTIONS,
 ]
 
 
@@ -160,15 +161,18 @@ class PeerServer:
         *,
         max_connections: int = MAX_CONNECTIONS,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        controller_active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.gate = gate
         self.listen = listen
+        self.controller_active = controller_active  # what a Pong says; the daemon sets its liveness here
         self._pinned = {i: _cert_der(pem) for i, pem in (pinned_certs or {}).items()}
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers),
                                    options=server_options(max_connections, handshake_timeout_s),
                                    maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
         handler = grpc.method_handlers_generic_handler(
-            SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}
+            SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver),
+                      "Ping": grpc.unary_unary_rpc_method_handler(self._ping)}
         )
         self._server.add_generic_rpc_handlers((handler,))
         creds = grpc.ssl_server_credentials(
@@ -207,7 +211,9 @@ class PeerServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    def _tls_party(self, context: grpc.ServicerContext) -> tuple[int, str]:
+        """The party the client's certificate names, and why it does not count ("" when it is the
+        roster's pinned certificate of that party). Aborts the call for a certificate of no party."""
         auth = context.auth_context()
         cns = auth.get("x509_common_name") or []
         tls_party = party_index_from_cn(cns[0].decode("ascii", errors="replace")) if len(cns) == 1 else None
@@ -219,9 +225,40 @@ class PeerServer:
         if pinned is not None:
             presented = auth.get("x509_pem_cert") or [b""]
             if _cert_der(presented[0]) != pinned:
-                detail = f"party-{tls_party} certificate is not the roster's"
-                return Ack.of(self.gate.drop(DropReason.PEER_MISMATCH, detail)).encode()
+                return tls_party, f"party-{tls_party} certificate is not the roster's"
+        return tls_party, ""
+
+    def _deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        tls_party, mismatch = self._tls_party(context)
+        if mismatch:
+            return Ack.of(self.gate.drop(DropReason.PEER_MISMATCH, mismatch)).encode()
         return Ack.of(self.gate.offer(request, tls_party=tls_party)).encode()
+
+    def _ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Answer a roster peer's liveness ping; a stranger (or a party with another certificate) is
+        refused, so a ping cannot tell it whether our controller is up."""
+        tls_party, mismatch = self._tls_party(context)
+        if not mismatch and not self.gate.knows(tls_party):
+            mismatch = f"party-{tls_party} is not in the roster"
+        if mismatch or request:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, mismatch or "a ping carries no body")
+        return encode_pong(self.controller_active())
+
+
+def encode_pong(controller_active: bool) -> bytes:
+    return Writer().u8(PONG_VERSION).u8(1 if controller_active else 0).getvalue()
+
+
+def decode_pong(data: bytes) -> bool:
+    """Whether the pinged party's controller is active; ProtocolAbort on anything malformed."""
+    r = Reader(data)
+    if r.u8() != PONG_VERSION:
+        raise ProtocolAbort("unsupported pong version")
+    flag = r.u8()
+    r.finish()
+    if flag > 1:
+        raise ProtocolAbort("pong flag is not 0 or 1")
+    return flag == 1
 
 
 def _cert_der(pem: bytes) -> bytes:
@@ -266,7 +303,7 @@ class PeerClient:
     def from_roster(cls, roster: Roster, me: int, tls: TlsCredentials, **kwargs: Any) -> PeerClient:
         return cls({p.index: p.address for p in roster.parties if p.index != me}, tls, **kwargs)
 
-    def _stub(self, index: int) -> grpc.UnaryUnaryMultiCallable:
+    def _channel(self, index: int) -> grpc.Channel:
         with self._lock:
             channel = self._channels.get(index)
             if channel is None:
@@ -276,7 +313,25 @@ class PeerClient:
                 options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", party_cn(index))]
                 channel = grpc.secure_channel(peer.address, self._creds, options=options)
                 self._channels[index] = channel
-        return channel.unary_unary(DELIVER)  # no serializers: raw bytes both ways
+        return channel
+
+    def _stub(self, index: int) -> grpc.UnaryUnaryMultiCallable:
+        return self._channel(index).unary_unary(DELIVER)  # no serializers: raw bytes both ways
+
+    def ping(self, index: int, timeout: float) -> bool:
+        """One liveness ping of party `index`: whether its controller is active. Raises PeerUnavailable
+        if it does not answer within `timeout` (no retry: the next ping is the retry)."""
+        try:
+            return decode_pong(self._channel(index).unary_unary(PING)(b"", timeout=timeout))
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            failure = PeerUnavailable(f"party {index}: {code.name}")
+            # UNAVAILABLE: no connection (refused, or reconnect backoff after a refusal): the daemon is
+            # gone; DEADLINE_EXCEEDED: connected but slow, e.g. a host under load
+            failure.refused = code == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            raise failure from None
+        except ProtocolAbort as exc:
+            raise PeerUnavailable(f"party {index} sent a malformed pong: {exc.reason}") from None
 
     def send(self, index: int, envelope: Envelope | bytes, timeout: float | None = None,
              retry_not_open: bool = False) -> Ack:

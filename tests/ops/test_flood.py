@@ -168,7 +168,7 @@ def flood_one_signing(net: LocalKeyring, key, pid: int) -> tuple[dict, int, int,
         net.wait_request("sign", latest)
         if quorum([1, 2, 3], 2, latest + 1, 0) == [1, 3]:
             break
-    sid = session_id(CHAIN_ID, net.keyring, "sign", latest + 1, 0)
+    sid = session_id(CHAIN_ID, net.keyring, "sign", latest + 1, 0, (1, 3))
     baseline = peak = rss(pid)
     attacker = subprocess.Popen(
         [sys.executable, "-m", "tests.ops.peer_flood", str(net.host(2).config("party")), "1", sid.hex(),

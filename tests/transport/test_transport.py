@@ -228,3 +228,43 @@ def test_setup_errors_are_one_line_user_errors(cluster, tmp_path):
     with pytest.raises(ConfigError, match="party-3.tls_cert: .*gone.pem"):
         PeerServer.from_roster(roster, 1, Gate(1, {}), p1.tls)
     assert "key redacted" in repr(p1.tls)
+
+
+def test_ping_answers_roster_peers_with_the_controller_flag_and_refuses_strangers(cluster):
+    server = cluster.parties[2].server
+    server.controller_active = lambda: True
+    assert cluster.parties[1].client.ping(2, timeout=2.0) is True
+    server.controller_active = lambda: False
+    assert cluster.parties[3].client.ping(2, timeout=2.0) is False
+    with pytest.raises(PeerUnavailable):  # party 4: a valid cluster certificate, not in the roster
+        cluster.parties[4].client.ping(2, timeout=2.0)
+    with pytest.raises(PeerUnavailable):  # party 4 has no server: unreachable
+        cluster.parties[1].client.ping(4, timeout=0.5)
+
+
+def test_peer_channel_reconnects_within_about_a_second_of_the_peer_return(cluster):
+    """A peer down for longer than gRPC's default backoff would need: the ping loop's next ping after
+    its return succeeds within the bounded backoff (chain_client/channels.py)."""
+    p2 = cluster.parties[2]
+    client = cluster.parties[1].client
+    assert client.ping(2, timeout=2.0) in (True, False)
+    listen = p2.server.listen
+    p2.server.stop(grace=None)
+    failures_until = time.monotonic() + 6.0  # several failed connects: the backoff has grown to its cap
+    while time.monotonic() < failures_until:
+        with pytest.raises(PeerUnavailable):
+            client.ping(2, timeout=0.3)
+        time.sleep(0.2)
+    replacement = PeerServer.from_roster(cluster.roster, 2, p2.gate, p2.tls, listen).start()
+    back = time.monotonic()
+    try:
+        while True:
+            try:
+                client.ping(2, timeout=0.3)
+                break
+            except PeerUnavailable:
+                assert time.monotonic() - back < 2.5, "peer channel did not reconnect within 2.5 s"
+                time.sleep(0.05)
+        print(f"peer reachable again {time.monotonic() - back:.2f} s after its return")
+    finally:
+        p2.server = replacement
