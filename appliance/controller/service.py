@@ -23,7 +23,6 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from appliance.controller import metrics
 from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
+from appliance.controller.outbox import answers_to_post
 from appliance.controller.planner import (
     Decision,
     SignRequestView,
@@ -42,6 +42,7 @@ from appliance.controller.planner import (
     plan_key_request,
     plan_sign_request,
 )
+from appliance.controller.scheduler import SHED_EXPIRING_ANSWER, BlockClock, EdfQueue, JobScheduler, ShedLog
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
@@ -82,6 +83,8 @@ class ControllerSection:
     tx_timeout_blocks: int = 10  # a posted tx not included within this many blocks can never land
     job_timeout_s: float = 60.0
     workers: int = 8
+    post_margin_blocks: int = 2  # an answer is posted only if its request stays open this many blocks more
+    shed_log_interval_s: float = 60.0  # jobs shed under overload are summarised at most this often
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,16 @@ class HsmChainSigner:
         return self._hsm.sign_chain(digest)
 
 
+@dataclass(frozen=True)
+class _QueuedJob:
+    """A job waiting for a worker, with its request's deadline (the scheduler's order)."""
+
+    job: KeygenJob | SignJob
+    key_type: str
+    sign_ctx: tuple[bytes, bytes] | None
+    deadline: int
+
+
 @dataclass
 class _Open:
     """One open request as seen this tick."""
@@ -148,13 +161,15 @@ class Controller:
         self.address = signer_address(signer)
         ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
-        self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
+        queue = EdfQueue(BlockClock(), ShedLog(c.shed_log_interval_s, metrics.job_shed), c.post_margin_blocks)
+        self.scheduler = JobScheduler(c.workers, self._run_queued, self._job_shed, queue, check=self._stale_job)
         self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
+        self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -179,6 +194,7 @@ class Controller:
         started = time.monotonic()
         _chain_id, self.height, block_time = self.chain.latest_block()
         metrics.CHAIN_HEIGHT.set(self.height)
+        self.scheduler.observe(self.height, block_time.timestamp() if block_time is not None else None)
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
@@ -188,6 +204,7 @@ class Controller:
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
+        metrics.JOBS_QUEUED.set(self.scheduler.queued())
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
         now = time.time()
         lag = now - block_time.timestamp() if block_time is not None else time.monotonic() - started
@@ -254,8 +271,11 @@ class Controller:
             self._consider_sign(req)
 
     def _attempt(self, mpc_btl: int) -> int:
+        return self._attempt_at(self.height, mpc_btl)
+
+    def _attempt_at(self, height: int, mpc_btl: int) -> int:
         c = self.config.controller
-        return attempt_at(self.height, mpc_btl, c.default_btl, c.attempt_blocks)
+        return attempt_at(height, mpc_btl, c.default_btl, c.attempt_blocks)
 
     def _consider_key(self, req: Any) -> None:
         c = self.config.controller
@@ -346,16 +366,37 @@ class Controller:
             self._started.add(tag)
             self._running.add((job.kind, job.request_id))
         self.journal.set_attempt(job.kind, job.request_id, job.attempt)
-        self._pool.submit(self._run_job, job, key_type, sign_ctx)
+        deadline = self.deadlines.known(job.kind, job.request_id)
+        self.scheduler.submit(KIND_LABELS[job.kind], deadline, _QueuedJob(job, key_type, sign_ctx, deadline))
 
-    def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+    def _run_queued(self, queued: _QueuedJob) -> bool:
+        return self._run_job(queued.job, queued.key_type, queued.sign_ctx)
+
+    def _job_shed(self, queued: _QueuedJob) -> None:
+        """A job the scheduler will not start: the request may be planned again at a later attempt
+        (its `_started` tag stays, so this attempt is not queued again every tick)."""
+        with self._lock:
+            self._running.discard((queued.job.kind, queued.job.request_id))
+
+    def _stale_job(self, queued: _QueuedJob) -> str | None:
+        """Just before a queued job starts: is its attempt still one the parties accept? (A job that
+        waited past its attempt window would be refused; the request is re-planned at the current one.)"""
+        if not queued.deadline:
+            return None
+        height = self.scheduler.queue.clock.now_height(time.monotonic())
+        current = self._attempt_at(height, queued.deadline)
+        return f"attempt {queued.job.attempt} passed" if queued.job.attempt < current - 1 else None
+
+    def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
         try:
-            self._run_job_once(job, key_type, sign_ctx)
+            return self._run_job_once(job, key_type, sign_ctx)
         finally:
             with self._lock:
                 self._running.discard((job.kind, job.request_id))
 
-    def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+    def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
+        """Run one job on the party and journal its verified result; True if it produced one (only
+        those durations teach the scheduler how long a job takes)."""
         extra = job_log_fields(job)
         started = time.monotonic()
         try:
@@ -372,19 +413,20 @@ class Controller:
         except JobFailed as exc:
             log.warning("%s request %d attempt %d failed: %s", job.kind, job.request_id, job.attempt, exc,
                         extra=extra)
-            return
+            return False
         except ResultInvalid as exc:
             log.error("%s request %d: party returned an invalid result: %s", job.kind, job.request_id, exc,
                       extra=extra)
-            return
+            return False
         except Exception:  # a job thread must never die silently
             log.exception("%s request %d: job crashed", job.kind, job.request_id, extra=extra)
-            return
+            return False
         entry = self.journal.get(job.kind, job.request_id)
         if entry is not None and entry.state is State.SEEN:
             self.journal.record_result(job.kind, job.request_id, result)
         log.info("%s request %d: result ready in %.3f s", job.kind, job.request_id,
                  time.monotonic() - started, extra=extra)
+        return True
 
     # --- posting -----------------------------------------------------------------------------------
 
@@ -412,11 +454,21 @@ class Controller:
             if self._wait_before_posting(entry):
                 continue
             ready.append(entry)
-        ready = self._payable(ready)
+        c = self.config.controller
+        deadlines = {(e.kind, e.request_id): self.deadlines.of(e.kind, opened[(e.kind, e.request_id)].request)
+                     for e in ready}
+        plan = answers_to_post(ready, deadlines, self.height, c.post_margin_blocks, c.tx_timeout_blocks)
+        for entry in plan.expiring:  # left in the journal: settled once the chain times the request out
+            if (entry.kind, entry.request_id) not in self._expiring:
+                self._expiring.add((entry.kind, entry.request_id))
+                self.scheduler.queue.shed_log.shed(KIND_LABELS[entry.kind], SHED_EXPIRING_ANSWER,
+                                                   time.monotonic())
+        self._expiring &= set(opened)
+        ready = self._payable(plan.answers)
         if not ready:
             return
         msgs = [self._messages(e) for e in ready]
-        timeout_height = self.height + self.config.controller.tx_timeout_blocks
+        timeout_height = plan.timeout_height(ready)
         try:
             prepared = self.chain.prepare(self.signer, msgs, memo="zrkeyring", timeout_height=timeout_height)
         except (ChainTxError, ChainUnavailable) as exc:
@@ -569,7 +621,7 @@ class Controller:
             metrics.REQUESTS_FULFILLED.labels(KIND_LABELS[kind], key_type).inc()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.scheduler.shutdown()
         self.journal.close()
 
     def run_forever(self, stop: threading.Event) -> None:
