@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS txs (
 """
 
 
+ENTRY_CACHE = 65536  # request entries kept in memory (a few hundred bytes each)
+
+
 class State(Enum):
     SEEN = "seen"
     RESULT = "result"
@@ -80,10 +83,17 @@ class TxRecord:
 
 
 class Journal:
-    """Thread-safe SQLite journal (WAL, synchronous=FULL so a committed row survives power loss)."""
+    """Thread-safe SQLite journal (WAL, synchronous=FULL so a committed row survives power loss).
+
+    Request entries are also kept in memory, read through on a miss and dropped on every write to
+    their row: this process is the journal's only writer, and a tick reads the entry of every open
+    request two or three times (hundreds of requests under load), which would otherwise be that many
+    SQLite queries and, for `observe`, that many write transactions per tick.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
+        self._entries: dict[tuple[str, int], Entry] = {}
         try:
             self._db = connect_durable(path)
             self._db.executescript(SCHEMA)
@@ -96,8 +106,11 @@ class Journal:
         with self._lock:
             self._db.close()
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def _write(self, sql: str, args: tuple, row: tuple[str, int] | None = None) -> None:
+        """One statement in its own durable transaction; `row` names the request entry it changes."""
         with self._lock:
+            if row is not None:
+                self._entries.pop(row, None)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(sql, args)
@@ -109,11 +122,14 @@ class Journal:
     # --- requests --------------------------------------------------------------------------------
     def observe(self, kind: str, request_id: int) -> Entry:
         """Record a request as seen (no-op if known) and return its entry."""
+        known = self.get(kind, request_id)
+        if known is not None:
+            return known
         now = time.time()
         self._write(
             "INSERT OR IGNORE INTO requests (kind, request_id, state, first_seen, updated) "
             "VALUES (?, ?, ?, ?, ?)",
-            (kind, request_id, State.SEEN.value, now, now),
+            (kind, request_id, State.SEEN.value, now, now), (kind, request_id),
         )
         entry = self.get(kind, request_id)
         assert entry is not None
@@ -121,12 +137,20 @@ class Journal:
 
     def get(self, kind: str, request_id: int) -> Entry | None:
         with self._lock:
+            cached = self._entries.get((kind, request_id))
+            if cached is not None:
+                return cached
             row = self._db.execute(
                 "SELECT kind, request_id, state, attempt, result, reject_reason, tx_hash, note "
                 "FROM requests WHERE kind=? AND request_id=?",
                 (kind, request_id),
             ).fetchone()
-        return _entry(row) if row else None
+            if not row:
+                return None
+            entry = self._entries[(kind, request_id)] = _entry(row)
+            if len(self._entries) > ENTRY_CACHE:
+                self._entries.pop(next(iter(self._entries)))  # oldest first: done requests age out
+            return entry
 
     def entries(self, *states: State) -> list[Entry]:
         wanted = {s.value for s in states}
@@ -141,7 +165,7 @@ class Journal:
     def set_attempt(self, kind: str, request_id: int, attempt: int) -> None:
         self._write(
             "UPDATE requests SET attempt=?, updated=? WHERE kind=? AND request_id=?",
-            (attempt, time.time(), kind, request_id),
+            (attempt, time.time(), kind, request_id), (kind, request_id),
         )
 
     def record_result(self, kind: str, request_id: int, result: bytes) -> None:
@@ -177,6 +201,7 @@ class Journal:
             "reject_reason=COALESCE(?, reject_reason), note=COALESCE(?, note), "
             "tx_hash=CASE WHEN ? THEN NULL ELSE tx_hash END, updated=? WHERE kind=? AND request_id=?",
             (state.value, result, reject_reason, note, clear_tx, time.time(), kind, request_id),
+            (kind, request_id),
         )
 
     # --- transactions ----------------------------------------------------------------------------
@@ -186,6 +211,8 @@ class Journal:
         """Durably record a signed transaction and the requests it answers, before it is broadcast."""
         now = time.time()
         with self._lock:
+            for item in items:
+                self._entries.pop(item, None)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(

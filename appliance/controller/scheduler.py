@@ -78,6 +78,7 @@ class BlockClock:
 @dataclass(order=True)
 class _Queued:
     deadline: int
+    tiebreak: int  # the request id: every controller orders equal deadlines alike
     seq: int
     kind: str = field(compare=False)
     item: Any = field(compare=False)
@@ -116,9 +117,14 @@ class ShedLog:
 class EdfQueue:
     """The pure part: jobs ordered by deadline, each judged feasible or shed when a worker asks."""
 
-    def __init__(self, clock: BlockClock, shed: ShedLog, margin_blocks: int = 2, max_queued: int = 4096) -> None:
+    def __init__(self, clock: BlockClock, shed: ShedLog, margin_blocks: int = 2, max_queued: int = 4096,
+                 max_job_blocks: int = 0) -> None:
         self.clock, self.shed_log = clock, shed
         self.margin_blocks, self.max_queued = margin_blocks, max_queued
+        # The estimate counts at most this many blocks (0: no cap). It is learnt from jobs that ran, so
+        # without a cap one slow spell could make every job look infeasible, none would run, and the
+        # estimate would never come down again.
+        self.max_job_blocks = max_job_blocks
         self._heap: list[_Queued] = []
         self._seq = itertools.count()
         self._estimate: dict[str, float] = {}
@@ -139,16 +145,23 @@ class EdfQueue:
         A deadline of 0 means the chain reported none: always feasible."""
         if not deadline:
             return True
-        needed = self.clock.blocks(self.estimate_s(kind)) + self.margin_blocks
+        blocks = self.clock.blocks(self.estimate_s(kind))
+        if self.max_job_blocks:
+            blocks = min(blocks, self.max_job_blocks)
+        needed = blocks + self.margin_blocks
         return deadline - self.clock.now_height(now) >= needed
 
-    def push(self, kind: str, deadline: int, item: Any, now: float) -> list[Any]:
+    def push(self, kind: str, deadline: int, item: Any, now: float, tiebreak: int = 0) -> list[Any]:
         """Queue a job; returns the jobs shed by doing so: this one if it cannot finish in time, or
-        the latest-deadline job when the queue overflows `max_queued` (possibly this one)."""
+        the latest-deadline job when the queue overflows `max_queued` (possibly this one).
+
+        Equal deadlines go by `tiebreak` (the request id), then arrival: the parties of a quorum, each
+        scheduling alone, then take a backlog's jobs in the same order and meet in the same sessions."""
         if not self.feasible(kind, deadline, now):
             self.shed_log.shed(kind, SHED_DEADLINE, now)
             return [item]
-        heapq.heappush(self._heap, _Queued(deadline or NO_DEADLINE, next(self._seq), kind, item))
+        entry = _Queued(deadline or NO_DEADLINE, tiebreak, next(self._seq), kind, item)
+        heapq.heappush(self._heap, entry)
         if len(self._heap) <= self.max_queued:
             return []
         latest = max(self._heap)
@@ -198,10 +211,10 @@ class JobScheduler:
             self.queue.clock.observe(height, block_unix, self._now())
             self.queue.shed_log.flush(self._now())
 
-    def submit(self, kind: str, deadline: int, item: Any) -> bool:
+    def submit(self, kind: str, deadline: int, item: Any, tiebreak: int = 0) -> bool:
         """Queue `item`; False if it was shed at once (`on_shed` has been told)."""
         with self._cond:
-            shed = self.queue.push(kind, deadline, item, self._now())
+            shed = self.queue.push(kind, deadline, item, self._now(), tiebreak)
             self._cond.notify()
         for dropped in shed:
             self._on_shed(dropped)

@@ -60,6 +60,7 @@ from chain_client.errors import WRONG_SEQUENCE, ChainTxError, ChainUnavailable
 log = logging.getLogger("zrkeyring.controller")
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
+LIST_PAGE_LIMIT = 500  # open requests per list query page (fewer round trips when the backlog is long)
 MAX_ANSWERS_PER_TX = 20  # keeps a fulfilment tx well inside the default 300k gas
 LATE_POST_BLOCKS = 2  # parties outside the eager set wait this long before repeating an answer
 NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as near its timeout
@@ -161,7 +162,8 @@ class Controller:
         self.address = signer_address(signer)
         ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
-        queue = EdfQueue(BlockClock(), ShedLog(c.shed_log_interval_s, metrics.job_shed), c.post_margin_blocks)
+        queue = EdfQueue(BlockClock(), ShedLog(c.shed_log_interval_s, metrics.job_shed), c.post_margin_blocks,
+                         max_job_blocks=max(1, c.attempt_blocks // 2))  # a job may always start early in its attempt
         self.scheduler = JobScheduler(c.workers, self._run_queued, self._job_shed, queue, check=self._stale_job)
         self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
@@ -170,6 +172,9 @@ class Controller:
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
         self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
+        self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
+        self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
+        self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -237,13 +242,21 @@ class Controller:
             del self._first_seen[tag]
 
     def _open_requests(self) -> dict[tuple[str, int], _Open]:
+        """Every open request of our keyring. Chain state changes only from one block to the next, so
+        while the height is the one of the last listing that listing is still exact and is reused (the
+        controller polls faster than blocks come; under load the listing is hundreds of requests)."""
+        if self._listing is not None and self._listing[0] == self.height:
+            return dict(self._listing[1])
         found: dict[tuple[str, int], _Open] = {}
         for status in OPEN_STATUSES:
-            for req in self.chain.key_requests(self.keyring, f"KEY_REQUEST_STATUS_{status}"):
+            for req in self.chain.key_requests(self.keyring, f"KEY_REQUEST_STATUS_{status}",
+                                               page_limit=LIST_PAGE_LIMIT):
                 found[("key", req.id)] = _Open("key", req)
-            for req in self.chain.sign_requests(self.keyring, f"SIGN_REQUEST_STATUS_{status}"):
+            for req in self.chain.sign_requests(self.keyring, f"SIGN_REQUEST_STATUS_{status}",
+                                                page_limit=LIST_PAGE_LIMIT):
                 found[("sign", req.id)] = _Open("sign", req)
-        return found
+        self._listing = (self.height, found)
+        return dict(found)
 
     def _posted_by_us(self, request: Any) -> bool:
         sigs = getattr(request, "keyring_party_sigs", None)
@@ -335,6 +348,9 @@ class Controller:
                 return False
             log.info("sign request %d: repeating the verified signature another party posted", req.id,
                      extra={"request_id": req.id})
+            # A copied answer is a late one even if we were in some attempt's quorum: the party that
+            # posted it has a partner posting too, and racing it to a FULFILLED request fails our tx.
+            self._eager.discard(("sign", req.id))
             self.journal.record_result("sign", req.id, signature)
             return True
         return False
@@ -367,7 +383,21 @@ class Controller:
             self._running.add((job.kind, job.request_id))
         self.journal.set_attempt(job.kind, job.request_id, job.attempt)
         deadline = self.deadlines.known(job.kind, job.request_id)
-        self.scheduler.submit(KIND_LABELS[job.kind], deadline, _QueuedJob(job, key_type, sign_ctx, deadline))
+        queued = _QueuedJob(job, key_type, sign_ctx, deadline)
+        self.scheduler.submit(KIND_LABELS[job.kind], self._session_deadline(queued), queued,
+                              tiebreak=job.request_id)
+
+    def _session_deadline(self, queued: _QueuedJob) -> int:
+        """The height by which the job's session must be over: the end of its attempt, or the request's
+        deadline if sooner. After its attempt the next quorum takes over: its new member starts a
+        session of the next attempt, so a session of the old one started that late would only keep
+        the members of both waiting for each other (under a backlog: sessions timing out by the
+        hundred) and post a second answer that races the first."""
+        if not queued.deadline or queued.job.kind == "key":
+            return queued.deadline  # every party runs every keygen attempt: only the request's deadline
+        c = self.config.controller
+        created = max(0, queued.deadline - c.default_btl)
+        return min(queued.deadline, created + (queued.job.attempt + 1) * max(1, c.attempt_blocks))
 
     def _run_queued(self, queued: _QueuedJob) -> bool:
         return self._run_job(queued.job, queued.key_type, queued.sign_ctx)
@@ -379,13 +409,16 @@ class Controller:
             self._running.discard((queued.job.kind, queued.job.request_id))
 
     def _stale_job(self, queued: _QueuedJob) -> str | None:
-        """Just before a queued job starts: is its attempt still one the parties accept? (A job that
-        waited past its attempt window would be refused; the request is re-planned at the current one.)"""
+        """Just before a queued job starts: will the parties still accept its attempt? They take the
+        current attempt and the two before it (party `_check_attempt`); a job that waited longer would
+        only be refused, so it is dropped and the request planned afresh at the current attempt. Jobs
+        within that window keep their attempt (and quorum), which the other quorum members still hold."""
         if not queued.deadline:
             return None
-        height = self.scheduler.queue.clock.now_height(time.monotonic())
+        clock = self.scheduler.queue.clock
+        height = clock.now_height(time.monotonic()) + 1  # the partner may start a block later
         current = self._attempt_at(height, queued.deadline)
-        return f"attempt {queued.job.attempt} passed" if queued.job.attempt < current - 1 else None
+        return f"attempt {queued.job.attempt} passed" if queued.job.attempt < current - 2 else None
 
     def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
         try:
@@ -479,6 +512,7 @@ class Controller:
         for e in ready:
             log.info("posting %s request %d in tx %s", e.kind, e.request_id, prepared.tx_hash[:12],
                      extra={"request_id": e.request_id})
+        self._sent_height[prepared.tx_hash] = self.height
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
 
     # --- fees ------------------------------------------------------------------------------------------
@@ -548,7 +582,13 @@ class Controller:
         if tag in self._eager:
             return False
         first = self._ready_height.setdefault(tag, self.height)
-        return self.height - first < LATE_POST_BLOCKS
+        return self.height - first < self._late_post_blocks()
+
+    def _late_post_blocks(self) -> int:
+        """How long a late poster waits: LATE_POST_BLOCKS, stretched under load to twice the blocks our
+        own txs take to be included (the eager parties' txs queue the same way; posting before theirs
+        land races them, and a post to a request they have just fulfilled fails our whole tx)."""
+        return max(LATE_POST_BLOCKS, math.ceil(2 * self.inclusion_blocks))
 
     def _settle_closed(self, entry: Entry) -> None:
         """A request no longer open: fulfilled or rejected without us, or timed out."""
@@ -576,6 +616,7 @@ class Controller:
             self._fail_tx(tx_hash, exc.code, exc.raw_log)
 
     def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
+        self._sent_height.pop(tx_hash, None)
         self.journal.set_tx_state(tx_hash, "failed", code, raw_log)
         for kind, request_id in self.journal.items_of_tx(tx_hash):
             self.journal.reopen(kind, request_id, f"tx {tx_hash[:12]} failed: {raw_log[:200]}")
@@ -589,6 +630,7 @@ class Controller:
                     log.info("tx %s expired unincluded (timeout height %d)", tx.tx_hash[:12],
                              tx.timeout_height)
                     self.journal.set_tx_state(tx.tx_hash, "expired")
+                    self._sent_height.pop(tx.tx_hash, None)
                     metrics.TX_BROADCASTS.labels("timeout").inc()
                     for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
                         self.journal.reopen(kind, request_id, "tx expired")
@@ -602,6 +644,9 @@ class Controller:
                 self._fail_tx(tx.tx_hash, response.code, response.raw_log)
                 continue
             self.journal.set_tx_state(tx.tx_hash, "included", 0)
+            sent = self._sent_height.pop(tx.tx_hash, None)
+            if sent is not None:
+                self.inclusion_blocks += 0.3 * (max(1, response.height - sent) - self.inclusion_blocks)
             metrics.TX_BROADCASTS.labels("committed").inc()
             for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
                 self._count_answer(kind, request_id)

@@ -26,7 +26,7 @@ from appliance.hsm import Hsm, HsmConfig, HsmError
 from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
-from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
@@ -120,6 +120,7 @@ class PartyDaemon:
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
         self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm, metrics.HSM), chain
         self.reader = chain_reader(config.chain, chain)
+        self.checked = KeyCache(self.reader)  # the job check; a key's public key and keyring never change
         hsm = self.hsm
         p = config.party
         self.me = p.index
@@ -189,7 +190,7 @@ class PartyDaemon:
     def run_job(self, job: Job) -> bytes:
         """Check the job on chain, then run it once per session id (joining a run in flight)."""
         try:
-            request = check_on_chain(job, self.reader, self.keyring)
+            request = check_on_chain(job, self.checked, self.keyring)
         except RequestRefused as exc:
             log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc,
                         extra={"request_id": job.request_id})

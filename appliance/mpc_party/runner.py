@@ -26,7 +26,8 @@ from appliance.mpc_party.transport import PeerUnavailable
 
 log = logging.getLogger(__name__)
 
-RESEND_PAUSE_S = 0.02
+RESEND_PAUSE_S = 0.02  # first pause before re-sending to a peer that has not opened the session yet
+RESEND_PAUSE_MAX_S = 0.1  # the pause doubles up to this: a peer that never opens it costs ~10 sends/s, not 50
 SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
 ContactFn = Callable[[int, bool], None]  # (party, reached?) after each delivery attempt, e.g. for metrics
 
@@ -93,7 +94,11 @@ class SessionRunner:
                 self._pool.submit(self._deliver, target, env, deadline)
 
     def _deliver(self, target: int, env: Envelope, deadline: float) -> None:
-        """Send until accepted, refused for good, or the round deadline passes."""
+        """Send until accepted, refused for good, or the round deadline passes. Re-sends to a peer that
+        has not opened the session back off (RESEND_PAUSE_S doubling to RESEND_PAUSE_MAX_S): under a
+        backlog a peer may open it seconds later or never, and each try is a TLS round trip and a
+        signature check on both hosts."""
+        pause = RESEND_PAUSE_S
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 ack = self._send(target, env, remaining)
@@ -110,7 +115,8 @@ class SessionRunner:
                             self.me, target, env.round, ack.reason,
                             extra={"peer": target, "session_id": env.session_id.hex()})
                 return
-            time.sleep(RESEND_PAUSE_S)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, RESEND_PAUSE_MAX_S)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

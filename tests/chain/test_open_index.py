@@ -18,7 +18,7 @@ PENDING, PARTIAL, FULFILLED, REJECTED = 1, 2, 3, 4
 
 
 def test_paginate_ids_answers_as_the_filtering_paginate() -> None:
-    rng = random.Random(17)
+    rng = random.Random(17)  # noqa: S311 (reproducible test data, not a secret)
     for _ in range(400):
         ids = sorted(rng.sample(range(1, 300), rng.randint(0, 60)))
         data = {i: f"r{i}" for i in ids}

@@ -164,3 +164,23 @@ def test_post_plan_leaves_out_expiring_answers_and_bounds_the_tx_timeout() -> No
     assert [e.request_id for e in plan.expiring] == [1]
     assert plan.timeout_height(plan.answers) == 104
     assert plan.timeout_height(plan.answers[:2]) == 110
+
+
+def test_equal_deadlines_go_by_request_id_on_every_controller() -> None:
+    """Requests created in one block share mpc_btl; each controller orders them by id, whatever the
+    order it happened to see them in, so the parties of a quorum reach the same session together."""
+    first, _ = queue()
+    second, _ = queue()
+    for q, arrival in ((first, (7, 3, 5)), (second, (5, 7, 3))):
+        for request_id in arrival:
+            q.push("signature", 140, request_id, now=0.0, tiebreak=request_id)
+    assert [first.pop(0.0)[0][1] for _ in range(3)] == [second.pop(0.0)[0][1] for _ in range(3)] == [3, 5, 7]
+
+
+def test_a_slow_spell_cannot_make_every_job_infeasible_for_good() -> None:
+    """The estimate is capped: learnt only from jobs that ran, it could otherwise shut the queue."""
+    shed: list = []
+    q = EdfQueue(clock_at(100), ShedLog(60.0, lambda k, r: shed.append(r)), margin_blocks=2, max_job_blocks=7)
+    for _ in range(50):
+        q.observe_duration("signature", 30.0)  # 150 blocks of work
+    assert q.feasible("signature", 109, 0.0) and not q.feasible("signature", 108, 0.0)
