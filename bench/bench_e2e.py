@@ -17,6 +17,7 @@ logs for profiling.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -52,6 +53,8 @@ CLOSED_LOOP_WINDOW = 16  # requests kept open while measuring capacity (~0.8 s o
 CAPACITY_S = 30.0
 RECOVERY_FACTOR = 0.5
 RECOVERY_S = 15.0
+LOST_SLACK = 0.9  # a request is lost "with time left" if the keyring delivered less than this share of capacity
+# during its lifetime
 TIMED_OUT = "timed out"  # the chain's reject reason for a request past its mpc_btl
 # ZRKEYRING_BENCH_E2E_PHASES: comma-separated subset of latency,sustained,overload (default: all)
 PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,overload").split(","))
@@ -245,7 +248,7 @@ class Bench:
         while any(not t.done.is_set() for t in items) and time.monotonic() < drain_until:
             time.sleep(0.1)
 
-    def overload(self, key_id: int, key_type: str, capacity: float) -> dict[str, float]:
+    def overload(self, key_id: int, key_type: str, capacity: float, lifetime_s: float) -> dict[str, float]:
         """OVERLOAD_FACTOR x capacity for SUSTAIN_S, then RECOVERY_FACTOR x capacity for RECOVERY_S."""
         start = time.time()
         end = start + SUSTAIN_S
@@ -254,16 +257,15 @@ class Bench:
         self.drain(heavy + light)
         in_window = [t for t in heavy if t.included_at <= end]
         ok = [t for t in in_window if t.fulfilled and t.closed_at is not None and t.closed_at <= end]
-        # Lost with time left: a request of the recovery window (offered below capacity) not fulfilled,
-        # or any request closed for another reason than its timeout (a failed check, a duplicate).
         unfulfilled = [t for t in heavy + light if not t.fulfilled]
         not_timeout = [t for t in unfulfilled if t.final is not None and TIMED_OUT not in t.final.reject_reason]
         light_lost = [t for t in light if not t.fulfilled]
+        slack = _lost_with_time_left(self.all, unfulfilled, capacity, lifetime_s)
         return {
             "rate": len(ok) / SUSTAIN_S,
             "offered": len(in_window) / SUSTAIN_S,
             "submitted": len(heavy) + len(light),
-            "lost_with_time_left": len({id(t) for t in not_timeout + light_lost}),
+            "lost_with_time_left": len({id(t) for t in not_timeout + slack}),
             "light_lost": len(light_lost),
             "not_timeout": len(not_timeout),
             "timed_out": len(unfulfilled) - len(not_timeout),
@@ -358,16 +360,31 @@ def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> li
 
 def _overload(bench: Bench, keyring: LocalKeyring, key_id: int, capacity: float) -> list[Result]:
     shed_before = _shed_counts(keyring)
-    o = bench.overload(key_id, "ecdsa", capacity)
+    o = bench.overload(key_id, "ecdsa", capacity, keyring.settings.default_btl * BLOCK_TIME_S)
     shed = {reason: n - shed_before.get(reason, 0) for reason, n in _shed_counts(keyring).items()}
     note = (f"ECDSA offered {o['offered']:.1f}/s ({OVERLOAD_FACTOR:.0f}x the {capacity:.1f}/s capacity measured "
             f"just before) for {SUSTAIN_S:.0f} s, delivered {o['rate']:.1f}/s inside the window (p50 "
             f"{o['p50']:.3f} s); then {RECOVERY_FACTOR}x capacity for {RECOVERY_S:.0f} s (p50 "
             f"{o['light_p50']:.3f} s, {o['light_lost']} lost); {o['submitted']} submitted, {o['timed_out']} timed "
-            f"out on chain, {o['not_timeout']} closed otherwise; jobs shed by the controllers (all parties): "
+            f"out on chain, {o['not_timeout']} closed otherwise; lost with time left = lost while the keyring "
+            f"delivered < {LOST_SLACK:.0%} of capacity during their lifetime, or closed for another reason than "
+            f"the timeout; jobs shed by the controllers (all parties): "
             + (", ".join(f"{n} {reason}" for reason, n in sorted(shed.items()) if n) or "none"))
     return [Result("e2e.overload.goodput_ratio", round(o["rate"] / capacity, 3), "ratio", note=note),
             Result("e2e.overload.lost_with_time_left", o["lost_with_time_left"], "count", note=note)]
+
+
+def _lost_with_time_left(every: list[Tracked], lost: list[Tracked], capacity: float,
+                         lifetime_s: float) -> list[Tracked]:
+    """The lost requests a capacity-rate keyring could have served: those during whose lifetime (from
+    inclusion to timeout) the keyring fulfilled fewer than LOST_SLACK x capacity x lifetime requests,
+    so capacity was left unused while they waited. A request dropped while the keyring delivered its
+    capacity to others was shed, not lost with time left (past capacity something must be dropped)."""
+    done = sorted(t.closed_at for t in every if t.fulfilled and t.closed_at is not None)
+    wanted = LOST_SLACK * capacity * lifetime_s
+    return [t for t in lost
+            if bisect.bisect_right(done, t.included_at + lifetime_s) - bisect.bisect_left(done, t.included_at)
+            < wanted]
 
 
 def _shed_counts(keyring: LocalKeyring) -> dict[str, float]:

@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ class Controller:
         self._keys: dict[int, Any] = {}
         self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
+        self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
         self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
@@ -209,6 +211,7 @@ class Controller:
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
+        self.journal.flush()  # this tick's new "seen" rows and attempts, in one write
         metrics.JOBS_QUEUED.set(self.scheduler.queued())
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
         now = time.time()
@@ -247,14 +250,18 @@ class Controller:
         controller polls faster than blocks come; under load the listing is hundreds of requests)."""
         if self._listing is not None and self._listing[0] == self.height:
             return dict(self._listing[1])
+        # The four lists are asked at once: a tick's length is what paces posting (one tx in flight).
+        queries = [(kind, query, f"{prefix}_{status}") for status in OPEN_STATUSES for kind, query, prefix in
+                   (("key", self.chain.key_requests, "KEY_REQUEST_STATUS"),
+                    ("sign", self.chain.sign_requests, "SIGN_REQUEST_STATUS"))]
+        pending = [(kind, self._listers.submit(query, self.keyring, status, page_limit=LIST_PAGE_LIMIT))
+                   for kind, query, status in queries]
         found: dict[tuple[str, int], _Open] = {}
-        for status in OPEN_STATUSES:
-            for req in self.chain.key_requests(self.keyring, f"KEY_REQUEST_STATUS_{status}",
-                                               page_limit=LIST_PAGE_LIMIT):
-                found[("key", req.id)] = _Open("key", req)
-            for req in self.chain.sign_requests(self.keyring, f"SIGN_REQUEST_STATUS_{status}",
-                                                page_limit=LIST_PAGE_LIMIT):
-                found[("sign", req.id)] = _Open("sign", req)
+        # A request moving from PENDING to PARTIAL while the lists are read may miss both for one block:
+        # its absence decides nothing (a journalled answer is settled only after reading it by id).
+        for kind, future in pending:
+            for req in future.result():
+                found[(kind, req.id)] = _Open(kind, req)
         self._listing = (self.height, found)
         return dict(found)
 
@@ -648,9 +655,10 @@ class Controller:
             if sent is not None:
                 self.inclusion_blocks += 0.3 * (max(1, response.height - sent) - self.inclusion_blocks)
             metrics.TX_BROADCASTS.labels("committed").inc()
-            for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
+            answered = self.journal.items_of_tx(tx.tx_hash)
+            for kind, request_id in answered:
                 self._count_answer(kind, request_id)
-                self.journal.mark_done(kind, request_id, f"included at height {response.height}")
+            self.journal.mark_all_done(answered, f"included at height {response.height}")
             self.last_fulfilment = time.time()
             metrics.LAST_FULFILMENT.set(self.last_fulfilment)
             log.info("tx %s included at height %d", tx.tx_hash[:12], response.height)
@@ -667,6 +675,7 @@ class Controller:
 
     def close(self) -> None:
         self.scheduler.shutdown()
+        self._listers.shutdown(wait=True)
         self.journal.close()
 
     def run_forever(self, stop: threading.Event) -> None:
