@@ -118,13 +118,14 @@ class EdfQueue:
     """The pure part: jobs ordered by deadline, each judged feasible or shed when a worker asks."""
 
     def __init__(self, clock: BlockClock, shed: ShedLog, margin_blocks: int = 2, max_queued: int = 4096,
-                 max_job_blocks: int = 0) -> None:
+                 max_job_blocks: int = 0, workers: int = 1) -> None:
         self.clock, self.shed_log = clock, shed
         self.margin_blocks, self.max_queued = margin_blocks, max_queued
         # The estimate counts at most this many blocks (0: no cap). It is learnt from jobs that ran, so
         # without a cap one slow spell could make every job look infeasible, none would run, and the
         # estimate would never come down again.
         self.max_job_blocks = max_job_blocks
+        self.workers = max(1, workers)  # jobs running at once: the queue ahead drains this many at a time
         self._heap: list[_Queued] = []
         self._seq = itertools.count()
         self._estimate: dict[str, float] = {}
@@ -140,15 +141,16 @@ class EdfQueue:
         old = self._estimate.get(kind)
         self._estimate[kind] = seconds if old is None else old + ESTIMATE_WEIGHT * (seconds - old)
 
-    def feasible(self, kind: str, deadline: int, now: float) -> bool:
-        """Can a job of `kind` started now finish and have its answer included by `deadline`?
-        A deadline of 0 means the chain reported none: always feasible."""
+    def feasible(self, kind: str, deadline: int, now: float, ahead: int = 0) -> bool:
+        """Can a job of `kind`, behind `ahead` queued jobs, finish and have its answer included by
+        `deadline`? The jobs ahead take `ahead / workers` job lengths before it starts. A deadline of 0
+        means the chain reported none: always feasible."""
         if not deadline:
             return True
-        blocks = self.clock.blocks(self.estimate_s(kind))
+        estimate = self.estimate_s(kind)
         if self.max_job_blocks:
-            blocks = min(blocks, self.max_job_blocks)
-        needed = blocks + self.margin_blocks
+            estimate = min(estimate, self.max_job_blocks * self.clock.block_s)
+        needed = self.clock.blocks(estimate * (1 + ahead / self.workers)) + self.margin_blocks
         return deadline - self.clock.now_height(now) >= needed
 
     def push(self, kind: str, deadline: int, item: Any, now: float, tiebreak: int = 0) -> list[Any]:
@@ -156,8 +158,13 @@ class EdfQueue:
         the latest-deadline job when the queue overflows `max_queued` (possibly this one).
 
         Equal deadlines go by `tiebreak` (the request id), then arrival: the parties of a quorum, each
-        scheduling alone, then take a backlog's jobs in the same order and meet in the same sessions."""
-        if not self.feasible(kind, deadline, now):
+        scheduling alone, then take a backlog's jobs in the same order and meet in the same sessions.
+        Admission counts the queued jobs due no later than this one: under overload the queue holds
+        only what can still be done in time, so what is admitted starts early in its attempt, when the
+        quorum partner (scheduling alike) starts it too."""
+        key = (deadline or NO_DEADLINE, tiebreak)
+        ahead = sum(1 for queued in self._heap if (queued.deadline, queued.tiebreak) <= key)
+        if not self.feasible(kind, deadline, now, ahead):
             self.shed_log.shed(kind, SHED_DEADLINE, now)
             return [item]
         entry = _Queued(deadline or NO_DEADLINE, tiebreak, next(self._seq), kind, item)
@@ -200,6 +207,7 @@ class JobScheduler:
                  queue: EdfQueue, check: Callable[[Any], str | None] | None = None,
                  now: Callable[[], float] = time.monotonic) -> None:
         self.queue, self._run, self._on_shed, self._check, self._now = queue, run, on_shed, check, now
+        queue.workers = workers
         self._cond = threading.Condition()
         self._stopping = False
         self._threads = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True) for i in range(workers)]

@@ -62,6 +62,7 @@ class PartySection:
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
+    join_timeout_s: float = 3.0  # a signing session no peer has joined by then is given up (runner.py)
     attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
 
 
@@ -135,7 +136,7 @@ class PartyDaemon:
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
-                                    RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact)
+                                    RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact)
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
@@ -288,7 +289,7 @@ class PartyDaemon:
             raise JobFailed(f"refused: signing session {sid.hex()[:12]} already ran on party {self.me} "
                             "(a restart or a replay); a session id is never run twice", retryable=True)
         try:
-            return self.runner.run(sid, session)
+            return self.runner.run(sid, session, join_timeout=True)
         except ProtocolError as exc:
             self.pairs.on_abort(exc, job.public_key)
             raise

@@ -184,3 +184,15 @@ def test_a_slow_spell_cannot_make_every_job_infeasible_for_good() -> None:
     for _ in range(50):
         q.observe_duration("signature", 30.0)  # 150 blocks of work
     assert q.feasible("signature", 109, 0.0) and not q.feasible("signature", 108, 0.0)
+
+
+def test_admission_counts_the_jobs_queued_ahead() -> None:
+    """Past capacity the queue holds only what the workers can still finish in time: a job that would
+    wait behind too many earlier ones is shed at once, not started late (when its quorum partner,
+    scheduling alike, has long given up on it)."""
+    q, shed = queue(height=100)
+    q.workers = 2
+    admitted = [i for i in range(10) if q.push("signature", 110, i, now=0.0, tiebreak=i) == []]
+    assert admitted == [0, 1, 2, 3, 4]  # 0.5 s each, two at a time, 2 blocks' margin, 10 blocks left
+    assert shed == [("signature", SHED_DEADLINE)] * 5
+    assert q.push("signature", 140, "later", now=0.0) == []  # a later deadline still fits
