@@ -17,6 +17,7 @@ logs for profiling.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -24,6 +25,8 @@ import secrets
 import tempfile
 import threading
 import time
+import tomllib
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +45,19 @@ LATENCY_SAMPLES = 40
 SUSTAIN_S = float(os.environ.get("ZRKEYRING_BENCH_SUSTAIN_S", "60"))
 # offered rate: above the 20/s target, so the keyring, not the submitter, sets the pace
 OFFERED_PER_S = float(os.environ.get("ZRKEYRING_BENCH_OFFERED_PER_S", "30"))
+# Overload: offered OVERLOAD_FACTOR x the ECDSA capacity just measured for SUSTAIN_S, then RECOVERY_S at
+# RECOVERY_FACTOR x capacity. A keyring that levels off past capacity still delivers ~capacity in the
+# window, and serves every request of the recovery window; a collapsing one does neither.
+OVERLOAD_FACTOR = 3.0
+CLOSED_LOOP_WINDOW = 16  # requests kept open while measuring capacity (~0.8 s of work at 20/s)
+CAPACITY_S = 30.0
+RECOVERY_FACTOR = 0.5
+RECOVERY_S = 15.0
+LOST_SLACK = 0.9  # a request is lost "with time left" if the keyring delivered less than this share of capacity
+# during its lifetime
+TIMED_OUT = "timed out"  # the chain's reject reason for a request past its mpc_btl
+# ZRKEYRING_BENCH_E2E_PHASES: comma-separated subset of latency,sustained,overload (default: all)
+PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,overload").split(","))
 MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
 DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
 LATENCY_TIMEOUT_S = 30.0
@@ -202,14 +218,66 @@ class Bench:
                 keys.setdefault(key_type, self.keyring.key_for_request(item.request_id).id)
         return latencies, keys
 
+    def offer(self, key_id: int, key_type: str, per_s: float, seconds: float) -> list[Tracked]:
+        """Offer `per_s` signature requests a second for `seconds` (one tx per block or so, batched)."""
+        start = time.time()
+        end = start + seconds
+        items: list[Tracked] = []
+        while (now := time.time()) < end:
+            owed = int(per_s * (now - start)) + 1 - len(items)
+            items += self.submit_signs(key_id, key_type, min(max(owed, 1), MAX_BATCH))
+        return items
+
+    def closed_loop(self, key_id: int, key_type: str, window: int, seconds: float) -> float:
+        """Capacity without overload: keep `window` requests open, submit more only as they close.
+        Fulfilled per second is what the keyring sustains when it sets the pace itself."""
+        start = time.time()
+        end = start + seconds
+        items: list[Tracked] = []
+        while time.time() < end:
+            outstanding = sum(not t.done.is_set() for t in items)
+            if outstanding < window:
+                items += self.submit_signs(key_id, key_type, min(window - outstanding, MAX_BATCH))
+            else:
+                time.sleep(0.05)
+        self.drain(items)
+        return sum(t.fulfilled and t.closed_at is not None and t.closed_at <= end for t in items) / seconds
+
+    def drain(self, items: list[Tracked]) -> None:
+        drain_until = time.monotonic() + DRAIN_S
+        while any(not t.done.is_set() for t in items) and time.monotonic() < drain_until:
+            time.sleep(0.1)
+
+    def overload(self, key_id: int, key_type: str, capacity: float, lifetime_s: float) -> dict[str, float]:
+        """OVERLOAD_FACTOR x capacity for SUSTAIN_S, then RECOVERY_FACTOR x capacity for RECOVERY_S."""
+        start = time.time()
+        end = start + SUSTAIN_S
+        heavy = self.offer(key_id, key_type, OVERLOAD_FACTOR * capacity, SUSTAIN_S)
+        light = self.offer(key_id, key_type, RECOVERY_FACTOR * capacity, RECOVERY_S)
+        self.drain(heavy + light)
+        in_window = [t for t in heavy if t.included_at <= end]
+        ok = [t for t in in_window if t.fulfilled and t.closed_at is not None and t.closed_at <= end]
+        unfulfilled = [t for t in heavy + light if not t.fulfilled]
+        not_timeout = [t for t in unfulfilled if t.final is not None and TIMED_OUT not in t.final.reject_reason]
+        light_lost = [t for t in light if not t.fulfilled]
+        slack = _lost_with_time_left(self.all, unfulfilled, capacity, lifetime_s)
+        return {
+            "rate": len(ok) / SUSTAIN_S,
+            "offered": len(in_window) / SUSTAIN_S,
+            "submitted": len(heavy) + len(light),
+            "lost_with_time_left": len({id(t) for t in not_timeout + slack}),
+            "light_lost": len(light_lost),
+            "not_timeout": len(not_timeout),
+            "timed_out": len(unfulfilled) - len(not_timeout),
+            "p50": _quantile([t.latency for t in heavy if t.fulfilled], 0.5),
+            "light_p50": _quantile([t.latency for t in light if t.fulfilled], 0.5),
+        }
+
     def sustained(self, key_id: int, key_type: str) -> dict[str, float]:
         """Offer OFFERED_PER_S for SUSTAIN_S (one tx per block or so, batched), then drain."""
         start = time.time()
         end = start + SUSTAIN_S
-        items: list[Tracked] = []
-        while (now := time.time()) < end:
-            owed = int(OFFERED_PER_S * (now - start)) + 1 - len(items)
-            items += self.submit_signs(key_id, key_type, min(max(owed, 1), MAX_BATCH))
+        items = self.offer(key_id, key_type, OFFERED_PER_S, SUSTAIN_S)
         drain_until = time.monotonic() + DRAIN_S
         while any(not t.done.is_set() for t in items) and time.monotonic() < drain_until:
             time.sleep(0.1)
@@ -256,17 +324,27 @@ def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> li
     how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s; inclusion = block "
            f"time of the request's block, FULFILLED seen by a {POLL_S * 1000:.0f} ms poll")
     results: list[Result] = []
+    capacity = 0.0
     keygen, keys = bench.keygen()
     results.append(Result("e2e.keygen_latency_p50_s", _quantile(keygen, 0.5), "s",
                           note=f"{len(keygen)}/{len(KEYGEN_TYPES)} ecdsa+ed25519 key requests one at a time, "
                                f"max {max(keygen, default=0):.3f} s; {how}"))
     for key_type in ("ecdsa", "ed25519"):
         key_id = keys[key_type]
-        lat = bench.one_at_a_time(lambda k=key_id, t=key_type: bench.submit_signs(k, t, 1)[0], LATENCY_SAMPLES)
         prefix = f"e2e.{key_type}"
-        note = f"{len(lat)}/{LATENCY_SAMPLES} requests one at a time (p99 ~ the largest two); {how}"
-        results.append(Result(f"{prefix}.sign_latency_p50_s", _quantile(lat, 0.5), "s", note=note))
-        results.append(Result(f"{prefix}.sign_latency_p99_s", _quantile(lat, 0.99), "s", note=note))
+        if "latency" in PHASES:
+            lat = bench.one_at_a_time(lambda k=key_id, t=key_type: bench.submit_signs(k, t, 1)[0],
+                                      LATENCY_SAMPLES)
+            note = f"{len(lat)}/{LATENCY_SAMPLES} requests one at a time (p99 ~ the largest two); {how}"
+            results.append(Result(f"{prefix}.sign_latency_p50_s", _quantile(lat, 0.5), "s", note=note))
+            results.append(Result(f"{prefix}.sign_latency_p99_s", _quantile(lat, 0.99), "s", note=note))
+        if key_type == "ecdsa" and "overload" in PHASES:
+            capacity = bench.closed_loop(key_id, key_type, CLOSED_LOOP_WINDOW, CAPACITY_S)
+            results.append(Result("e2e.ecdsa.capacity_per_s", round(capacity, 3), "req/s",
+                                  note=f"closed loop: {CLOSED_LOOP_WINDOW} requests kept open for {CAPACITY_S:.0f} s, "
+                                       f"FULFILLED per second; {how}"))
+        if "sustained" not in PHASES:
+            continue
         s = bench.sustained(key_id, key_type)
         results.append(Result(
             f"{prefix}.sign_requests_per_s", round(s["rate"], 3), "req/s",
@@ -274,8 +352,56 @@ def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> li
                   f"batched txs; {s['submitted']} submitted, {s['late']} fulfilled after the window, "
                   f"{s['lost']} not fulfilled after a {DRAIN_S:.0f} s drain; latency under load "
                   f"p50 {s['p50']:.3f} s p99 {s['p99']:.3f} s")))
+    if "overload" in PHASES and capacity > 0:
+        results += _overload(bench, keyring, keys["ecdsa"], capacity)
     results += _integrity(bench, keyring)
     return results
+
+
+def _overload(bench: Bench, keyring: LocalKeyring, key_id: int, capacity: float) -> list[Result]:
+    shed_before = _shed_counts(keyring)
+    o = bench.overload(key_id, "ecdsa", capacity, keyring.settings.default_btl * BLOCK_TIME_S)
+    shed = {reason: n - shed_before.get(reason, 0) for reason, n in _shed_counts(keyring).items()}
+    note = (f"ECDSA offered {o['offered']:.1f}/s ({OVERLOAD_FACTOR:.0f}x the {capacity:.1f}/s capacity measured "
+            f"just before) for {SUSTAIN_S:.0f} s, delivered {o['rate']:.1f}/s inside the window (p50 "
+            f"{o['p50']:.3f} s); then {RECOVERY_FACTOR}x capacity for {RECOVERY_S:.0f} s (p50 "
+            f"{o['light_p50']:.3f} s, {o['light_lost']} lost); {o['submitted']} submitted, {o['timed_out']} timed "
+            f"out on chain, {o['not_timeout']} closed otherwise; lost with time left = lost while the keyring "
+            f"delivered < {LOST_SLACK:.0%} of capacity during their lifetime, or closed for another reason than "
+            f"the timeout; jobs shed by the controllers (all parties): "
+            + (", ".join(f"{n} {reason}" for reason, n in sorted(shed.items()) if n) or "none"))
+    return [Result("e2e.overload.goodput_ratio", round(o["rate"] / capacity, 3), "ratio", note=note),
+            Result("e2e.overload.lost_with_time_left", o["lost_with_time_left"], "count", note=note)]
+
+
+def _lost_with_time_left(every: list[Tracked], lost: list[Tracked], capacity: float,
+                         lifetime_s: float) -> list[Tracked]:
+    """The lost requests a capacity-rate keyring could have served: those during whose lifetime (from
+    inclusion to timeout) the keyring fulfilled fewer than LOST_SLACK x capacity x lifetime requests,
+    so capacity was left unused while they waited. A request dropped while the keyring delivered its
+    capacity to others was shed, not lost with time left (past capacity something must be dropped)."""
+    done = sorted(t.closed_at for t in every if t.fulfilled and t.closed_at is not None)
+    wanted = LOST_SLACK * capacity * lifetime_s
+    return [t for t in lost
+            if bisect.bisect_right(done, t.included_at + lifetime_s) - bisect.bisect_left(done, t.included_at)
+            < wanted]
+
+
+def _shed_counts(keyring: LocalKeyring) -> dict[str, float]:
+    """zrkeyring_controller_jobs_shed_total by reason, summed over every controller's /metrics."""
+    counts: dict[str, float] = {}
+    for host in keyring.hosts:
+        address = tomllib.loads(host.config("controller").read_text()).get("metrics", {}).get("address")
+        if not address:
+            continue
+        try:
+            text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+        except OSError:
+            continue
+        for reason, value in re.findall(r'zrkeyring_controller_jobs_shed_total\{[^}]*reason="(\w+)"[^}]*\} ([0-9.e+]+)',
+                                        text):
+            counts[reason] = counts.get(reason, 0.0) + float(value)
+    return counts
 
 
 def _integrity(bench: Bench, keyring: LocalKeyring) -> list[Result]:

@@ -19,8 +19,9 @@ SOURCE = REPO_ROOT.parent / "shared/peers/dkls23-wasm"
 WORKDIR = REPO_ROOT / "bench/peer/dkls23-wasm"
 
 
-def measure(shapes: list[tuple[int, int]], timeout: float = 900) -> tuple[dict[tuple[int, int], dict], str]:
-    """Peer figures per (n, t), or ({}, why not)."""
+def measure(shapes: list[tuple[int, int]], timeout: float = 900,
+            runs: tuple[int, int] | None = None) -> tuple[dict[tuple[int, int], dict], str]:
+    """Peer figures per (n, t), or ({}, why not); `runs` = (DKG runs, signing runs) if not the peer's own."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
         return {}, "node/npm not installed: no reference peer measured"
@@ -34,7 +35,8 @@ def measure(shapes: list[tuple[int, int]], timeout: float = 900) -> tuple[dict[t
         if done.returncode != 0:
             return {}, f"npm install failed: {done.stderr.strip()[-300:]}"
     spec = ",".join(f"{n}x{t}" for n, t in shapes)
-    done = subprocess.run([node, "bench.js", "--shapes", spec], cwd=WORKDIR, capture_output=True, text=True,
+    extra = ["--dkg-runs", str(runs[0]), "--sign-runs", str(runs[1])] if runs else []
+    done = subprocess.run([node, "bench.js", "--shapes", spec, *extra], cwd=WORKDIR, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if done.returncode != 0:
         return {}, f"peer run failed: {done.stderr.strip()[-300:]}"

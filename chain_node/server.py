@@ -8,6 +8,7 @@ node serves TLS only (`NodeConfig.tls_cert`/`tls_key`); otherwise plaintext.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import threading
@@ -50,7 +51,6 @@ from chain_node.app import App
 from chain_node.errors import TxError
 from chain_node.genesis import Genesis
 from chain_node.store import OPEN_STATUSES, Store
-from chain_node.treasury import sign_request_keyring
 
 log = logging.getLogger("chain_node")
 T = TypeVar("T")
@@ -77,6 +77,27 @@ def paginate(items: Iterable[tuple[int, T]], page: PageRequest) -> tuple[list[T]
     if page.count_total:
         response.total = len(ordered) if not page.key else 0
     return [v for _, v in selected], response
+
+
+def paginate_ids(ids: list[int], data: dict[int, T], page: PageRequest) -> tuple[list[T], PageResponse]:
+    """`paginate` over an ascending id list without copying it: O(page + log n) (bisect to the key or
+    offset), with the same answers as `paginate(((i, data[i]) for i in ids), page)`."""
+    limit = min(page.limit or DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)
+    if page.key:
+        start = int.from_bytes(page.key, "big")
+        begin = bisect.bisect_right(ids, start) - 1 if page.reverse else bisect.bisect_left(ids, start)
+    else:
+        begin = len(ids) - 1 - page.offset if page.reverse else page.offset
+    step = -1 if page.reverse else 1
+    remaining = begin + 1 if page.reverse else len(ids) - begin  # items from `begin` on, in page order
+    remaining = max(0, remaining)
+    chosen = [ids[begin + step * k] for k in range(min(limit, remaining))]
+    response = PageResponse()
+    if remaining > limit:
+        response.next_key = ids[begin + step * limit].to_bytes(8, "big")
+    if page.count_total:
+        response.total = remaining if not page.key else 0
+    return [data[i] for i in chosen], response
 
 
 def key_request_response(request: key_pb2.KeyRequest, by_id: bool) -> key_pb2.KeyReqResponse:
@@ -171,6 +192,18 @@ class _Base:
             context.abort(code, f"{what} {key} not found{suffix}")
         return found
 
+    def _page(self, ns: str, status: int, keyring: str, keep: Callable[[Any], bool] | None,
+              page: PageRequest) -> tuple[list[Any], PageResponse]:
+        """One page of a keyring's requests in `status`: from the open-request index when that is all
+        the query filters on (the keyring's polling path), else by filtering every request."""
+        if keep is None and keyring and status in OPEN_STATUSES:
+            return paginate_ids(self.store.open_ids(ns, keyring, status), self.store.data[ns], page)
+
+        def kept(r: Any) -> bool:
+            return (not keyring or self.store.request_keyring(ns, r) == keyring) and (keep is None or keep(r))
+
+        return paginate(self._requests(ns, status, kept), page)
+
     def _requests(self, ns: str, status: int, keep: Callable[[Any], bool]) -> list[tuple[int, Any]]:
         data = self.store.data[ns]
         ids: Iterable[int] = sorted(self.store.open[ns]) if status in OPEN_STATUSES else data.keys()
@@ -179,14 +212,11 @@ class _Base:
 
 class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
     def KeyRequests(self, request, context):  # noqa: N802 (gRPC method names)
-        def keep(r: key_pb2.KeyRequest) -> bool:
-            return (not request.keyring_addr or r.keyring_addr == request.keyring_addr) and (
-                not request.workspace_addr or r.workspace_addr == request.workspace_addr
-            )
-
+        workspace = request.workspace_addr
+        keep = (lambda r: r.workspace_addr == workspace) if workspace else None
         with self.app.lock:
             self._height_header(context)
-            items, page = paginate(self._requests("keyreq", request.status, keep), request.pagination)
+            items, page = self._page("keyreq", request.status, request.keyring_addr, keep, request.pagination)
             return treasury_query.QueryKeyRequestsResponse(
                 key_requests=[key_request_response(r, False) for r in items], pagination=page
             )
@@ -197,12 +227,9 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found, True))
 
     def SignatureRequests(self, request, context):  # noqa: N802
-        def keep(r: mpcsign_pb2.SignRequest) -> bool:
-            return not request.keyring_addr or sign_request_keyring(self.store, r) == request.keyring_addr
-
         with self.app.lock:
             self._height_header(context)
-            items, page = paginate(self._requests("signreq", request.status, keep), request.pagination)
+            items, page = self._page("signreq", request.status, request.keyring_addr, None, request.pagination)
             return treasury_query.QuerySignatureRequestsResponse(
                 sign_requests=[sign_request_response(r) for r in items], pagination=page
             )

@@ -8,6 +8,7 @@ which gives Cosmos's "a failed message changes nothing" rule.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import sqlite3
@@ -90,6 +91,10 @@ class Store:
         self._db.execute("CREATE TABLE IF NOT EXISTS state (ns TEXT, k TEXT, v BLOB, PRIMARY KEY (ns, k))")
         self.data: dict[str, dict[Any, Any]] = {ns: {} for ns in NAMESPACES}
         self.open: dict[str, set[int]] = {"keyreq": set(), "signreq": set()}
+        # Open requests by (namespace, keyring, status), ids ascending: a keyring's list query reads
+        # one page of its own bucket instead of filtering every open request of the chain.
+        self.open_index: dict[tuple[str, str, int], list[int]] = {}
+        self._bucket: dict[tuple[str, int], tuple[str, str, int]] = {}
         self.dirty: set[tuple[str, Any]] = set()
         self._load()
 
@@ -98,7 +103,8 @@ class Store:
         loaded: dict[str, list[tuple[Any, Any]]] = {ns: [] for ns in NAMESPACES}
         for ns, key, blob in rows:
             loaded[ns].append((int(key) if ns in _INT_KEYED else key, _decode(ns, blob)))
-        for ns, items in loaded.items():
+        for ns in sorted(loaded, key=lambda ns: ns != "key"):  # keys first: they name a sign request's keyring
+            items = loaded[ns]
             for key, value in sorted(items, key=lambda kv: kv[0]) if ns in _INT_KEYED else items:
                 self._put(ns, key, value)
 
@@ -109,6 +115,33 @@ class Store:
                 self.open[ns].add(key)
             else:
                 self.open[ns].discard(key)
+            self._reindex(ns, key, value)
+
+    def _reindex(self, ns: str, key: int, value: Any) -> None:
+        """Move a request to the bucket of its current (keyring, status), or out when it closes."""
+        bucket = (ns, self.request_keyring(ns, value), value.status) if value.status in OPEN_STATUSES else None
+        old = self._bucket.get((ns, key))
+        if old == bucket:
+            return
+        if old is not None:
+            ids = self.open_index[old]
+            del ids[bisect.bisect_left(ids, key)]
+            del self._bucket[(ns, key)]
+        if bucket is not None:
+            bisect.insort(self.open_index.setdefault(bucket, []), key)
+            self._bucket[(ns, key)] = bucket
+
+    def request_keyring(self, ns: str, request: Any) -> str:
+        """The keyring a request is addressed to (a signature request's is its first key's)."""
+        if ns == "keyreq":
+            return request.keyring_addr
+        key = self.data["key"].get(request.key_ids[0]) if request.key_ids else None
+        return key.keyring_addr if key is not None else ""
+
+    def open_ids(self, ns: str, keyring: str, status: int) -> list[int]:
+        """Ids (ascending) of the open requests of `keyring` in `status`; the list is the index itself:
+        read it under the app lock and do not change it."""
+        return self.open_index.get((ns, keyring, status), [])
 
     def get(self, ns: str, key: Any) -> Any:
         """The stored object itself: callers that change it must go through an Overlay."""

@@ -23,15 +23,21 @@ class Deadlines:
 
     def of(self, kind: str, request: Any) -> int:
         """The request's deadline height; 0 only if the chain itself reports none."""
-        if request.mpc_btl:
-            return request.mpc_btl
         tag = (kind, request.id)
+        if request.mpc_btl:
+            self._known[tag] = request.mpc_btl  # so `known` can answer for jobs of this request
+            return request.mpc_btl
         if tag not in self._known:
             found = self.chain.key_request(request.id) if kind == "key" else self.chain.sign_request(request.id)
             if found is None or not found.mpc_btl:
                 return 0  # not remembered: a later tick asks again
             self._known[tag] = found.mpc_btl
         return self._known[tag]
+
+    def known(self, kind: str, request_id: int) -> int:
+        """The deadline `of` last found for this request (0 if none): for code that holds a job, not
+        the request (the scheduler orders jobs by it)."""
+        return self._known.get((kind, request_id), 0)
 
     def forget(self, open_tags: set[tuple[str, int]]) -> None:
         """Drop requests that are no longer open (the dict stays as small as the backlog)."""

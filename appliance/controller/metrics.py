@@ -19,6 +19,7 @@ __all__ = [
     "LAST_FULFILMENT", "CHAIN_HEIGHT", "CHAIN_PROCESSED_HEIGHT", "CHAIN_POLL_LAG", "CHAIN_LAST_POLL",
     "CHAIN_POLL_ERRORS", "TX_BROADCASTS", "PARTY_UP", "key_type_label",
     "BALANCE", "FEES_OWED", "ANSWERS_AFFORDABLE", "ANSWERS_WAITING_FOR_FUNDS",
+    "SHED_REASONS", "JOBS_SHED", "JOBS_QUEUED", "job_shed",
 ]
 
 # This daemon's own registry: its /metrics shows these series and nothing of the party daemon's.
@@ -107,6 +108,20 @@ PARTY_UP = Gauge(
     "1 if the controller reached its local party daemon at the last attempt, else 0.",
     registry=REGISTRY,
 )
+# Load shedding (controller/scheduler.py): work not started because it could not finish in time.
+SHED_REASONS = ("deadline", "queue_full", "stale", "answer_expiring")
+JOBS_SHED = Counter(
+    "zrkeyring_controller_jobs_shed_total",
+    "Jobs not started (or answers not posted) because their request would time out first, by reason: "
+    "deadline (too few blocks left), queue_full, stale (attempt passed), answer_expiring (not posted).",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+JOBS_QUEUED = Gauge(
+    "zrkeyring_controller_jobs_queued",
+    "Jobs waiting for a worker (earliest deadline first).",
+    registry=REGISTRY,
+)
 # Fees: zrChain charges each fulfilment to the posting party's account (docs/operations.md, "Funding").
 BALANCE = Gauge(
     "zrkeyring_controller_balance_urock",
@@ -140,6 +155,14 @@ for _kind in KINDS:
             REQUESTS_REJECTED.labels(_kind, _key_type, _reason)
 for _result in TX_RESULTS:
     TX_BROADCASTS.labels(_result)
+for _kind in KINDS:
+    for _reason in SHED_REASONS:
+        JOBS_SHED.labels(_kind, _reason)
+
+
+def job_shed(kind: str, reason: str) -> None:
+    """Count one shed job (ShedLog's hook)."""
+    JOBS_SHED.labels(kind, reason).inc()
 
 
 def key_type_label(name: str) -> str:

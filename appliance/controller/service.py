@@ -36,6 +36,7 @@ from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.lifecycle import RefreshDriver
+from appliance.controller.outbox import answers_to_post
 from appliance.controller.planner import (
     Decision,
     SignRequestView,
@@ -45,6 +46,7 @@ from appliance.controller.planner import (
     plan_sign_request,
 )
 from appliance.controller.quorum import QuorumPicker
+from appliance.controller.scheduler import SHED_EXPIRING_ANSWER, BlockClock, EdfQueue, JobScheduler, ShedLog
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
@@ -63,6 +65,7 @@ from chain_client.errors import WRONG_SEQUENCE, ChainTxError, ChainUnavailable
 log = logging.getLogger("zrkeyring.controller")
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
+LIST_PAGE_LIMIT = 500  # open requests per list query page (fewer round trips when the backlog is long)
 MAX_ANSWERS_PER_TX = 20  # keeps a fulfilment tx well inside the default 300k gas
 LATE_POST_BLOCKS = 2  # parties outside the eager set wait this long before repeating an answer
 NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as near its timeout
@@ -88,6 +91,8 @@ class ControllerSection:
     workers: int = 8
     refresh_period_blocks: int = 0  # scheduled refresh of every key once per period (0: off); = parties'
     refresh_window_blocks: int = 30  # each phase of a key's refresh slot; must equal the parties'
+    post_margin_blocks: int = 2  # an answer is posted only if its request stays open this many blocks more
+    shed_log_interval_s: float = 60.0  # jobs shed under overload are summarised at most this often
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,16 @@ class HsmChainSigner:
         return self._hsm.sign_chain(digest)
 
 
+@dataclass(frozen=True)
+class _QueuedJob:
+    """A job waiting for a worker, with its request's deadline (the scheduler's order)."""
+
+    job: KeygenJob | SignJob
+    key_type: str
+    sign_ctx: tuple[bytes, bytes] | None
+    deadline: int
+
+
 @dataclass
 class _Open:
     """One open request as seen this tick."""
@@ -154,14 +169,21 @@ class Controller:
         self.address = signer_address(signer)
         ensure_dir(c.data_dir, "controller.data_dir")
         self.journal = Journal(Path(c.data_dir) / "journal.sqlite")
-        self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
-        self._started: set[tuple] = set()  # (kind, request id, attempt, members, retry) of jobs started
         self.quorum = QuorumPicker(self.me, self.parties, self.threshold)  # liveness view, sets tried
+        queue = EdfQueue(BlockClock(), ShedLog(c.shed_log_interval_s, metrics.job_shed), c.post_margin_blocks,
+                         max_job_blocks=max(1, c.attempt_blocks // 2))  # a job may always start early in its attempt
+        self.scheduler = JobScheduler(c.workers, self._run_queued, self._job_shed, queue, check=self._stale_job)
+        self._started: set[tuple] = set()  # (kind, request id, attempt, members, retry) of jobs started
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
+        self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
+        self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
+        self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
+        self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
+        self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -189,6 +211,7 @@ class Controller:
         started = time.monotonic()
         _chain_id, self.height, block_time = self.chain.latest_block()
         metrics.CHAIN_HEIGHT.set(self.height)
+        self.scheduler.observe(self.height, block_time.timestamp() if block_time is not None else None)
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
@@ -201,6 +224,8 @@ class Controller:
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
+        self.journal.flush()  # this tick's new "seen" rows and attempts, in one write
+        metrics.JOBS_QUEUED.set(self.scheduler.queued())
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
         now = time.time()
         lag = now - block_time.timestamp() if block_time is not None else time.monotonic() - started
@@ -233,13 +258,25 @@ class Controller:
             del self._first_seen[tag]
 
     def _open_requests(self) -> dict[tuple[str, int], _Open]:
+        """Every open request of our keyring. Chain state changes only from one block to the next, so
+        while the height is the one of the last listing that listing is still exact and is reused (the
+        controller polls faster than blocks come; under load the listing is hundreds of requests)."""
+        if self._listing is not None and self._listing[0] == self.height:
+            return dict(self._listing[1])
+        # The four lists are asked at once: a tick's length is what paces posting (one tx in flight).
+        queries = [(kind, query, f"{prefix}_{status}") for status in OPEN_STATUSES for kind, query, prefix in
+                   (("key", self.chain.key_requests, "KEY_REQUEST_STATUS"),
+                    ("sign", self.chain.sign_requests, "SIGN_REQUEST_STATUS"))]
+        pending = [(kind, self._listers.submit(query, self.keyring, status, page_limit=LIST_PAGE_LIMIT))
+                   for kind, query, status in queries]
         found: dict[tuple[str, int], _Open] = {}
-        for status in OPEN_STATUSES:
-            for req in self.chain.key_requests(self.keyring, f"KEY_REQUEST_STATUS_{status}"):
-                found[("key", req.id)] = _Open("key", req)
-            for req in self.chain.sign_requests(self.keyring, f"SIGN_REQUEST_STATUS_{status}"):
-                found[("sign", req.id)] = _Open("sign", req)
-        return found
+        # A request moving from PENDING to PARTIAL while the lists are read may miss both for one block:
+        # its absence decides nothing (a journalled answer is settled only after reading it by id).
+        for kind, future in pending:
+            for req in future.result():
+                found[(kind, req.id)] = _Open(kind, req)
+        self._listing = (self.height, found)
+        return dict(found)
 
     def _posted_by_us(self, request: Any) -> bool:
         sigs = getattr(request, "keyring_party_sigs", None)
@@ -269,8 +306,11 @@ class Controller:
             self._consider_sign(req)
 
     def _attempt(self, mpc_btl: int) -> int:
+        return self._attempt_at(self.height, mpc_btl)
+
+    def _attempt_at(self, height: int, mpc_btl: int) -> int:
         c = self.config.controller
-        return attempt_at(self.height, mpc_btl, c.default_btl, c.attempt_blocks)
+        return attempt_at(height, mpc_btl, c.default_btl, c.attempt_blocks)
 
     def _consider_key(self, req: Any) -> None:
         c = self.config.controller
@@ -330,6 +370,9 @@ class Controller:
                 return False
             log.info("sign request %d: repeating the verified signature another party posted", req.id,
                      extra={"request_id": req.id})
+            # A copied answer is a late one even if we were in some attempt's quorum: the party that
+            # posted it has a partner posting too, and racing it to a FULFILLED request fails our tx.
+            self._eager.discard(("sign", req.id))
             self.journal.record_result("sign", req.id, signature)
             return True
         return False
@@ -386,16 +429,54 @@ class Controller:
         if isinstance(job, SignJob):
             self.quorum.mark_tried(job.request_id, job.attempt, members)
         self.journal.set_attempt(job.kind, job.request_id, job.attempt)
-        self._pool.submit(self._run_job, job, key_type, sign_ctx)
+        deadline = self.deadlines.known(job.kind, job.request_id)
+        queued = _QueuedJob(job, key_type, sign_ctx, deadline)
+        self.scheduler.submit(KIND_LABELS[job.kind], self._session_deadline(queued), queued,
+                              tiebreak=job.request_id)
 
-    def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+    def _session_deadline(self, queued: _QueuedJob) -> int:
+        """The height by which the job's session must be over: the end of its attempt, or the request's
+        deadline if sooner. After its attempt the next quorum takes over: its new member starts a
+        session of the next attempt, so a session of the old one started that late would only keep
+        the members of both waiting for each other (under a backlog: sessions timing out by the
+        hundred) and post a second answer that races the first."""
+        if not queued.deadline or queued.job.kind == "key":
+            return queued.deadline  # every party runs every keygen attempt: only the request's deadline
+        c = self.config.controller
+        created = max(0, queued.deadline - c.default_btl)
+        return min(queued.deadline, created + (queued.job.attempt + 1) * max(1, c.attempt_blocks))
+
+    def _run_queued(self, queued: _QueuedJob) -> bool:
+        return self._run_job(queued.job, queued.key_type, queued.sign_ctx)
+
+    def _job_shed(self, queued: _QueuedJob) -> None:
+        """A job the scheduler will not start: the request may be planned again at a later attempt
+        (its `_started` tag stays, so this attempt is not queued again every tick)."""
+        with self._lock:
+            self._running.discard((queued.job.kind, queued.job.request_id))
+
+    def _stale_job(self, queued: _QueuedJob) -> str | None:
+        """Just before a queued job starts: will the parties still accept its attempt? They take the
+        current attempt and the two before it (party `_check_attempt`); a job that waited longer would
+        only be refused, so it is dropped and the request planned afresh at the current attempt. Jobs
+        within that window keep their attempt (and quorum), which the other quorum members still hold."""
+        if not queued.deadline:
+            return None
+        clock = self.scheduler.queue.clock
+        height = clock.now_height(time.monotonic()) + 1  # the partner may start a block later
+        current = self._attempt_at(height, queued.deadline)
+        return f"attempt {queued.job.attempt} passed" if queued.job.attempt < current - 2 else None
+
+    def _run_job(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
         try:
-            self._run_job_once(job, key_type, sign_ctx)
+            return self._run_job_once(job, key_type, sign_ctx)
         finally:
             with self._lock:
                 self._running.discard((job.kind, job.request_id))
 
-    def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
+    def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
+        """Run one job on the party and journal its verified result; True if it produced one (only
+        those durations teach the scheduler how long a job takes)."""
         extra = job_log_fields(job)
         started = time.monotonic()
         try:
@@ -412,19 +493,20 @@ class Controller:
         except JobFailed as exc:
             log.warning("%s request %d attempt %d failed: %s", job.kind, job.request_id, job.attempt, exc,
                         extra=extra)
-            return
+            return False
         except ResultInvalid as exc:
             log.error("%s request %d: party returned an invalid result: %s", job.kind, job.request_id, exc,
                       extra=extra)
-            return
+            return False
         except Exception:  # a job thread must never die silently
             log.exception("%s request %d: job crashed", job.kind, job.request_id, extra=extra)
-            return
+            return False
         entry = self.journal.get(job.kind, job.request_id)
         if entry is not None and entry.state is State.SEEN:
             self.journal.record_result(job.kind, job.request_id, result)
         log.info("%s request %d: result ready in %.3f s", job.kind, job.request_id,
                  time.monotonic() - started, extra=extra)
+        return True
 
     # --- posting -----------------------------------------------------------------------------------
 
@@ -459,11 +541,21 @@ class Controller:
                 if entry is None:
                     continue
             ready.append(entry)
-        ready = self._payable(ready)
+        c = self.config.controller
+        deadlines = {(e.kind, e.request_id): self.deadlines.of(e.kind, opened[(e.kind, e.request_id)].request)
+                     for e in ready}
+        plan = answers_to_post(ready, deadlines, self.height, c.post_margin_blocks, c.tx_timeout_blocks)
+        for entry in plan.expiring:  # left in the journal: settled once the chain times the request out
+            if (entry.kind, entry.request_id) not in self._expiring:
+                self._expiring.add((entry.kind, entry.request_id))
+                self.scheduler.queue.shed_log.shed(KIND_LABELS[entry.kind], SHED_EXPIRING_ANSWER,
+                                                   time.monotonic())
+        self._expiring &= set(opened)
+        ready = self._payable(plan.answers)
         if not ready:
             return
         msgs = [self._messages(e, opened[(e.kind, e.request_id)].request) for e in ready]
-        timeout_height = self.height + self.config.controller.tx_timeout_blocks
+        timeout_height = plan.timeout_height(ready)
         try:
             prepared = self.chain.prepare(self.signer, msgs, memo="zrkeyring", timeout_height=timeout_height)
         except (ChainTxError, ChainUnavailable) as exc:
@@ -474,6 +566,7 @@ class Controller:
         for e in ready:
             log.info("posting %s request %d in tx %s", e.kind, e.request_id, prepared.tx_hash[:12],
                      extra={"request_id": e.request_id})
+        self._sent_height[prepared.tx_hash] = self.height
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
 
     # --- fees ------------------------------------------------------------------------------------------
@@ -543,7 +636,13 @@ class Controller:
         if tag in self._eager:
             return False
         first = self._ready_height.setdefault(tag, self.height)
-        return self.height - first < LATE_POST_BLOCKS
+        return self.height - first < self._late_post_blocks()
+
+    def _late_post_blocks(self) -> int:
+        """How long a late poster waits: LATE_POST_BLOCKS, stretched under load to twice the blocks our
+        own txs take to be included (the eager parties' txs queue the same way; posting before theirs
+        land races them, and a post to a request they have just fulfilled fails our whole tx)."""
+        return max(LATE_POST_BLOCKS, math.ceil(2 * self.inclusion_blocks))
 
     def _settle_closed(self, entry: Entry) -> None:
         """A request no longer open: fulfilled or rejected without us, or timed out."""
@@ -571,6 +670,7 @@ class Controller:
             self._fail_tx(tx_hash, exc.code, exc.raw_log)
 
     def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
+        self._sent_height.pop(tx_hash, None)
         self.journal.set_tx_state(tx_hash, "failed", code, raw_log)
         for kind, request_id in self.journal.items_of_tx(tx_hash):
             self.journal.reopen(kind, request_id, f"tx {tx_hash[:12]} failed: {raw_log[:200]}")
@@ -584,6 +684,7 @@ class Controller:
                     log.info("tx %s expired unincluded (timeout height %d)", tx.tx_hash[:12],
                              tx.timeout_height)
                     self.journal.set_tx_state(tx.tx_hash, "expired")
+                    self._sent_height.pop(tx.tx_hash, None)
                     metrics.TX_BROADCASTS.labels("timeout").inc()
                     for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
                         self.journal.reopen(kind, request_id, "tx expired")
@@ -597,10 +698,14 @@ class Controller:
                 self._fail_tx(tx.tx_hash, response.code, response.raw_log)
                 continue
             self.journal.set_tx_state(tx.tx_hash, "included", 0)
+            sent = self._sent_height.pop(tx.tx_hash, None)
+            if sent is not None:
+                self.inclusion_blocks += 0.3 * (max(1, response.height - sent) - self.inclusion_blocks)
             metrics.TX_BROADCASTS.labels("committed").inc()
-            for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
+            answered = self.journal.items_of_tx(tx.tx_hash)
+            for kind, request_id in answered:
                 self._count_answer(kind, request_id)
-                self.journal.mark_done(kind, request_id, f"included at height {response.height}")
+            self.journal.mark_all_done(answered, f"included at height {response.height}")
             self.last_fulfilment = time.time()
             metrics.LAST_FULFILMENT.set(self.last_fulfilment)
             log.info("tx %s included at height %d", tx.tx_hash[:12], response.height)
@@ -617,7 +722,8 @@ class Controller:
 
     def close(self) -> None:
         self.refresh.close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.scheduler.shutdown()
+        self._listers.shutdown(wait=True)
         self.journal.close()
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -48,6 +48,7 @@ class LocalSettings:
     block_time: float = 0.2
     default_btl: int = 100
     round_timeout_s: float = 2.0
+    join_timeout_s: float = 1.5
     attempt_blocks: int = 15
     poll_interval_s: float = 0.1
     chain_tls: bool = True  # the node serves TLS under a throwaway CA that every config pins
@@ -161,7 +162,8 @@ class LocalKeyring:
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
-            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n{_refresh_fields(s)}\n"
+            f"round_timeout_s = {s.round_timeout_s}\njoin_timeout_s = {s.join_timeout_s}\n"
+            f"attempt_blocks = {s.attempt_blocks}\n{_refresh_fields(s)}\n"
             f"{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(

@@ -26,7 +26,7 @@ from appliance.hsm import Hsm, HsmConfig, HsmError
 from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
-from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
@@ -69,6 +69,7 @@ class PartySection:
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
+    join_timeout_s: float = 3.0  # a signing session no peer has joined by then is given up (runner.py)
     attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
     refresh_period_blocks: int = 0  # scheduled refresh: every key once per period (0: off); = controllers'
     refresh_window_blocks: int = 30  # each phase of a key's refresh slot lasts this long; = controllers'
@@ -129,6 +130,7 @@ class PartyDaemon:
     def __init__(self, config: PartyConfig, hsm: Hsm, chain: ChainClient) -> None:
         self.config, self.hsm, self.chain = config, MeteredHsm.wrap(hsm, metrics.HSM), chain
         self.reader = chain_reader(config.chain, chain)
+        self.checked = KeyCache(self.reader)  # the job check; a key's public key and keyring never change
         hsm = self.hsm
         p = config.party
         self.me = p.index
@@ -145,7 +147,7 @@ class PartyDaemon:
         self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=metrics.peer_live)
         self.server.controller_active = self.liveness.controller_active
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
-                                    RunnerConfig(p.round_timeout_s), on_contact=metrics.peer_contact,
+                                    RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact,
                                     is_down=self.liveness.is_down)
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
@@ -218,7 +220,7 @@ class PartyDaemon:
         if isinstance(job, RefreshJob):
             return self.refresher.run(job)
         try:
-            request = check_on_chain(job, self.reader, self.keyring)
+            request = check_on_chain(job, self.checked, self.keyring)
         except RequestRefused as exc:
             log.warning("party %d refuses %s request %d: %s", self.me, job.kind, job.request_id, exc,
                         extra={"request_id": job.request_id})
@@ -345,7 +347,7 @@ class PartyDaemon:
             raise JobFailed(f"refused: signing session {sid.hex()[:12]} already ran on party {self.me} "
                             "(a restart or a replay); a session id is never run twice", retryable=True)
         try:
-            return self.runner.run(sid, session)
+            return self.runner.run(sid, session, join_timeout=True)
         except ProtocolError as exc:
             self.pairs.on_abort(exc, job.public_key)
             self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once

@@ -38,6 +38,38 @@ class ChainReader(Protocol):
     def key(self, key_id: int): ...
 
 
+class KeyCache:
+    """A ChainReader whose `key(id)` answers from memory once the chain has named the key.
+
+    What the check reads of a key — its public key and its keyring — never changes on zrChain once the
+    key exists (keys are neither deleted nor re-keyed; only their sign policy can change, which the
+    check does not read), so the agreed answer for a key id is as good on the thousandth signing job as
+    on the first, and each job saves one query (k of them with `agree` = k). Requests are always read
+    afresh: their status and data are what the check is about. A key the chain does not know is not
+    remembered.
+    """
+
+    def __init__(self, reader: ChainReader, limit: int = 65536) -> None:
+        self.reader, self.limit = reader, limit
+        self._keys: dict[int, Any] = {}
+
+    def key_request(self, request_id: int):
+        return self.reader.key_request(request_id)
+
+    def sign_request(self, request_id: int):
+        return self.reader.sign_request(request_id)
+
+    def key(self, key_id: int):
+        found = self._keys.get(key_id)
+        if found is None:
+            found = self.reader.key(key_id)
+            if found is not None:
+                if len(self._keys) >= self.limit:
+                    self._keys.pop(next(iter(self._keys)))
+                self._keys[key_id] = found
+        return found
+
+
 def job_session_id(job: Job, chain_id: str, keyring: str) -> bytes:
     """The session id bound to the job's member set: the signers, or the keygen participants."""
     if isinstance(job, KeygenJob):

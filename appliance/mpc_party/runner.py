@@ -16,6 +16,7 @@ the round deadline: the controller can then pick another live quorum within the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +30,10 @@ from appliance.mpc_party.transport import PeerUnavailable
 
 log = logging.getLogger(__name__)
 
-RESEND_PAUSE_S = 0.02
 DOWN_CHECK_S = 0.25  # how often a waiting round looks at the liveness view
+RESEND_PAUSE_S = 0.02  # first pause before re-sending to a peer that has not opened the session yet
+ABANDONED_KEPT = 4096  # session ids given up at the join timeout, remembered so their sends stop
+RESEND_PAUSE_MAX_S = 0.1  # the pause doubles up to this: a peer that never opens it costs ~10 sends/s, not 50
 SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
 ContactFn = Callable[[int, bool], None]  # (party, reached?) after each delivery attempt, e.g. for metrics
 DownFn = Callable[[int], bool]  # is this peer's daemon gone (liveness.Liveness.is_down)?
@@ -47,6 +50,11 @@ class SessionTimeout(Exception):
 @dataclass
 class RunnerConfig:
     round_timeout_s: float = 10.0
+    # A signing session whose peers have sent nothing at all this long after it started is given up
+    # (0: round_timeout_s). Each controller schedules alone, so under a backlog a quorum partner may
+    # have shed the job or be seconds behind; waiting out a whole round for it holds a job slot on
+    # both sides, and hundreds of such waits were what collapsed a loaded keyring.
+    join_timeout_s: float = 0.0
 
 
 class SessionRunner:
@@ -60,13 +68,18 @@ class SessionRunner:
         self.is_down = is_down  # set by the daemon once its liveness view runs
         self.config = config or RunnerConfig()
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
+        self._abandoned: dict[bytes, None] = {}  # sessions given up at the join timeout (newest last)
+        self._abandon_lock = threading.Lock()
 
-    def run(self, session_id: bytes, session: Session) -> Any:
-        """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout."""
+    def run(self, session_id: bytes, session: Session, join_timeout: bool = False) -> Any:
+        """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout.
+        With `join_timeout`, give up after RunnerConfig.join_timeout_s if no peer has sent anything."""
         short = session_id.hex()[:12]
         self.gate.open_session(session_id)
         try:
-            deadline = time.monotonic() + self.config.round_timeout_s
+            started = time.monotonic()
+            deadline = started + self.config.round_timeout_s
+            join_by = started + self.config.join_timeout_s if join_timeout and self.config.join_timeout_s else None
             self._emit(session_id, session, session.start(), deadline)
             round_ = session.current_round
             while not session.done:
@@ -76,13 +89,19 @@ class SessionRunner:
                 waiting = session.waiting_for()
                 if not waiting:
                     raise RuntimeError(f"session {short} waits for nobody but is not done")
-                remaining = max(0.0, deadline - time.monotonic())
+                until = deadline if join_by is None else min(deadline, join_by)
+                remaining = max(0.0, until - time.monotonic())
                 if self.is_down is not None:
                     down = sorted(p for p in waiting if self.is_down(p))
                     if down:
                         raise SessionTimeout(short, round_, down)
                     remaining = min(remaining, DOWN_CHECK_S)
                 arrival = self.gate.wait_for(session_id, round_, waiting, remaining)
+                if arrival.arrived:
+                    join_by = None  # a peer has joined: the round deadlines rule from here
+                elif join_by is not None and time.monotonic() >= join_by:
+                    self._abandon(session_id)
+                    raise SessionTimeout(short, round_, sorted(arrival.missing or waiting))
                 for sender in sorted(arrival.arrived):
                     for env in arrival.arrived[sender]:
                         if env.protocol != session.protocol:
@@ -104,8 +123,13 @@ class SessionRunner:
                 self._pool.submit(self._deliver, target, env, deadline)
 
     def _deliver(self, target: int, env: Envelope, deadline: float) -> None:
-        """Send until accepted, refused for good, or the round deadline passes."""
-        while (remaining := deadline - time.monotonic()) > 0:
+        """Send until accepted, refused for good, or the round deadline passes. Re-sends to a peer that
+        has not opened the session back off (RESEND_PAUSE_S doubling to RESEND_PAUSE_MAX_S): under a
+        backlog a peer may open it seconds later or never, and each try is a TLS round trip and a
+        signature check on both hosts. A session given up because nobody joined stops sending (a
+        session that ended otherwise keeps delivering: a peer may still need our last message)."""
+        pause = RESEND_PAUSE_S
+        while (remaining := deadline - time.monotonic()) > 0 and env.session_id not in self._abandoned:
             try:
                 ack = self._send(target, env, remaining)
             except PeerUnavailable as exc:
@@ -121,7 +145,14 @@ class SessionRunner:
                             self.me, target, env.round, ack.reason,
                             extra={"peer": target, "session_id": env.session_id.hex()})
                 return
-            time.sleep(RESEND_PAUSE_S)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, RESEND_PAUSE_MAX_S)
+
+    def _abandon(self, session_id: bytes) -> None:
+        with self._abandon_lock:
+            self._abandoned[session_id] = None
+            while len(self._abandoned) > ABANDONED_KEPT:
+                self._abandoned.pop(next(iter(self._abandoned)))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.mpc_party.jobs import RequestRefused, check_on_chain
+from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain
 from appliance.mpc_party.local_api import SignJob
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient, ClientConfig
@@ -187,6 +187,35 @@ def test_altered_data_is_refused_and_outvoted_alteration_is_reported(world, sign
         proxy.stop()
         honest.stop()
     assert [error.decided for _, error in seen] == [False, True, True]
+
+
+class _Counting:
+    """A reader that counts the queries reaching the chain."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append(name)
+            return getattr(self.inner, name)(*args)
+        return call
+
+
+def test_key_cache_reads_a_key_once_and_requests_every_time(world, signed) -> None:
+    """A key's public key and keyring never change on chain: one agreed read serves every later job.
+    Requests are read afresh each job, so altered data is still refused; unknown keys are not cached."""
+    keyring, key_id, public_key, request_id = signed
+    counting = _Counting(world.client)
+    cache = KeyCache(counting)
+    job = job_for(request_id, key_id, public_key, digest("honest payment"))
+    for _ in range(3):
+        check_on_chain(job, cache, keyring)
+    assert counting.calls.count("key") == 1 and counting.calls.count("sign_request") == 3
+    with pytest.raises(RequestRefused, match="holds different data"):
+        check_on_chain(job_for(request_id, key_id, public_key, ATTACKER_DATA), cache, keyring)
+    assert cache.key(10**9) is None and cache.key(10**9) is None
+    assert counting.calls.count("key") == 3
 
 
 def test_fewer_than_k_answering_is_refused(world, signed) -> None:

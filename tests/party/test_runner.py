@@ -93,6 +93,23 @@ def test_silent_party_times_out_naming_it(runners) -> None:
         assert isinstance(results[i], SessionTimeout) and results[i].missing == [3]
 
 
+def test_a_signing_session_no_partner_joins_is_given_up_at_the_join_timeout(runners) -> None:
+    """A quorum partner that shed the job never comes: with join_timeout the session ends after
+    join_timeout_s naming it, not after the whole round (30 s here); once a partner has sent anything,
+    rounds run to their own deadlines (the staggered test above)."""
+    runner = runners[1]
+    patient = SessionRunner(1, runner.gate, runner.outbox, runner.parts[1].send,
+                            RunnerConfig(round_timeout_s=30.0, join_timeout_s=0.3), pool=runner._pool)
+    sid = secrets.token_bytes(32)
+    shares = run_parallel({i: (lambda i=i: runners[i].run(
+        sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))) for i in (1, 2, 3)})
+    sign_sid = secrets.token_bytes(32)
+    with pytest.raises(SessionTimeout) as timed_out:
+        patient.run(sign_sid, FrostSignSession(FROST_ED25519, shares[1], sign_sid, [1, 3], b"nobody joins"),
+                    join_timeout=True)
+    assert timed_out.value.missing == [3]
+
+
 def hostile_send(client, me: int, key):
     """A network (or compromised peer) that replays every envelope, adds a copy with a broken signature,
     and one validly signed envelope for a session nobody opened."""

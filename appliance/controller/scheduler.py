@@ -1,0 +1,260 @@
+"""Earliest-deadline-first scheduling of the controller's jobs, with explicit load shedding.
+
+Why: a first-in first-out worker pool keeps working past capacity on jobs whose requests have already
+expired (or will before their answer can be included), so past capacity goodput collapses instead of
+levelling off. Here every job carries its request's deadline (`mpc_btl`, a chain height). Workers
+always take the job with the earliest deadline that can still finish: a job is started only if the
+blocks left before its deadline cover the time a job of its kind takes (an estimate learnt from recent
+jobs) plus a posting margin (the answer must still be included before the chain times the request
+out). A job that cannot is shed, never started: it is counted by reason
+(`zrkeyring_controller_jobs_shed_total`) and summarised in the log at most once per interval.
+
+The chain height is known only at each controller tick; `BlockClock` extrapolates it between ticks
+from the block times the chain reports, so a worker that picks a job a second after the tick still
+judges it against the right height.
+
+Everything here is pure logic over an injected clock (`now`), so it is unit-tested without threads
+or timing; `JobScheduler` adds the worker threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("zrkeyring.controller")
+
+# Why a job was not started (the `reason` label of zrkeyring_controller_jobs_shed_total).
+SHED_DEADLINE = "deadline"  # too few blocks left to run the job and include its answer
+SHED_QUEUE_FULL = "queue_full"  # the queue holds `max_queued` jobs; the latest deadline goes
+SHED_STALE = "stale"  # the caller's own check said the job is no longer worth running (attempt passed)
+SHED_EXPIRING_ANSWER = "answer_expiring"  # a ready answer whose request expires before a tx could land
+SHED_REASONS = (SHED_DEADLINE, SHED_QUEUE_FULL, SHED_STALE, SHED_EXPIRING_ANSWER)
+
+DEFAULT_JOB_ESTIMATE_S = 0.5  # until a job of the kind has been measured
+ESTIMATE_WEIGHT = 0.2  # exponentially weighted moving average of job durations
+NO_DEADLINE = 2**63  # sorts after every real height
+
+
+@dataclass
+class BlockClock:
+    """The chain height now, extrapolated from the last block seen and the observed block interval."""
+
+    block_s: float = 1.0  # seconds per block: measured from consecutive observations
+    height: int = 0
+    seen_at: float = 0.0  # `now()` when `height` was observed
+    _first: tuple[int, float] | None = None
+
+    def observe(self, height: int, block_unix: float | None, now: float) -> None:
+        """Record the latest height (and its block's time when the chain gives it)."""
+        stamp = block_unix if block_unix is not None else now
+        if self._first is None:
+            self._first = (height, stamp)
+        elif height > self._first[0] + 4:  # a span of blocks, so one late block does not skew it
+            first_height, first_stamp = self._first
+            measured = (stamp - first_stamp) / (height - first_height)
+            if measured > 0:
+                self.block_s = measured
+            self._first = (height, stamp)
+        if height != self.height:
+            self.height, self.seen_at = height, now
+
+    def now_height(self, now: float) -> int:
+        """The height the chain has probably reached by `now` (never less than the last seen)."""
+        return self.height + max(0, int((now - self.seen_at) / self.block_s))
+
+    def blocks(self, seconds: float) -> int:
+        """Whole blocks that `seconds` of work spans."""
+        return math.ceil(max(0.0, seconds) / self.block_s)
+
+
+@dataclass(order=True)
+class _Queued:
+    deadline: int
+    tiebreak: int  # the request id: every controller orders equal deadlines alike
+    seq: int
+    kind: str = field(compare=False)
+    item: Any = field(compare=False)
+
+
+class ShedLog:
+    """Counts shed jobs by (kind, reason) and logs a summary at most once per `interval_s`, so a
+    backlog in the hundreds makes one line a minute, not one a job."""
+
+    def __init__(self, interval_s: float = 60.0, on_shed: Callable[[str, str], None] | None = None) -> None:
+        self.interval_s = interval_s
+        self.on_shed = on_shed or (lambda _kind, _reason: None)
+        self._pending: dict[tuple[str, str], int] = {}
+        self._last = -math.inf
+        self.lines = 0  # summaries logged (tests read it)
+        self._lock = threading.Lock()
+
+    def shed(self, kind: str, reason: str, now: float) -> None:
+        self.on_shed(kind, reason)
+        with self._lock:
+            self._pending[(kind, reason)] = self._pending.get((kind, reason), 0) + 1
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Log what was shed since the last line, if the interval has passed."""
+        with self._lock:
+            if not self._pending or now - self._last < self.interval_s:
+                return
+            counts, self._pending, self._last = self._pending, {}, now
+            self.lines += 1
+        parts = ", ".join(f"{n} {kind} ({reason})" for (kind, reason), n in sorted(counts.items()))
+        log.warning("load shed: %s jobs not started since the last report: %s (the chain times those "
+                    "requests out; zrkeyring_controller_jobs_shed_total)", sum(counts.values()), parts)
+
+
+class EdfQueue:
+    """The pure part: jobs ordered by deadline, each judged feasible or shed when a worker asks."""
+
+    def __init__(self, clock: BlockClock, shed: ShedLog, margin_blocks: int = 2, max_queued: int = 4096,
+                 max_job_blocks: int = 0, workers: int = 1) -> None:
+        self.clock, self.shed_log = clock, shed
+        self.margin_blocks, self.max_queued = margin_blocks, max_queued
+        # The estimate counts at most this many blocks (0: no cap). It is learnt from jobs that ran, so
+        # without a cap one slow spell could make every job look infeasible, none would run, and the
+        # estimate would never come down again.
+        self.max_job_blocks = max_job_blocks
+        self.workers = max(1, workers)  # jobs running at once: the queue ahead drains this many at a time
+        self._heap: list[_Queued] = []
+        self._seq = itertools.count()
+        self._estimate: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def estimate_s(self, kind: str) -> float:
+        return self._estimate.get(kind, DEFAULT_JOB_ESTIMATE_S)
+
+    def observe_duration(self, kind: str, seconds: float) -> None:
+        """A job of `kind` took `seconds`: folded into the estimate the feasibility test uses."""
+        old = self._estimate.get(kind)
+        self._estimate[kind] = seconds if old is None else old + ESTIMATE_WEIGHT * (seconds - old)
+
+    def feasible(self, kind: str, deadline: int, now: float, ahead: int = 0) -> bool:
+        """Can a job of `kind`, behind `ahead` queued jobs, finish and have its answer included by
+        `deadline`? The jobs ahead take `ahead / workers` job lengths before it starts. A deadline of 0
+        means the chain reported none: always feasible."""
+        if not deadline:
+            return True
+        estimate = self.estimate_s(kind)
+        if self.max_job_blocks:
+            estimate = min(estimate, self.max_job_blocks * self.clock.block_s)
+        needed = self.clock.blocks(estimate * (1 + ahead / self.workers)) + self.margin_blocks
+        return deadline - self.clock.now_height(now) >= needed
+
+    def push(self, kind: str, deadline: int, item: Any, now: float, tiebreak: int = 0) -> list[Any]:
+        """Queue a job; returns the jobs shed by doing so: this one if it cannot finish in time, or
+        the latest-deadline job when the queue overflows `max_queued` (possibly this one).
+
+        Equal deadlines go by `tiebreak` (the request id), then arrival: the parties of a quorum, each
+        scheduling alone, then take a backlog's jobs in the same order and meet in the same sessions.
+        Admission counts the queued jobs due no later than this one: under overload the queue holds
+        only what can still be done in time, so what is admitted starts early in its attempt, when the
+        quorum partner (scheduling alike) starts it too."""
+        key = (deadline or NO_DEADLINE, tiebreak)
+        ahead = sum(1 for queued in self._heap if (queued.deadline, queued.tiebreak) <= key)
+        if not self.feasible(kind, deadline, now, ahead):
+            self.shed_log.shed(kind, SHED_DEADLINE, now)
+            return [item]
+        entry = _Queued(deadline or NO_DEADLINE, tiebreak, next(self._seq), kind, item)
+        heapq.heappush(self._heap, entry)
+        if len(self._heap) <= self.max_queued:
+            return []
+        latest = max(self._heap)
+        self._heap.remove(latest)
+        heapq.heapify(self._heap)
+        self.shed_log.shed(latest.kind, SHED_QUEUE_FULL, now)
+        return [latest.item]
+
+    def pop(self, now: float, check: Callable[[Any], str | None] | None = None,
+            ) -> tuple[tuple[str, Any] | None, list[Any]]:
+        """The earliest-deadline job still worth starting as (kind, item), and the jobs shed on the way
+        (in deadline order): infeasible ones, and those `check` names a reason against."""
+        shed: list[Any] = []
+        while self._heap:
+            entry = heapq.heappop(self._heap)
+            deadline = 0 if entry.deadline == NO_DEADLINE else entry.deadline
+            reason = None if self.feasible(entry.kind, deadline, now) else SHED_DEADLINE
+            if reason is None and check is not None and check(entry.item):
+                reason = SHED_STALE
+            if reason is None:
+                return (entry.kind, entry.item), shed
+            self.shed_log.shed(entry.kind, reason, now)
+            shed.append(entry.item)
+        return None, shed
+
+
+class JobScheduler:
+    """`workers` threads that run queued jobs earliest deadline first (`EdfQueue`).
+
+    `run(item)` does the job; `on_shed(item)` is told of every job shed (so the caller can forget it
+    and plan the request again later); `check(item)` may name a reason to drop a job just before it
+    starts (the caller's own staleness test), returning None to let it run.
+    """
+
+    def __init__(self, workers: int, run: Callable[[Any], None], on_shed: Callable[[Any], None],
+                 queue: EdfQueue, check: Callable[[Any], str | None] | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.queue, self._run, self._on_shed, self._check, self._now = queue, run, on_shed, check, now
+        queue.workers = workers
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def observe(self, height: int, block_unix: float | None) -> None:
+        with self._cond:
+            self.queue.clock.observe(height, block_unix, self._now())
+            self.queue.shed_log.flush(self._now())
+
+    def submit(self, kind: str, deadline: int, item: Any, tiebreak: int = 0) -> bool:
+        """Queue `item`; False if it was shed at once (`on_shed` has been told)."""
+        with self._cond:
+            shed = self.queue.push(kind, deadline, item, self._now(), tiebreak)
+            self._cond.notify()
+        for dropped in shed:
+            self._on_shed(dropped)
+        return not any(dropped is item for dropped in shed)
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self.queue)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not len(self.queue):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                picked, shed = self.queue.pop(self._now(), self._check)
+            for dropped in shed:
+                self._on_shed(dropped)
+            if picked is None:
+                continue
+            kind, item = picked
+            started = self._now()
+            try:
+                self._run(item)
+            finally:
+                with self._cond:
+                    self.queue.observe_duration(kind, self._now() - started)
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()  # a running job ends within the caller's own job timeout
