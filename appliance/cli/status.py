@@ -27,7 +27,7 @@ from appliance.cluster.ca import party_cn
 from appliance.controller.fees import UNLIMITED, Fees
 from appliance.controller.service import MAX_ANSWERS_PER_TX
 from appliance.hsm import Hsm, HsmConfig
-from appliance.mpc_party.local_api import PartyClient
+from appliance.mpc_party.local_api import JobFailed, PartyClient
 from appliance.mpc_party.transport import TlsCredentials
 from appliance.rules.roster import Roster, split_address
 from appliance.runtime.chain import ChainSection
@@ -98,7 +98,7 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Check:
     """Run one probe; any failure becomes a FAIL line instead of ending the report."""
     try:
         return probe()
-    except (UserError, OSError, grpc.RpcError, grpc.FutureTimeoutError, sqlite3.Error) as exc:
+    except (UserError, JobFailed, OSError, grpc.RpcError, grpc.FutureTimeoutError, sqlite3.Error) as exc:
         return Check(name, False, _one_line(exc))
     except Exception as exc:  # a status report must report, not crash
         return Check(name, False, f"{type(exc).__name__}: {_one_line(exc)}")

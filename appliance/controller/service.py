@@ -44,11 +44,11 @@ from appliance.controller.planner import (
 )
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
-from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
+from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
 from appliance.rules.attempts import attempt_at, quorum
-from appliance.rules.roster import Roster
+from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
-from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.config import bounded, load_section, read_toml
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
 from chain_client import messages
@@ -71,17 +71,19 @@ FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about on
 class ControllerSection:
     """The `[controller]` table."""
 
-    index: int
+    index: int = bounded(1, MAX_INDEX)
     roster: str
     party_socket: str
     data_dir: str
-    poll_interval_s: float = 0.5
-    default_btl: int = 20  # the chain's default request lifetime in blocks (anchors the attempt clock)
-    attempt_blocks: int = 10  # blocks per attempt before the quorum rotates
-    start_margin_blocks: int = 2  # do not start work this close to a request's timeout
-    tx_timeout_blocks: int = 10  # a posted tx not included within this many blocks can never land
-    job_timeout_s: float = 60.0
-    workers: int = 8
+    poll_interval_s: float = bounded(0.01, 3600.0, 0.5)
+    # the chain's default request lifetime in blocks (anchors the attempt clock)
+    default_btl: int = bounded(1, U64, 20)
+    attempt_blocks: int = bounded(1, 1 << 32, 10)  # blocks per attempt before the quorum rotates
+    start_margin_blocks: int = bounded(0, U64, 2)  # do not start work this close to a request's timeout
+    # a posted tx not included within this many blocks can never land
+    tx_timeout_blocks: int = bounded(1, U64, 10)
+    job_timeout_s: float = bounded(0.1, 86400.0, 60.0)
+    workers: int = bounded(1, 256, 8)
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.keytypes import protocol_label
-from appliance.rules.roster import Roster
+from appliance.rules.roster import MAX_INDEX, Roster, split_address
 from appliance.runtime.chain import ChainSection
-from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.config import bounded, load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
@@ -55,14 +55,18 @@ RESULT_CACHE = 4096
 class PartySection:
     """The `[party]` table."""
 
-    index: int
+    index: int = bounded(1, MAX_INDEX)
     roster: str
     tls_dir: str
     data_dir: str
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
-    round_timeout_s: float = 10.0
-    attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
+    round_timeout_s: float = bounded(0.01, 3600.0, 10.0)
+    attempt_blocks: int = bounded(1, 1 << 32, 10)  # must equal the controllers' [controller] attempt_blocks
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            split_address(self.listen, "party.listen")
 
 
 @dataclass(frozen=True)

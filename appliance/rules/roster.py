@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.runtime.config import build, load_section, read_toml
+from appliance.runtime.config import build, load_section, parse_port, read_toml
 from appliance.runtime.errors import ConfigError
 from chain_client.address import AddressError, address_bytes
 
@@ -198,10 +198,11 @@ def check_identity_key(text: str, key: str = "identity_key") -> str:
 def split_address(address: str, key: str = "address") -> tuple[str, int]:
     """`host:port` or `[v6]:port` -> (host, port), with errors naming `key`."""
     host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{key}: expected host:port, got {address!r}")
+    if not sep or not host:
+        raise ConfigError(f"{key}: expected host:port, got {address!r}"[:300])
+    port = parse_port(port_text, key, address)
     host = host.removeprefix("[").removesuffix("]")
-    return host, int(port_text)
+    return host, port
 
 
 def is_ip(host: str) -> bool:

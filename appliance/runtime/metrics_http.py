@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from appliance import __version__
-from appliance.runtime.config import load_section
+from appliance.runtime.config import load_section, parse_port
 from appliance.runtime.errors import ConfigError
 
 # Bucket edges for things that take milliseconds (one PKCS#11 call) and for protocol sessions (seconds).
@@ -157,10 +157,11 @@ def serve_configured(section: MetricsSection, registry: CollectorRegistry,
 def parse_address(address: str, field: str = "metrics.address") -> tuple[str, int]:
     """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port); errors name the field."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"{field}: expected host:port, got {address!r}")
+    if not sep:
+        raise ConfigError(f"{field}: expected host:port, got {address!r}"[:300])
+    number = parse_port(port, field, address, low=0)  # 0: any free port (tests)
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host is the operator asking for all
-    return host, int(port)
+    return host, number
 
 
 class Health:
