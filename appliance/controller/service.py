@@ -49,6 +49,7 @@ from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
+from appliance.runtime.logs import log_failure
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
 from chain_client import messages
@@ -379,8 +380,8 @@ class Controller:
             log.error("%s request %d: party returned an invalid result: %s", job.kind, job.request_id, exc,
                       extra=extra)
             return
-        except Exception:  # a job thread must never die silently
-            log.exception("%s request %d: job crashed", job.kind, job.request_id, extra=extra)
+        except Exception as exc:  # a job thread must never die silently
+            log_failure(log, f"{job.kind} request {job.request_id}: job crashed", exc, extra=extra)
             return
         entry = self.journal.get(job.kind, job.request_id)
         if entry is not None and entry.state is State.SEEN:
@@ -584,6 +585,6 @@ class Controller:
             except ChainUnavailable as exc:
                 metrics.CHAIN_POLL_ERRORS.inc()
                 log.warning("chain unavailable: %s", exc)
-            except Exception:
-                log.exception("controller tick failed")
+            except Exception as exc:  # noqa: BLE001 - the loop must go on; one line, rate-limited
+                log_failure(log, "controller tick failed", exc)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))

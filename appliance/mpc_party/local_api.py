@@ -38,6 +38,7 @@ from typing import Any
 import grpc
 
 from appliance.rules.roster import MAX_INDEX
+from appliance.runtime.logs import describe, log_failure
 from appliance.runtime.paths import ensure_dir
 
 # --- the jobs a controller asks for (the contract between the two daemons) -----------------------
@@ -253,19 +254,16 @@ class LocalServer:
             return _answer({"ok": False, "error": exc.error, "retryable": exc.retryable,
                             "culprit": exc.culprit, "missing": exc.missing})
         except Exception as exc:  # noqa: BLE001 - the controller must hear the cause, not "unreachable"
-            reason = internal_error(exc)
-            log.error("%s request %d failed inside the party daemon: %s", job.kind, job.request_id, reason,
-                      extra={"request_id": job.request_id})
-            log.debug("traceback of that failure", exc_info=True)
-            return _answer({"ok": False, "error": reason, "retryable": True})
+            log_failure(log, f"{job.kind} request {job.request_id} failed inside the party daemon", exc,
+                        extra={"request_id": job.request_id})
+            return _answer({"ok": False, "error": internal_error(exc), "retryable": True})
 
     def _handle_status(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
         try:
             return _answer(self._status())
         except Exception as exc:  # noqa: BLE001 - same as Run: name the cause to the caller
-            reason = internal_error(exc)
-            log.error("status failed inside the party daemon: %s", reason)
-            context.abort(grpc.StatusCode.INTERNAL, reason)
+            log_failure(log, "status failed inside the party daemon", exc)
+            context.abort(grpc.StatusCode.INTERNAL, internal_error(exc))
             raise  # not reached: abort raises
 
 
@@ -275,8 +273,7 @@ def internal_error(exc: BaseException) -> str:
     Why: before, any such exception escaped the gRPC handler, the controller saw "party daemon
     unreachable: UNKNOWN", counted the party as down and retried forever without saying why.
     """
-    detail = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"party daemon error: {type(exc).__name__}" + (f": {detail}" if detail else "")
+    return f"party daemon error: {describe(exc)}"
 
 
 def _answer(body: dict[str, Any]) -> bytes:
