@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from appliance.cluster.bundle import ROSTER, fill_roster, init_cluster
@@ -87,7 +88,10 @@ def run_seal_key(args: argparse.Namespace) -> int:
 
     with Hsm.open(load_hsm_config(args.config)) as hsm:
         sealed = seal_tls_key(args.bundle_dir, hsm)
-    print(f"TLS key sealed by the HSM into {sealed}; the plaintext party.key was overwritten and removed")
+    print(f"TLS key sealed by the HSM into {sealed.path} (owner {sealed.owner}, mode 0600); the plaintext "
+          "party.key was overwritten and removed")
+    if sealed.warning:
+        print(f"zrkeyring: warning: {sealed.warning}", file=sys.stderr)
     return 0
 
 

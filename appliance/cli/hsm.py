@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
+from pathlib import Path
 
-from appliance.hsm.config import load_hsm_config
+from appliance.hsm.config import HsmConfig, load_hsm_config
 from appliance.hsm.facade import Hsm
+from appliance.runtime.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +35,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command.set_defaults(handler=handler)
 
 
+SOFTHSM_DEFAULT_CONF = "/etc/softhsm/softhsm2.conf"
+LABEL_FIELD = 32  # PKCS#11 token labels are 32 bytes, space padded
+
+
+def softhsm_token_dir(module: str, label: str, env: dict[str, str] | None = None) -> Path | None:
+    """The SoftHSM directory holding token `label`, or None (another module, or not found/readable)."""
+    if "softhsm" not in Path(module).name:
+        return None
+    env = os.environ if env is None else env
+    try:
+        conf = Path(env.get("SOFTHSM2_CONF", SOFTHSM_DEFAULT_CONF)).read_text(errors="replace")
+    except OSError:
+        return None
+    tokendir = next((v.strip() for k, _, v in (line.partition("=") for line in conf.splitlines())
+                     if k.strip() == "directories.tokendir"), "")
+    wanted = label.encode().ljust(LABEL_FIELD)
+    try:
+        candidates = sorted(Path(tokendir).iterdir()) if tokendir else []
+    except OSError:
+        return None
+    for directory in candidates:
+        try:
+            if wanted in (directory / "token.object").read_bytes():
+                return directory
+        except OSError:
+            continue
+    return None
+
+
+def file_ownership_problem(token_dir: Path, user: str) -> str:
+    """Why `hsm init` must not run as this user on this SoftHSM token, or "".
+
+    Why: SoftHSM keeps each object as a file owned by whoever created it. Run as root on a token the
+    service user owns, `hsm init` made root-owned 0600 key files the service cannot read; the service
+    user's `hsm status` then said MISSING and its `hsm init` silently made a second set of keys with the
+    same labels, and root was left with "2 objects named ...". Both directions are refused here.
+    """
+    owner = token_dir.stat().st_uid
+    if os.geteuid() == 0 and owner != 0:
+        name = _user_name(owner)
+        return (f"token directory {token_dir} belongs to {name}: as root, hsm init would create key files "
+                f"{name} cannot read. Run it as {name}, the way the service runs (docs/operations.md, "
+                f"section 2: systemd-run -p User={name} ... zrkeyring hsm init, or runuser -u {name} -- "
+                "zrkeyring hsm init with a pin_file it can read)")
+    unreadable = [f.name for f in sorted(token_dir.iterdir()) if not os.access(f, os.R_OK)]
+    if unreadable:
+        return (f"token directory {token_dir} holds {len(unreadable)} file(s) {user} cannot read "
+                f"({', '.join(unreadable[:3])}{', ...' if len(unreadable) > 3 else ''}), probably keys "
+                f"created by root: hsm init would create a second set with the same labels. As root, "
+                f"give them to the token's user: chown -R {_user_name(owner)}: {token_dir}; then re-run")
+    return ""
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _check_token_files(config: HsmConfig) -> str:
+    directory = softhsm_token_dir(config.module, config.token_label)
+    return file_ownership_problem(directory, _user_name(os.geteuid())) if directory is not None else ""
+
+
 def run_init(args: argparse.Namespace) -> int:
-    with Hsm.open(load_hsm_config(args.config)) as hsm:
+    config = load_hsm_config(args.config)
+    problem = _check_token_files(config)
+    if problem:
+        raise UserError(f"hsm init refused: {problem}")
+    with Hsm.open(config) as hsm:
         for label, outcome in hsm.provision().items():
             print(f"key {label}: {outcome}")
         print(f"identity public key (Ed25519): {hsm.identity_public_key().hex()}")
@@ -43,10 +116,14 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     # Open without the mechanism check, so a token lacking one is reported rather than refused.
-    with Hsm.open(load_hsm_config(args.config), required_mechanisms=()) as hsm:
+    config = load_hsm_config(args.config)
+    with Hsm.open(config, required_mechanisms=()) as hsm:
         status = hsm.status()
         for line in status.lines():
             print(line)
+        problem = _check_token_files(config)
+        if problem:
+            print(f"note: {problem}")
         if all(status.keys.values()):
             print(f"chain address: {hsm.chain_address()}")
     return 0 if status.ready else 3
