@@ -10,9 +10,9 @@ import argparse
 import importlib
 import sys
 
-from appliance import __version__
 from appliance.runtime.errors import UserError
 from appliance.runtime.logs import setup_logging
+from appliance.runtime.version import version
 
 # Modules that provide a subcommand group through `register(subparsers)`. A group whose module is not
 # present yet is skipped, so the CLI works while the product is being built.
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zrkeyring",
         description="HSM-backed MPC keyring for zrChain: threshold keys and signatures for chain requests.",
     )
-    parser.add_argument("--version", action="version", version=f"zrkeyring {__version__}")
+    parser.add_argument("--version", action="version", version=f"zrkeyring {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_GROUPS:
