@@ -19,10 +19,23 @@ from appliance.runtime.metrics_http import Health, serve_configured
 from appliance.runtime.readiness import Check, all_of, chain_reasons, socket_reasons
 from chain_client.client import ChainClient
 
+HELP = """Run this host's chain controller in the foreground (the zrkeyring-controller unit runs it).
+
+Every [controller] poll_interval_s it reads the keyring's open requests from [chain] endpoints, asks the
+local party daemon ([controller] party_socket) to run each one, checks every result with an
+independent library, and posts this party's fulfilments, signed with the HSM chain key, recorded in
+[controller] data_dir/journal.sqlite before they leave. It tells systemd READY=1 once the chain
+answers with [chain] chain_id and the party answers on its socket. Stop it with SIGTERM.
+
+examples:
+  systemctl start zrkeyring-controller
+  zrkeyring controller run --config /etc/zrkeyring/controller.toml   # in a terminal, as the service user
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_run_group(subparsers, "controller", "the party's chain controller",
-                       "watch the chain, run requests on the local party, post fulfilments", __doc__,
+                       "watch the chain, run requests on the local party, post fulfilments", HELP,
                        "controller TOML file with [controller], [hsm], [chain]", run_controller)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pwd
 from pathlib import Path
 
+from appliance.cli.output import HelpFormatter, add_json_flag, emit
 from appliance.hsm.config import HsmConfig, load_hsm_config
 from appliance.hsm.facade import Hsm
 from appliance.runtime.errors import UserError
@@ -30,8 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Log in to the token and report what is there; changes nothing. Exits 3 if not ready.",
         ),
     ):
-        command = commands.add_parser(name, help=help_text, description=description)
+        example = f"example:\n  zrkeyring hsm {name} --config /etc/zrkeyring/party.toml --json"
+        command = commands.add_parser(name, help=help_text, description=description, epilog=example,
+                                      formatter_class=HelpFormatter)
         command.add_argument("--config", required=True, help="TOML file with an [hsm] section")
+        add_json_flag(command)
         command.set_defaults(handler=handler)
 
 
@@ -106,11 +111,14 @@ def run_init(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"hsm init refused: {problem}")
     with Hsm.open(config) as hsm:
-        for label, outcome in hsm.provision().items():
-            print(f"key {label}: {outcome}")
-        print(f"identity public key (Ed25519): {hsm.identity_public_key().hex()}")
-        print(f"chain public key (secp256k1):  {hsm.chain_public_key().hex()}")
-        print(f"chain address:                 {hsm.chain_address()}")
+        outcomes = hsm.provision()
+        identity, chain_key = hsm.identity_public_key().hex(), hsm.chain_public_key().hex()
+        address = hsm.chain_address()
+    emit(args, {"keys": outcomes, "identity_key": identity, "chain_public_key": chain_key, "chain_address": address},
+         [*(f"key {label}: {outcome}" for label, outcome in outcomes.items()),
+          f"identity public key (Ed25519): {identity}",
+          f"chain public key (secp256k1):  {chain_key}",
+          f"chain address:                 {address}"])
     return 0
 
 
@@ -119,11 +127,13 @@ def run_status(args: argparse.Namespace) -> int:
     config = load_hsm_config(args.config)
     with Hsm.open(config, required_mechanisms=()) as hsm:
         status = hsm.status()
-        for line in status.lines():
-            print(line)
-        problem = _check_token_files(config)
-        if problem:
-            print(f"note: {problem}")
-        if all(status.keys.values()):
-            print(f"chain address: {hsm.chain_address()}")
+        address = hsm.chain_address() if all(status.keys.values()) else ""
+    problem = _check_token_files(config)
+    lines = status.lines()
+    if problem:
+        lines.append(f"note: {problem}")
+    if address:
+        lines.append(f"chain address: {address}")
+    emit(args, {**dataclasses.asdict(status), "ready": status.ready, "chain_address": address, "note": problem},
+         lines)
     return 0 if status.ready else 3

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from appliance.cli.output import HelpFormatter
 from appliance.runtime.errors import UserError
 from appliance.runtime.logs import setup_logging
 from appliance.runtime.version import version
@@ -29,8 +30,11 @@ COMMAND_GROUPS: list[str] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="zrkeyring",
+        prog="zrkeyring", formatter_class=HelpFormatter,
         description="HSM-backed MPC keyring for zrChain: threshold keys and signatures for chain requests.",
+        epilog="The set-up, in order: docs/operations.md (installed in /usr/share/doc/zrkeyring/).\n\n"
+        "examples:\n  zrkeyring hsm init --config /etc/zrkeyring/party.toml --json\n"
+        "  zrkeyring status --config /etc/zrkeyring/party.toml\n  zrkeyring COMMAND --help",
     )
     parser.add_argument("--version", action="version", version=f"zrkeyring {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -18,10 +18,23 @@ from appliance.runtime.metrics_http import Health, serve_configured
 from appliance.runtime.readiness import all_of, chain_reasons
 from chain_client.client import ChainClient
 
+HELP = """Run this host's MPC party daemon in the foreground (the zrkeyring-party unit runs it).
+
+It logs in to the HSM, unseals its TLS key, serves the other parties over mutual TLS on the roster
+address (or [party] listen) and its own controller on [party] local_socket, and takes part in a key
+or signature only after checking the request on chain. It tells systemd READY=1 once the chain answers
+with [chain] chain_id and every roster certificate comes from the cluster CA; until then `systemctl
+status` and /readyz say why not. Stop it with SIGTERM (systemctl stop).
+
+examples:
+  systemctl start zrkeyring-party
+  zrkeyring party run --config /etc/zrkeyring/party.toml     # in a terminal, as the service user
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_run_group(subparsers, "party", "the MPC party daemon",
-                       "run the party daemon (peers over mTLS, controller over a unix socket)", __doc__,
+                       "run the party daemon (peers over mTLS, controller over a unix socket)", HELP,
                        "party TOML file with [party], [hsm] and [chain]", run_daemon)
 
 

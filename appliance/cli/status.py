@@ -17,12 +17,13 @@ import argparse
 import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from appliance.cli.output import HelpFormatter, add_json_flag, emit
 from appliance.cluster.ca import party_cn
 from appliance.controller.fees import UNLIMITED, Fees
 from appliance.controller.service import MAX_ANSWERS_PER_TX
@@ -249,15 +250,20 @@ def run_checks(view: HostView) -> list[Check]:
 
 def status(args: argparse.Namespace) -> int:
     view = HostView.load(args.config)
-    print(f"zrkeyring {view.role} {view.index} ({args.config})")
+    if not args.json:
+        print(f"zrkeyring {view.role} {view.index} ({args.config})", flush=True)
     checks = run_checks(view)
-    for check in checks:
-        print(check.line())
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_PROBLEM
+    ok = all(c.ok for c in checks)
+    emit(args, {"role": view.role, "index": view.index, "config": str(args.config), "ok": ok,
+                "checks": [asdict(c) for c in checks]}, (c.line() for c in checks))
+    return EXIT_OK if ok else EXIT_PROBLEM
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("status", help="check this party host: HSM, party daemon, peers, chain, work",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=HelpFormatter,
+                                   epilog="examples:\n  zrkeyring status --config /etc/zrkeyring/party.toml\n"
+                                   "  zrkeyring status --config /etc/zrkeyring/controller.toml --json")
     parser.add_argument("--config", required=True, help="the party or controller TOML file")
+    add_json_flag(parser)
     parser.set_defaults(handler=status)

@@ -170,8 +170,21 @@ class Roster:
         Path(path).write_text(self.to_toml())
 
     def digest(self) -> str:
-        """SHA-256 over the canonical TOML: equal on two hosts means they trust the same parties."""
-        return hashlib.sha256(ROSTER_DIGEST_DOMAIN + self.to_toml().encode()).hexdigest()
+        """SHA-256 over the canonical TOML and the bytes of the CA and of every party certificate it
+        names: equal on two hosts means they trust the same parties with the same certificates.
+
+        Why the files too: the TOML holds only their paths, so two hosts with bundles from different
+        `cluster init` runs (the classic certificate mismatch) used to show equal digests. A file that
+        cannot be read counts as "missing" (the digest still differs from a host that has it).
+        """
+        h = hashlib.sha256(ROSTER_DIGEST_DOMAIN + self.to_toml().encode())
+        for name, path in [("ca", self.ca_path), *((p.name, self.path(p.tls_cert)) for p in self.parties)]:
+            h.update(f"\n{name}:".encode())
+            try:
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError:
+                h.update(b"missing")
+        return h.hexdigest()
 
 
 def _toml_fields(values: dict[str, Any]) -> list[str]:
