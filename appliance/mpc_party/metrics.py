@@ -20,7 +20,7 @@ from appliance.runtime.metrics_http import SESSION_BUCKETS, HsmMeters, daemon_re
 __all__ = [
     "REGISTRY", "HSM", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "prepare_for_cluster",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
-    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
+    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL_NAME", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
     "chain_disagreement",
 ]
@@ -115,13 +115,11 @@ PEER_LAST_SEEN = Gauge(
     ["peer"],
     registry=REGISTRY,
 )
-PRESIGNATURE_POOL = Gauge(
-    "zrkeyring_party_presignature_pool_size",
-    "Unused DKLs23 presignatures held (sealed) by this party, summed over keys. Always 0 in this "
-    "version: presigning happens inside each signing session, there is no pool.",
-    ["key_type"],
-    registry=REGISTRY,
-)
+# Reserved, not registered: `zrkeyring_party_presignature_pool_size{key_type}` (unused DKLs23
+# presignatures held, sealed, per key type). This version presigns inside each signing session, so there
+# is no pool and the series would be a constant 0 that looks like an empty pool. Whoever adds pools
+# registers it here under this name, with the dashboard panel and docs/metrics-and-status.md row.
+PRESIGNATURE_POOL_NAME = "zrkeyring_party_presignature_pool_size"
 
 for _protocol in PROTOCOLS:
     SESSIONS_ACTIVE.labels(_protocol)
@@ -130,8 +128,6 @@ for _protocol in PROTOCOLS:
         SESSION_SECONDS.labels(_protocol, _phase)
     for _reason in ABORT_REASONS:
         SESSIONS_ABORTED.labels(_protocol, _reason, NO_CULPRIT)
-for _key_type in ("ecdsa_secp256k1", "bitcoin_secp256k1"):
-    PRESIGNATURE_POOL.labels(_key_type)
 for _query in QUERIES:
     for _refused in ("true", "false"):
         CHAIN_DISAGREEMENTS.labels(_query, _refused)

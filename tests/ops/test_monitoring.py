@@ -174,3 +174,27 @@ def test_dashboard_is_grafana_json() -> None:
     for panel in panels:
         assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
         assert panel["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_never_mixes_party_and_controller_targets() -> None:
+    """One `$instance` over both daemons put controller series of party targets (and the reverse) on
+    every panel. Each query now names the daemon it reads: `$party` for zrkeyring_party_*, `$controller`
+    for zrkeyring_controller_*, both only for the series both export (HSM, build info)."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    names = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert "instance" not in names
+    assert "zrkeyring_party_" in names["party"]["definition"]
+    assert "zrkeyring_controller_" in names["controller"]["definition"]
+    stack = list(dashboard["panels"])
+    while stack:
+        panel = stack.pop()
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert "$instance" not in expr, expr
+            if "zrkeyring_controller_" in expr:
+                assert 'instance=~"$controller"' in expr and "zrkeyring_party_" not in expr, expr
+            elif "zrkeyring_party_" in expr:
+                assert 'instance=~"$party"' in expr, expr
+            else:
+                assert 'instance=~"$party|$controller"' in expr, expr
