@@ -24,6 +24,7 @@ COMMAND_GROUPS: list[str] = [
     "appliance.cli.party",
     "appliance.cli.controller",
     "appliance.cli.status",
+    "appliance.cli.backup",
     "appliance.cli.demo",
 ]
 
