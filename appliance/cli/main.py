@@ -18,6 +18,7 @@ from appliance.runtime.version import version
 # Modules that provide a subcommand group through `register(subparsers)`. A group whose module is not
 # present yet is skipped, so the CLI works while the product is being built.
 COMMAND_GROUPS: list[str] = [
+    "appliance.cli.init",
     "appliance.cli.hsm",
     "appliance.cli.cluster",
     "appliance.cli.keyring",
