@@ -42,7 +42,7 @@ from appliance.runtime.config import bounded, load_section, read_toml
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
-from appliance.runtime.readiness import cert_reasons
+from appliance.runtime.readiness import cert_expiry, cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
@@ -165,6 +165,9 @@ class PartyDaemon:
         certs = {"this party's certificate": tls / "party.pem"}
         certs.update({f"party {i}'s certificate (roster)": self.roster.tls_cert_path(i)
                       for i in self.roster.indices() if i != self.me})
+        metrics.set_cert_expiry(cert_expiry({"ca": tls / "ca.pem", f"party-{self.me}": tls / "party.pem",
+                                             **{f"party-{i}": self.roster.tls_cert_path(i)
+                                                for i in self.roster.indices() if i != self.me}}))
         return cert_reasons(tls / "ca.pem", certs)
 
     def start(self) -> PartyDaemon:

@@ -97,6 +97,18 @@ def cert_reasons(ca_path: Path, cert_paths: dict[str, Path],
     return reasons
 
 
+def cert_expiry(paths: dict[str, Path]) -> dict[str, float]:
+    """Unix time each readable certificate stops being valid (notAfter); unreadable ones are left out
+    (their problem is a readiness reason already, and a made-up value would fire expiry alerts)."""
+    out = {}
+    for name, path in paths.items():
+        try:
+            out[name] = _load_cert(path, name).not_valid_after_utc.timestamp()
+        except _CertProblem:
+            continue
+    return out
+
+
 def all_of(*checks: Check) -> Check:
     """One check from several: the reasons of all of them, in order."""
     return lambda: [reason for check in checks for reason in check()]
