@@ -8,6 +8,7 @@ from pathlib import Path
 
 from appliance.cli.output import HelpFormatter, add_json_flag, emit, warn
 from appliance.cluster.bundle import ROSTER, fill_roster, init_cluster
+from appliance.cluster.rotate import PHASES, rotate_cluster
 from appliance.cluster.sealkey import seal_tls_key
 from appliance.rules.roster import Roster
 
@@ -63,6 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seal.add_argument("--bundle-dir", required=True, help="this party's bundle directory (party-<i>)")
     seal.add_argument("--config", required=True, help="TOML file with this party's [hsm] section")
     seal.set_defaults(handler=run_seal_key)
+
+    rotate = commands.add_parser(
+        "rotate", formatter_class=HelpFormatter,
+        help="new CA and party certificates, rolled out in three phases without an outage",
+        description="Read the master bundle `cluster init` wrote and write OUT/phase1-trust (trust the old "
+        "and the new CA), OUT/phase2-switch (each party's new certificate and key) and OUT/phase3-final (the "
+        "new CA only) for every party. Roll each phase out one host at a time (docs/operations.md, "
+        "Certificate rotation). Identity keys, chain addresses and the keyring do not change.",
+        epilog="example:\n  zrkeyring cluster rotate --bundle ./cluster --out ./cluster-2027")
+    rotate.add_argument("--bundle", required=True, help="the directory `cluster init` wrote (its roster complete)")
+    rotate.add_argument("--out", required=True, help="new or empty directory for the three phases")
+    rotate.add_argument("--days", type=int, default=3650, help="validity of the new certificates in days")
+    add_json_flag(rotate)
+    rotate.set_defaults(handler=run_rotate)
 
     show = commands.add_parser(
         "show", help="print a roster and its digest (compare it across hosts)", formatter_class=HelpFormatter,
@@ -125,6 +140,19 @@ def run_seal_key(args: argparse.Namespace) -> int:
           "party.key was overwritten and removed")
     if sealed.warning:
         warn(sealed.warning)
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    rotation = rotate_cluster(args.bundle, args.out, args.days)
+    parties = [p.index for p in rotation.roster.parties]
+    phases = {phase: {i: str(rotation.phase_dir(phase, i)) for i in parties} for phase in PHASES}
+    lines = [f"new CA and certificates for {len(parties)} parties in {rotation.out} (the CA key was not kept)"]
+    lines += [f"  {phase}: {rotation.out / phase}/party-<i>/" for phase in PHASES]
+    lines += ["Roll out one phase at a time on every host, one host at a time (docs/operations.md, Certificate "
+              "rotation): 1) copy phase1-trust over /etc/zrkeyring/cluster, restart the party; 2) copy "
+              "phase2-switch, `cluster seal-key`, restart; 3) copy phase3-final, restart."]
+    emit(args, {"out": str(rotation.out), "phases": phases, "digest": rotation.roster.digest()}, lines)
     return 0
 
 

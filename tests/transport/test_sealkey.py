@@ -35,6 +35,7 @@ def test_sealed_tls_key_round_trip(softhsm_token, tmp_path) -> None:
             seal_tls_key(party_dir, hsm)
         # A sealed key moved next to another party's certificate does not open.
         other = bundle.party_dir(2)
+        (other / "party.key").unlink()  # as after its own seal-key (both files at once are refused)
         (other / SEALED_FILE).write_bytes(sealed.read_bytes())
         with pytest.raises(SealError):
             TlsCredentials.from_bundle(other, sealer=hsm)
