@@ -15,6 +15,7 @@ from appliance.controller.service import Controller, ControllerConfig, HsmChainS
 from appliance.hsm import open_hsm
 from appliance.mpc_party.local_api import PartyClient
 from appliance.runtime.daemon_life import serve_until_signalled
+from appliance.runtime.drain import drain_reasons
 from appliance.runtime.metrics_http import Health, serve_configured
 from appliance.runtime.readiness import Check, all_of, chain_reasons, socket_reasons
 from chain_client.client import ChainClient
@@ -47,6 +48,7 @@ def run_controller(args: argparse.Namespace) -> int:
     chain = ChainClient(config.chain.client_config())
     party = PartyClient(config.controller.party_socket)
     controller = Controller(config, chain, HsmChainSigner(hsm), party)
+    controller.drain.warn_at_start()
     stop = threading.Event()
     worker = threading.Thread(target=controller.run_forever, args=(stop,), name="controller-loop")
     worker.start()
@@ -61,7 +63,8 @@ def run_controller(args: argparse.Namespace) -> int:
 
     serve_until_signalled(f"controller {controller.me} of {controller.keyring} ready", shutdown,
                           lambda: f"height {controller.height}", health=health,
-                          readiness=controller_readiness(config, chain, party))
+                          readiness=controller_readiness(config, chain, party),
+                          after_ready=lambda: drain_reasons(controller.drain, controller.running_jobs, "job(s)"))
     return 0
 
 

@@ -26,6 +26,7 @@ COMMAND_GROUPS: list[str] = [
     "appliance.cli.controller",
     "appliance.cli.status",
     "appliance.cli.backup",
+    "appliance.cli.drain",
     "appliance.cli.demo",
 ]
 

@@ -13,6 +13,7 @@ from appliance.hsm import open_hsm
 from appliance.mpc_party import metrics
 from appliance.mpc_party.daemon import PartyConfig, PartyDaemon
 from appliance.runtime.daemon_life import serve_until_signalled
+from appliance.runtime.drain import drain_reasons
 from appliance.runtime.errors import UserError
 from appliance.runtime.metrics_http import Health, serve_configured
 from appliance.runtime.readiness import all_of, chain_reasons
@@ -49,9 +50,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     except UserError:
         hsm.close()
         raise
+    daemon.drain.warn_at_start()
     ready = all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
                    daemon.tls_reasons)
-    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready)
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready,
+                          after_ready=lambda: drain_reasons(daemon.drain, daemon.running_sessions, "session(s)"))
     chain.close()  # its channel was used from this thread too (readiness): close it or exit may hang
     hsm.close()
     return 0

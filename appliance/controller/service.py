@@ -49,6 +49,7 @@ from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
+from appliance.runtime.drain import Drain
 from appliance.runtime.logs import log_failure
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
@@ -154,6 +155,7 @@ class Controller:
         self._pool = ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="job")
         self._started: set[tuple[str, int, int]] = set()  # (kind, request id, attempt) jobs started
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
+        self.drain = Drain(c.data_dir)
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
@@ -342,6 +344,8 @@ class Controller:
 
     def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
         tag = (job.kind, job.request_id, job.attempt)
+        if self.drain.on:  # drain mode (runtime/drain.py): no new job; the request is reconsidered later
+            return
         with self._lock:
             # One job per request at a time: a backlog must not turn into stacked attempts.
             if tag in self._started or (job.kind, job.request_id) in self._running:
@@ -570,6 +574,11 @@ class Controller:
             metrics.REQUESTS_REJECTED.labels(KIND_LABELS[kind], key_type, reason).inc()
         else:
             metrics.REQUESTS_FULFILLED.labels(KIND_LABELS[kind], key_type).inc()
+
+    def running_jobs(self) -> int:
+        """Jobs queued or running on the party (what drain mode waits for)."""
+        with self._lock:
+            return len(self._running)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

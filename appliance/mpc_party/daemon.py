@@ -39,6 +39,7 @@ from appliance.rules.keytypes import protocol_label
 from appliance.rules.roster import MAX_INDEX, Roster, split_address
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
+from appliance.runtime.drain import Drain
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
@@ -150,6 +151,7 @@ class PartyDaemon:
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
+        self.drain = Drain(p.data_dir)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -157,6 +159,11 @@ class PartyDaemon:
         if ours != listed:
             raise ConfigError(f"party.index: the roster lists identity key {listed.hex()} for party "
                               f"{self.me}, but this HSM's is {ours.hex()} (wrong index or wrong token?)")
+
+    def running_sessions(self) -> int:
+        """Sessions started here and not finished (what drain mode waits for)."""
+        with self._lock:
+            return sum(not future.done() for future in self._sessions.values())
 
     def tls_reasons(self) -> list[str]:
         """Readiness: this party's certificate and every peer's in the roster are issued by the CA in
@@ -207,6 +214,9 @@ class PartyDaemon:
         with self._lock:
             future = self._sessions.get(sid)
             owner = future is None
+            if owner and self.drain.on:  # drain mode: a session already running is joined, none started
+                raise JobFailed(f"party {self.me} is draining: no new sessions (zrkeyring drain off)",
+                                retryable=True)
             if owner:
                 future = self._sessions[sid] = Future()
                 while len(self._sessions) > RESULT_CACHE:
