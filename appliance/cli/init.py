@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="state directory (party/ and controller/ inside)")
     parser.add_argument("--socket", default="/run/zrkeyring/party.sock", help="the party's local socket")
     parser.add_argument("--cluster-dir", default="", help="this party's bundle directory (default: DIR/cluster)")
+    parser.add_argument("--metrics-host", default="",
+                        help="address /metrics, /healthz and /readyz listen on (port 9810 party, 9811 controller; "
+                        "default 127.0.0.1)")
     parser.add_argument("--force", action="store_true", help="overwrite files that are not the shipped templates")
     add_json_flag(parser)
     parser.set_defaults(handler=run_init)
@@ -100,6 +103,10 @@ def host_edits(args: argparse.Namespace, name: str, cluster: Path, data: Path) -
                   Edit("controller", "party_socket", args.socket)]
     if args.agree != 1:
         edits.append(Edit("chain", "agree", args.agree))
+    if args.metrics_host:
+        port = 9810 if role == "party" else 9811
+        host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host
+        edits.append(Edit("metrics", "address", f"{host}:{port}"))
     if args.plaintext_loopback:
         edits += [Edit("chain", "tls_ca", None), Edit("chain", "plaintext_loopback_ok", True)]
     else:

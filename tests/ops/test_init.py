@@ -23,12 +23,13 @@ def test_init_writes_both_configs_that_load_and_keep_every_comment(tmp_path: Pat
     result = init("--index", "3", "--chain-id", "zrkeyring-dev-1", "--endpoint", "127.0.0.1:9090",
                   "--endpoint", "127.0.0.2:9090", "--agree", "2", "--plaintext-loopback", "--dir", str(tmp_path),
                   "--data-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "party.sock"),
-                  "--pin-file", str(tmp_path / "pin"))
+                  "--pin-file", str(tmp_path / "pin"), "--metrics-host", "127.0.0.13")
     assert result.returncode == 0, result.stderr
     party, controller = PartyConfig.load(tmp_path / "party.toml"), ControllerConfig.load(tmp_path / "controller.toml")
     assert party.party.index == controller.controller.index == 3
     assert party.party.local_socket == controller.controller.party_socket == str(tmp_path / "party.sock")
     assert party.party.data_dir == str(tmp_path / "state" / "party")
+    assert (party.metrics.address, controller.metrics.address) == ("127.0.0.13:9810", "127.0.0.13:9811")
     assert controller.controller.data_dir == str(tmp_path / "state" / "controller")
     for config in (party, controller):
         assert config.chain.chain_id == "zrkeyring-dev-1" and config.chain.agree == 2
@@ -41,7 +42,7 @@ def test_init_writes_both_configs_that_load_and_keep_every_comment(tmp_path: Pat
         changed = {w.removeprefix("# ").split(" = ")[0] for w, s in zip(written, shipped, strict=True) if w != s}
         assert changed <= {"index", "roster", "tls_dir", "data_dir", "local_socket", "party_socket", "chain_id",
                            "endpoints", "agree", "tls_ca", "plaintext_loopback_ok", "pin_credential", "pin_file",
-                           "token_label"}, changed
+                           "token_label", "address"}, changed
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
 
 
