@@ -374,13 +374,18 @@ def _move_aside(data_dir: Path, names: list[str]) -> Path:
 
 
 def _install(source: Path, target: Path) -> Path:
-    """Copy `source` to `target` durably (temporary file, fsync, rename, fsync of the directory)."""
+    """Copy `source` to `target` durably (temporary file, fsync, rename, fsync of the directory). Run as
+    root, the file gets the data directory's owner: a root-owned database the party cannot open would
+    turn a restore into an outage."""
     tmp = target.with_name(f".{target.name}.restore")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(source.read_bytes())
         handle.flush()
         os.fsync(handle.fileno())
+    if os.geteuid() == 0:
+        owner = target.parent.stat()
+        os.chown(tmp, owner.st_uid, owner.st_gid)
     for suffix in ("-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, target)
