@@ -9,9 +9,10 @@ import pwd
 from pathlib import Path
 
 from appliance.cli.output import HelpFormatter, add_json_flag, emit
-from appliance.hsm.config import HsmConfig, load_hsm_config
+from appliance.hsm.config import HsmConfig, load_hsm_config, read_pin
 from appliance.hsm.facade import Hsm
 from appliance.runtime.errors import UserError
+from appliance.runtime.logs import register_secret
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("--config", required=True, help="TOML file with an [hsm] section")
         add_json_flag(command)
         command.set_defaults(handler=handler)
+    change = commands.add_parser(
+        "change-pin", help="change the token's user PIN (the new one read from a file)", formatter_class=HelpFormatter,
+        description="Log in with the current PIN (the config's source), set the new PIN from --new-pin-file "
+        "(one line; never on the command line), check a login with it, then say where to put it.",
+        epilog="example (as the service runs, step 2 of docs/operations.md):\n  systemd-run --pipe --wait "
+        "--collect -p User=zrkeyring -p LoadCredential=hsm-pin:/etc/zrkeyring/hsm-pin \\\n"
+        "      zrkeyring hsm change-pin --config /etc/zrkeyring/party.toml --new-pin-file /run/zrkeyring-new-pin")
+    change.add_argument("--config", required=True, help="TOML file with an [hsm] section")
+    change.add_argument("--new-pin-file", required=True, help="file holding the new user PIN (one line)")
+    add_json_flag(change)
+    change.set_defaults(handler=run_change_pin)
 
 
 SOFTHSM_DEFAULT_CONF = "/etc/softhsm/softhsm2.conf"
@@ -91,6 +103,45 @@ def file_ownership_problem(token_dir: Path, user: str) -> str:
                 f"created by root: hsm init would create a second set with the same labels. As root, "
                 f"give them to the token's user: chown -R {_user_name(owner)}: {token_dir}; then re-run")
     return ""
+
+
+def run_change_pin(args: argparse.Namespace) -> int:
+    """C_SetPIN on the token: the current PIN from the config's source, the new one from a file (never
+    argv, which every user of the host can read in /proc), then a fresh login with the new PIN."""
+    config = load_hsm_config(args.config)
+    new_pin = _read_new_pin(Path(args.new_pin_file))
+    register_secret(new_pin)
+    with Hsm.open(config, required_mechanisms=()) as hsm:
+        if new_pin == read_pin(config):
+            raise UserError("--new-pin-file: the new PIN equals the current one")
+        try:
+            hsm.submit(_set_pin, read_pin(config), new_pin).result()
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the PKCS#11 error, named in one line
+            raise UserError(f"the token refused the PIN change: {type(exc).__name__} {exc}".strip()) from None
+    Hsm.connect(config.module, config.token_label, new_pin, required_mechanisms=()).close()
+    source = config.pin_source
+    emit(args, {"changed": True, "token": config.token_label, "pin_source": source},
+         [f"user PIN of token {config.token_label!r} changed; a login with the new PIN works",
+          f"now put the new PIN where the config reads it ({source}): for the systemd credential, as root "
+          f"install -m 0600 {args.new_pin_file} /etc/zrkeyring/hsm-pin; then delete {args.new_pin_file} and "
+          "restart zrkeyring-party and zrkeyring-controller (running daemons keep their sessions until then)"])
+    return 0
+
+
+def _set_pin(link: object, old: str, new: str) -> None:
+    link.session.set_pin(old, new)  # type: ignore[attr-defined]
+
+
+def _read_new_pin(path: Path) -> str:
+    try:
+        pin = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--new-pin-file {path}: cannot read it ({exc})") from None
+    if not pin or "\n" in pin:
+        raise UserError(f"--new-pin-file {path}: expected one line with the new PIN")
+    return pin
 
 
 def _user_name(uid: int) -> str:
