@@ -52,7 +52,11 @@ def run(*command: str, env: dict[str, str] | None = None, check: bool = True, ti
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package built by `make deb` in a fresh clone of the committed tree."""
+    """The package built by `make deb` in a fresh clone of the committed tree (or, to re-run the tests
+    against one already built from it, ZRKEYRING_TEST_DEB_FILE=path/to/zrkeyring_<version>_amd64.deb)."""
+    prebuilt = os.environ.get("ZRKEYRING_TEST_DEB_FILE")
+    if prebuilt:
+        return Path(prebuilt)
     clone = tmp_path_factory.mktemp("deb") / "clone"
     run("git", "clone", "--quiet", str(ROOT), str(clone))
     # Share the package build's pip cache with the checkout (it only holds Debian-python wheels).
