@@ -250,7 +250,7 @@ def run_checks(view: HostView) -> list[Check]:
 
 def status(args: argparse.Namespace) -> int:
     view = HostView.load(args.config)
-    if not args.json:
+    if not getattr(args, "json", False):
         print(f"zrkeyring {view.role} {view.index} ({args.config})", flush=True)
     checks = run_checks(view)
     ok = all(c.ok for c in checks)
