@@ -17,6 +17,8 @@ help:
 	@echo "make bench  - set up, then run the benchmarks (writes bench/out/results.json)"
 	@echo "make proto  - regenerate the protobuf/gRPC stubs from proto/"
 	@echo "make lint   - ruff"
+	@echo "make deb    - build the Debian package: dist/zrkeyring_<version>_amd64.deb (version from pyproject.toml)"
+	@echo "make deb-lint - lintian on the built package"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -202,3 +202,29 @@ def test_register_over_tls_pins_the_node_ca(tmp_path, capsys) -> None:
             args.handler(args)
     finally:
         node.stop()
+
+
+def test_write_roster_updates_the_per_party_copies_and_json_names_them(world, keys_file, tmp_path, capsys):
+    """`cluster roster` copies the complete roster into each party-<i>/ bundle; registering with
+    --write-roster updates those copies too (a copy of another roster is left alone and named), and says
+    how to update rosters already on the hosts. --json prints one object."""
+    import json
+
+    parties = world.parties[:2]
+    master = write_roster(tmp_path / "roster.toml", parties)
+    for i in (1, 2):
+        (tmp_path / f"party-{i}").mkdir()
+        (tmp_path / f"party-{i}" / "roster.toml").write_text(master.read_text())
+    (tmp_path / "party-3").mkdir()
+    write_roster(tmp_path / "party-3" / "roster.toml", world.parties[2:4])  # another cluster's roster
+    out, err = register(world, master, keys_file, capsys, "--write-roster", "--json")
+    document = json.loads(out)
+    address = document["keyring"]
+    assert address.startswith("keyring1") and document["chain_id"] == CHAIN_ID
+    assert document["roster_written"] == [str(master), str(tmp_path / "party-1" / "roster.toml"),
+                                          str(tmp_path / "party-2" / "roster.toml")]
+    for path in document["roster_written"]:
+        assert Roster.load(path).cluster.keyring == address
+    assert Roster.load(tmp_path / "party-3" / "roster.toml").cluster.keyring == ""
+    assert f"warning: {tmp_path / 'party-3' / 'roster.toml'} is not a copy of {master}" in err
+    assert "rosters already on party hosts: copy this roster" in err and f'keyring = "{address}"' in err

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 
+from appliance.cli.output import HelpFormatter, add_json_flag, emit
 from appliance.rules.roster import Roster
 from appliance.runtime.errors import UserError
 from chain_client.client import ChainClient, ClientConfig, msg_responses
@@ -41,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("keyring", help="register the cluster's keyring on chain")
     commands = group.add_subparsers(dest="keyring_command", metavar="SUBCOMMAND", required=True)
     reg = commands.add_parser(
-        "register",
+        "register", formatter_class=HelpFormatter,
+        epilog="example (the dev node of docs/operations.md):\n"
+        "  zrkeyring keyring register --roster ./cluster/roster.toml --admin-keys-file dev-keys.json \\\n"
+        "      --admin-key owner --node 127.0.0.1:9090 --write-roster",
         help="create the keyring (threshold from the roster) and add every roster party to it",
         description="Create a keyring whose party_threshold is the roster's threshold and add each "
         "party's chain_address to it. With --keyring ADDR (or a roster that already names a keyring) "
@@ -65,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("--key-req-fee", type=int, default=0, help="urock each posting party pays per key")
     reg.add_argument("--sig-req-fee", type=int, default=0, help="urock each posting party pays per signature")
     reg.add_argument(
-        "--write-roster", action="store_true", help="record the keyring address in the roster's [cluster]"
+        "--write-roster", action="store_true",
+        help="record the keyring address in the roster's [cluster] and in its per-party copies (party-*/roster.toml)"
     )
+    add_json_flag(reg)
     reg.set_defaults(handler=run_register)
 
 
@@ -89,7 +95,8 @@ def run_register(args: argparse.Namespace) -> int:
             raise UserError(f"chain not reachable: {exc}") from None
         except ChainError as exc:
             raise UserError(f"keyring registration refused by the chain: {exc}") from None
-    print(address)
+    emit(args, {"keyring": address, "chain_id": chain_id, "parties": [p.chain_address for p in roster.parties],
+                "roster_written": [str(p) for p in getattr(args, "rosters_written", [])]}, [address])
     return 0
 
 
@@ -142,7 +149,7 @@ def _register(
         _say(f"keyring {address} created (party_threshold {roster.cluster.threshold})")
     if args.write_roster and roster.cluster.keyring != address:
         # Written before the parties are added, so a re-run after a failure completes this keyring.
-        _write_keyring(roster, roster_path, address)
+        args.rosters_written = _write_keyring(roster, roster_path, address)
     _add_parties(client, admin, roster, address, present)
     return address
 
@@ -191,9 +198,34 @@ def _send(client: ChainClient, admin: SoftwareSigner, messages: Sequence[Message
     return response
 
 
-def _write_keyring(roster: Roster, path: Path, address: str) -> None:
+def _write_keyring(roster: Roster, path: Path, address: str) -> list[Path]:
+    """Record the keyring in `path` and in every per-party copy of the same roster next to it.
+
+    Why the copies: `cluster roster` copies the complete roster into each `party-<i>/` bundle, and an
+    operator who ships those bundles after registering would otherwise ship rosters without the
+    keyring. A copy is rewritten only if it is the same roster (same parties, same cluster) apart from
+    the keyring; anything else is left alone and named. Rosters already on party hosts cannot be
+    reached from here: the command says how to update them.
+    """
     # Roster has no setter for [cluster] fields (only with_party), so replace the frozen section here.
     updated = dataclasses.replace(roster, cluster=dataclasses.replace(roster.cluster, keyring=address))
     updated.validate()
     updated.write(path)
-    _say(f"roster {path}: [cluster] keyring = {address}")
+    written = [path]
+    for copy_path in sorted(path.parent.glob(f"party-*/{path.name}")):
+        try:
+            copy = Roster.load(copy_path)
+        except UserError as exc:
+            _say(f"warning: {copy_path} not updated: {exc}")
+            continue
+        if copy.parties != roster.parties or dataclasses.replace(copy.cluster, keyring="") != \
+                dataclasses.replace(roster.cluster, keyring=""):
+            _say(f"warning: {copy_path} is not a copy of {path}; not updated")
+            continue
+        dataclasses.replace(copy, cluster=dataclasses.replace(copy.cluster, keyring=address)).write(copy_path)
+        written.append(copy_path)
+    _say(f"[cluster] keyring = {address} written to {', '.join(str(p) for p in written)}")
+    _say("rosters already on party hosts: copy this roster to /etc/zrkeyring/cluster/roster.toml on each "
+         f"host (compare `zrkeyring cluster show` digests), or set [chain] keyring = \"{address}\" in "
+         "party.toml and controller.toml")
+    return written

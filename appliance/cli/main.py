@@ -10,13 +10,15 @@ import argparse
 import importlib
 import sys
 
-from appliance import __version__
+from appliance.cli.output import HelpFormatter
 from appliance.runtime.errors import UserError
 from appliance.runtime.logs import setup_logging
+from appliance.runtime.version import version
 
 # Modules that provide a subcommand group through `register(subparsers)`. A group whose module is not
 # present yet is skipped, so the CLI works while the product is being built.
 COMMAND_GROUPS: list[str] = [
+    "appliance.cli.init",
     "appliance.cli.hsm",
     "appliance.cli.cluster",
     "appliance.cli.keyring",
@@ -24,16 +26,21 @@ COMMAND_GROUPS: list[str] = [
     "appliance.cli.controller",
     "appliance.cli.status",
     "appliance.cli.keys",
+    "appliance.cli.backup",
+    "appliance.cli.drain",
     "appliance.cli.demo",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="zrkeyring",
+        prog="zrkeyring", formatter_class=HelpFormatter,
         description="HSM-backed MPC keyring for zrChain: threshold keys and signatures for chain requests.",
+        epilog="The set-up, in order: docs/operations.md (installed in /usr/share/doc/zrkeyring/).\n\n"
+        "examples:\n  zrkeyring hsm init --config /etc/zrkeyring/party.toml --json\n"
+        "  zrkeyring status --config /etc/zrkeyring/party.toml\n  zrkeyring COMMAND --help",
     )
-    parser.add_argument("--version", action="version", version=f"zrkeyring {__version__}")
+    parser.add_argument("--version", action="version", version=f"zrkeyring {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_GROUPS:

@@ -13,15 +13,29 @@ from appliance.hsm import open_hsm
 from appliance.mpc_party import metrics
 from appliance.mpc_party.daemon import PartyConfig, PartyDaemon
 from appliance.runtime.daemon_life import serve_until_signalled
+from appliance.runtime.drain import drain_reasons
 from appliance.runtime.errors import UserError
 from appliance.runtime.metrics_http import Health, serve_configured
 from appliance.runtime.readiness import all_of, chain_reasons
 from chain_client.client import ChainClient
 
+HELP = """Run this host's MPC party daemon in the foreground (the zrkeyring-party unit runs it).
+
+It logs in to the HSM, unseals its TLS key, serves the other parties over mutual TLS on the roster
+address (or [party] listen) and its own controller on [party] local_socket, and takes part in a key
+or signature only after checking the request on chain. It tells systemd READY=1 once the chain answers
+with [chain] chain_id and every roster certificate comes from the cluster CA; until then `systemctl
+status` and /readyz say why not. Stop it with SIGTERM (systemctl stop).
+
+examples:
+  systemctl start zrkeyring-party
+  zrkeyring party run --config /etc/zrkeyring/party.toml     # in a terminal, as the service user
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_run_group(subparsers, "party", "the MPC party daemon",
-                       "run the party daemon (peers over mTLS, controller over a unix socket)", __doc__,
+                       "run the party daemon (peers over mTLS, controller over a unix socket)", HELP,
                        "party TOML file with [party], [hsm] and [chain]", run_daemon)
 
 
@@ -36,9 +50,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     except UserError:
         hsm.close()
         raise
+    daemon.drain.warn_at_start()
     ready = all_of(lambda: chain_reasons(chain.latest_block, config.chain.chain_id, config.chain.endpoints),
                    daemon.tls_reasons)
-    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready)
+    serve_until_signalled(f"party {daemon.me} ready", daemon.stop, health=health, readiness=ready,
+                          after_ready=lambda: drain_reasons(daemon.drain, daemon.running_sessions, "session(s)"))
     chain.close()  # its channel was used from this thread too (readiness): close it or exit may hang
     hsm.close()
     return 0

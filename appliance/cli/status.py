@@ -17,17 +17,18 @@ import argparse
 import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from appliance.cli.output import HelpFormatter, add_json_flag, emit
 from appliance.cluster.ca import party_cn
 from appliance.controller.fees import UNLIMITED, Fees
 from appliance.controller.service import MAX_ANSWERS_PER_TX
 from appliance.hsm import Hsm, HsmConfig
-from appliance.mpc_party.local_api import PartyClient
+from appliance.mpc_party.local_api import JobFailed, PartyClient
 from appliance.mpc_party.transport import TlsCredentials
 from appliance.rules.roster import Roster, split_address
 from appliance.runtime.chain import ChainSection
@@ -98,7 +99,7 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Check:
     """Run one probe; any failure becomes a FAIL line instead of ending the report."""
     try:
         return probe()
-    except (UserError, OSError, grpc.RpcError, grpc.FutureTimeoutError, sqlite3.Error) as exc:
+    except (UserError, JobFailed, OSError, grpc.RpcError, grpc.FutureTimeoutError, sqlite3.Error) as exc:
         return Check(name, False, _one_line(exc))
     except Exception as exc:  # a status report must report, not crash
         return Check(name, False, f"{type(exc).__name__}: {_one_line(exc)}")
@@ -267,15 +268,20 @@ def run_checks(view: HostView) -> list[Check]:
 
 def status(args: argparse.Namespace) -> int:
     view = HostView.load(args.config)
-    print(f"zrkeyring {view.role} {view.index} ({args.config})")
+    if not getattr(args, "json", False):
+        print(f"zrkeyring {view.role} {view.index} ({args.config})", flush=True)
     checks = run_checks(view)
-    for check in checks:
-        print(check.line())
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_PROBLEM
+    ok = all(c.ok for c in checks)
+    emit(args, {"role": view.role, "index": view.index, "config": str(args.config), "ok": ok,
+                "checks": [asdict(c) for c in checks]}, (c.line() for c in checks))
+    return EXIT_OK if ok else EXIT_PROBLEM
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("status", help="check this party host: HSM, party daemon, peers, chain, work",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=HelpFormatter,
+                                   epilog="examples:\n  zrkeyring status --config /etc/zrkeyring/party.toml\n"
+                                   "  zrkeyring status --config /etc/zrkeyring/controller.toml --json")
     parser.add_argument("--config", required=True, help="the party or controller TOML file")
+    add_json_flag(parser)
     parser.set_defaults(handler=status)

@@ -49,12 +49,14 @@ from appliance.controller.quorum import QuorumPicker
 from appliance.controller.scheduler import SHED_EXPIRING_ANSWER, BlockClock, EdfQueue, JobScheduler, ShedLog
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
-from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
+from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
 from appliance.rules.attempts import attempt_at
 from appliance.rules.lifecycle import RefreshSchedule
-from appliance.rules.roster import Roster
+from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
-from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.config import bounded, load_section, read_toml
+from appliance.runtime.drain import Drain
+from appliance.runtime.logs import log_failure
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
 from chain_client import messages
@@ -78,21 +80,25 @@ FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about on
 class ControllerSection:
     """The `[controller]` table."""
 
-    index: int
+    index: int = bounded(1, MAX_INDEX)
     roster: str
     party_socket: str
     data_dir: str
-    poll_interval_s: float = 0.5
-    default_btl: int = 20  # the chain's default request lifetime in blocks (anchors the attempt clock)
-    attempt_blocks: int = 10  # blocks per attempt before the quorum rotates
-    start_margin_blocks: int = 2  # do not start work this close to a request's timeout
-    tx_timeout_blocks: int = 10  # a posted tx not included within this many blocks can never land
-    job_timeout_s: float = 60.0
-    workers: int = 8
-    refresh_period_blocks: int = 0  # scheduled refresh of every key once per period (0: off); = parties'
-    refresh_window_blocks: int = 30  # each phase of a key's refresh slot; must equal the parties'
-    post_margin_blocks: int = 2  # an answer is posted only if its request stays open this many blocks more
-    shed_log_interval_s: float = 60.0  # jobs shed under overload are summarised at most this often
+    poll_interval_s: float = bounded(0.01, 3600.0, 0.5)
+    # the chain's default request lifetime in blocks (anchors the attempt clock)
+    default_btl: int = bounded(1, U64, 20)
+    attempt_blocks: int = bounded(1, 1 << 32, 10)  # blocks per attempt before the quorum rotates
+    start_margin_blocks: int = bounded(0, U64, 2)  # do not start work this close to a request's timeout
+    # a posted tx not included within this many blocks can never land
+    tx_timeout_blocks: int = bounded(1, U64, 10)
+    job_timeout_s: float = bounded(0.1, 86400.0, 60.0)
+    workers: int = bounded(1, 256, 8)
+    # scheduled refresh of every key once per period (0: off); must equal the parties'
+    refresh_period_blocks: int = bounded(0, 1 << 32, 0)
+    refresh_window_blocks: int = bounded(1, 1 << 32, 30)  # each phase of a key's refresh slot; = parties'
+    # an answer is posted only if its request stays open this many blocks more
+    post_margin_blocks: int = bounded(0, U64, 2)
+    shed_log_interval_s: float = bounded(0.1, 86400.0, 60.0)  # shed jobs summarised at most this often
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,7 @@ class Controller:
         self.scheduler = JobScheduler(c.workers, self._run_queued, self._job_shed, queue, check=self._stale_job)
         self._started: set[tuple] = set()  # (kind, request id, attempt, members, retry) of jobs started
         self._running: set[tuple[str, int]] = set()  # requests with a job queued or running here
+        self.drain = Drain(c.data_dir)
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
@@ -420,6 +427,8 @@ class Controller:
     def _start(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> None:
         members = tuple(job.parties) if isinstance(job, KeygenJob) else tuple(job.signers)
         tag = (job.kind, job.request_id, job.attempt, members, getattr(job, "retry", 0))
+        if self.drain.on:  # drain mode (runtime/drain.py): no new job; the request is reconsidered later
+            return
         with self._lock:
             # One job per request at a time: a backlog must not turn into stacked attempts.
             if tag in self._started or (job.kind, job.request_id) in self._running:
@@ -498,8 +507,8 @@ class Controller:
             log.error("%s request %d: party returned an invalid result: %s", job.kind, job.request_id, exc,
                       extra=extra)
             return False
-        except Exception:  # a job thread must never die silently
-            log.exception("%s request %d: job crashed", job.kind, job.request_id, extra=extra)
+        except Exception as exc:  # a job thread must never die silently
+            log_failure(log, f"{job.kind} request {job.request_id}: job crashed", exc, extra=extra)
             return False
         entry = self.journal.get(job.kind, job.request_id)
         if entry is not None and entry.state is State.SEEN:
@@ -720,6 +729,11 @@ class Controller:
         else:
             metrics.REQUESTS_FULFILLED.labels(KIND_LABELS[kind], key_type).inc()
 
+    def running_jobs(self) -> int:
+        """Jobs queued or running on the party (what drain mode waits for)."""
+        with self._lock:
+            return len(self._running)
+
     def close(self) -> None:
         self.refresh.close()
         self.scheduler.shutdown()
@@ -736,6 +750,6 @@ class Controller:
             except ChainUnavailable as exc:
                 metrics.CHAIN_POLL_ERRORS.inc()
                 log.warning("chain unavailable: %s", exc)
-            except Exception:
-                log.exception("controller tick failed")
+            except Exception as exc:  # noqa: BLE001 - the loop must go on; one line, rate-limited
+                log_failure(log, "controller tick failed", exc)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))

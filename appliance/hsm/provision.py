@@ -100,7 +100,12 @@ def find_key(session: Any, spec: KeySpec, object_class: ObjectClass) -> Any | No
         )
     )
     if len(found) > 1:
-        raise KeyMissingError(f"{len(found)} objects named {spec.label!r} on the token; expected one")
+        raise KeyMissingError(
+            f"{len(found)} objects named {spec.label!r} on the token; expected one. Two sets of keys share "
+            "the labels, usually because `hsm init` ran as two users (root and the service user) on a "
+            "SoftHSM token; keep the set whose identity key and chain address are in the roster and delete "
+            "the other (docs/operations.md, Troubleshooting: two objects named)"
+        )
     return found[0] if found else None
 
 

@@ -39,13 +39,14 @@ from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.lifecycle import RefreshSchedule
-from appliance.rules.roster import Roster
+from appliance.rules.roster import MAX_INDEX, Roster, split_address
 from appliance.runtime.chain import ChainSection
-from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.config import bounded, load_section, read_toml
+from appliance.runtime.drain import Drain
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import MeteredHsm, MetricsSection, load_metrics_section
 from appliance.runtime.paths import ensure_dir
-from appliance.runtime.readiness import cert_reasons
+from appliance.runtime.readiness import cert_expiry, cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
@@ -62,17 +63,24 @@ MAX_SIGNER_SETS = 4
 class PartySection:
     """The `[party]` table."""
 
-    index: int
+    index: int = bounded(1, MAX_INDEX)
     roster: str
     tls_dir: str
     data_dir: str
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
-    round_timeout_s: float = 10.0
-    join_timeout_s: float = 3.0  # a signing session no peer has joined by then is given up (runner.py)
-    attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
-    refresh_period_blocks: int = 0  # scheduled refresh: every key once per period (0: off); = controllers'
-    refresh_window_blocks: int = 30  # each phase of a key's refresh slot lasts this long; = controllers'
+    round_timeout_s: float = bounded(0.01, 3600.0, 10.0)
+    # a signing session no peer has joined by then is given up (runner.py)
+    join_timeout_s: float = bounded(0.0, 3600.0, 3.0)
+    attempt_blocks: int = bounded(1, 1 << 32, 10)  # must equal the controllers' [controller] attempt_blocks
+    # scheduled refresh: every key once per period (0: off); must equal the controllers'
+    refresh_period_blocks: int = bounded(0, 1 << 32, 0)
+    # each phase of a key's refresh slot lasts this long; must equal the controllers'
+    refresh_window_blocks: int = bounded(1, 1 << 32, 30)
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            split_address(self.listen, "party.listen")
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,7 @@ class PartyDaemon:
         self._signer_sets: OrderedDict[tuple[int, int], set[tuple[tuple[int, ...], int]]] = OrderedDict()
         self._request_locks: dict[int, threading.Lock] = {}
         self.sessions_run = 0
+        self.drain = Drain(p.data_dir)
 
     def _on_unopened(self, env: Any) -> None:
         """A peer opens a session we have not: an OT re-setup or a refresh at once may start so."""
@@ -181,6 +190,11 @@ class PartyDaemon:
             raise ConfigError(f"party.index: the roster lists identity key {listed.hex()} for party "
                               f"{self.me}, but this HSM's is {ours.hex()} (wrong index or wrong token?)")
 
+    def running_sessions(self) -> int:
+        """Sessions started here and not finished (what drain mode waits for)."""
+        with self._lock:
+            return sum(not future.done() for future in self._sessions.values())
+
     def tls_reasons(self) -> list[str]:
         """Readiness: this party's certificate and every peer's in the roster are issued by the CA in
         its TLS bundle (the one the transport trusts) and valid now; else no peer handshake can work."""
@@ -188,6 +202,9 @@ class PartyDaemon:
         certs = {"this party's certificate": tls / "party.pem"}
         certs.update({f"party {i}'s certificate (roster)": self.roster.tls_cert_path(i)
                       for i in self.roster.indices() if i != self.me})
+        metrics.set_cert_expiry(cert_expiry({"ca": tls / "ca.pem", f"party-{self.me}": tls / "party.pem",
+                                             **{f"party-{i}": self.roster.tls_cert_path(i)
+                                                for i in self.roster.indices() if i != self.me}}))
         return cert_reasons(tls / "ca.pem", certs)
 
     def start(self) -> PartyDaemon:
@@ -231,6 +248,9 @@ class PartyDaemon:
         with self._lock:
             future = self._sessions.get(sid)
             owner = future is None
+            if owner and self.drain.on:  # drain mode: a session already running is joined, none started
+                raise JobFailed(f"party {self.me} is draining: no new sessions (zrkeyring drain off)",
+                                retryable=True)
             if owner:
                 future = self._sessions[sid] = Future()
                 while len(self._sessions) > RESULT_CACHE:

@@ -22,6 +22,13 @@ its signers from it (appliance/rules/attempts.py, `pick_signers`).
 `retryable` tells the controller whether another attempt (with the next quorum) may succeed: a peer
 that did not answer in time is retryable; a request the chain does not hold is not.
 
+Every body is validated before the daemon sees it (`decode_job`): a JSON object with only the known
+fields, integers as JSON integers (no bools, no floats) within u64 (ids), u32 (attempt) and 1..65535
+(party indices, no duplicates), hex without spaces; anything else is answered `malformed job: <field>:
+<why>` (tests/ops/test_malformed_input.py feeds it generated garbage). An unexpected failure inside the
+daemon (a malformed database, a disk error) is answered `party daemon error: <type>: <message>`,
+retryable, and logged as one ERROR line, so the controller reports the cause instead of "unreachable".
+
 This module is the contract between the two daemons: the controller imports it and nothing else of
 the party package.
 """
@@ -29,6 +36,7 @@ the party package.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +46,8 @@ from typing import Any
 
 import grpc
 
+from appliance.rules.roster import MAX_INDEX
+from appliance.runtime.logs import describe, log_failure
 from appliance.runtime.paths import ensure_dir
 from chain_client.channels import RECONNECT_OPTIONS
 
@@ -102,26 +112,100 @@ def encode_job(job: Job) -> bytes:
     return json.dumps({"kind": job.kind, **body}, sort_keys=True).encode()
 
 
+MAX_JOB_BYTES = 1 << 20  # a job is a few hundred bytes; anything near this is not from our controller
+U32, U64 = (1 << 32) - 1, (1 << 64) - 1
+_KEYGEN_FIELDS = {"kind", "request_id", "key_type", "parties", "threshold", "attempt"}
+_SIGN_FIELDS = {"kind", "request_id", "key_type", "key_id", "public_key", "data", "signers", "attempt", "retry"}
+_REFRESH_FIELDS = {"kind", "key_id", "key_type", "public_key", "period", "phase", "attempt"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def decode_job(data: bytes) -> Job:
-    """Parse a job from the local API; raises ValueError with the reason on anything malformed."""
+    """Parse a job from the local API; raises ValueError with the reason on anything malformed.
+
+    Why this strict: the body crosses a process boundary, and every field later feeds protobuf
+    encoders (u64 ids), struct packing (u32 attempts, u16 party indices) and the session id. A float,
+    a bool (`true` is 1 in Python), an out-of-range int or a non-object body is refused here with the
+    field's name, so nothing downstream meets a value it would choke on or misread.
+    """
+    if len(data) > MAX_JOB_BYTES:
+        raise ValueError(f"malformed job: {len(data)} bytes, at most {MAX_JOB_BYTES}")
     try:
-        body = json.loads(data)
-        kind = body.pop("kind")
-        if kind == "key":
-            return KeygenJob(int(body["request_id"]), str(body["key_type"]),
-                             tuple(int(p) for p in body["parties"]), int(body["threshold"]),
-                             int(body.get("attempt", 0)))
-        if kind == "sign":
-            return SignJob(int(body["request_id"]), str(body["key_type"]), int(body["key_id"]),
-                           bytes.fromhex(body["public_key"]), bytes.fromhex(body["data"]),
-                           tuple(int(p) for p in body["signers"]), int(body.get("attempt", 0)),
-                           int(body.get("retry", 0)))
-        if kind == "refresh":
-            return RefreshJob(int(body["key_id"]), str(body["key_type"]), bytes.fromhex(body["public_key"]),
-                              int(body["period"]), str(body["phase"]), int(body.get("attempt", 0)))
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"malformed job: {exc}") from None
-    raise ValueError(f"unknown job kind {kind!r}")
+        body = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("malformed job: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"malformed job: not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"malformed job: expected a JSON object, got {type(body).__name__}")
+    kind = body.get("kind")
+    if kind == "key":
+        _only_fields(body, _KEYGEN_FIELDS)
+        parties = _indices(body, "parties")
+        return KeygenJob(_int(body, "request_id", U64), _text(body, "key_type"), parties,
+                         _int(body, "threshold", len(parties), low=1), _int(body, "attempt", U32, default=0))
+    if kind == "sign":
+        _only_fields(body, _SIGN_FIELDS)
+        return SignJob(_int(body, "request_id", U64), _text(body, "key_type"), _int(body, "key_id", U64),
+                       _hex(body, "public_key"), _hex(body, "data"), _indices(body, "signers"),
+                       _int(body, "attempt", U32, default=0), _int(body, "retry", U32, default=0))
+    if kind == "refresh":
+        _only_fields(body, _REFRESH_FIELDS)
+        phase = _text(body, "phase")
+        return RefreshJob(_int(body, "key_id", U64), _text(body, "key_type"), _hex(body, "public_key"),
+                          _int(body, "period", U64), phase, _int(body, "attempt", U32, default=0))
+    raise ValueError(f"malformed job: unknown job kind {kind!r}"[:200])
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def _only_fields(body: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ValueError(f"malformed job: unknown field {unknown[0]!r}"[:200])
+
+
+def _field(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    if name not in body:
+        if default is None:
+            raise ValueError(f"malformed job: {name}: missing")
+        return default
+    return body[name]
+
+
+def _int(body: dict[str, Any], name: str, high: int, low: int = 0, default: int | None = None) -> int:
+    value = _field(body, name, default)
+    if type(value) is not int:  # bool is an int subclass: `true` must not pass as 1
+        raise ValueError(f"malformed job: {name}: expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"malformed job: {name}: must be {low}..{high}")
+    return value
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = _field(body, name)
+    if not isinstance(value, str) or not value.isascii() or not 0 < len(value) <= 64:
+        raise ValueError(f"malformed job: {name}: expected an ASCII name of 1..64 characters")
+    return value
+
+
+def _hex(body: dict[str, Any], name: str) -> bytes:
+    value = _field(body, name)
+    if not isinstance(value, str) or len(value) % 2 or not _HEX.issuperset(value):
+        raise ValueError(f"malformed job: {name}: expected an even number of hex digits")
+    return bytes.fromhex(value)
+
+
+def _indices(body: dict[str, Any], name: str) -> tuple[int, ...]:
+    value = _field(body, name)
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_INDEX:
+        raise ValueError(f"malformed job: {name}: expected a list of party indices")
+    indices = tuple(_int({name: v}, name, MAX_INDEX, low=1) for v in value)
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"malformed job: {name}: duplicate party index")
+    return indices
 
 
 def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
@@ -133,6 +217,8 @@ def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
         fields["key_id"] = job.key_id
     return fields
 
+
+log = logging.getLogger(__name__)
 
 SERVICE = "zrkeyring.party.v1.Local"
 RUN = f"/{SERVICE}/Run"
@@ -210,9 +296,27 @@ class LocalServer:
         except JobFailed as exc:
             return _answer({"ok": False, "error": exc.error, "retryable": exc.retryable,
                             "culprit": exc.culprit, "missing": exc.missing})
+        except Exception as exc:  # noqa: BLE001 - the controller must hear the cause, not "unreachable"
+            log_failure(log, f"{job.kind} request {job.request_id} failed inside the party daemon", exc,
+                        extra={"request_id": job.request_id})
+            return _answer({"ok": False, "error": internal_error(exc), "retryable": True})
 
-    def _handle_status(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
-        return _answer(self._status())
+    def _handle_status(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            return _answer(self._status())
+        except Exception as exc:  # noqa: BLE001 - same as Run: name the cause to the caller
+            log_failure(log, "status failed inside the party daemon", exc)
+            context.abort(grpc.StatusCode.INTERNAL, internal_error(exc))
+            raise  # not reached: abort raises
+
+
+def internal_error(exc: BaseException) -> str:
+    """One line naming an unexpected failure inside the party daemon (e.g. a malformed database).
+
+    Why: before, any such exception escaped the gRPC handler, the controller saw "party daemon
+    unreachable: UNKNOWN", counted the party as down and retried forever without saying why.
+    """
+    return f"party daemon error: {describe(exc)}"
 
     def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
         return _answer({"keys": self._keys()})
@@ -243,17 +347,22 @@ class PartyClient:
     def run(self, job: Job, timeout: float) -> bytes:
         """Run a job; returns its result (public key or signature) or raises JobFailed."""
         try:
-            body = json.loads(self._run(encode_job(job), timeout=timeout))
+            answer = self._run(encode_job(job), timeout=timeout)
         except grpc.RpcError as exc:
-            raise JobFailed(f"party daemon unreachable: {exc.code().name}: {exc.details()}",
-                            retryable=True) from None
-        if body.get("ok"):
-            return bytes.fromhex(body["result"])
-        raise JobFailed(body.get("error", "unknown error"), bool(body.get("retryable")), body.get("culprit"),
-                        list(body.get("missing") or []))
+            raise JobFailed(_rpc_failure(exc), retryable=True) from None
+        return _read_answer(answer)
 
     def status(self, timeout: float = 5.0) -> dict[str, Any]:
-        return json.loads(self._status(b"", timeout=timeout))
+        """The daemon's status; raises JobFailed if it cannot be had (unreachable or an internal error)."""
+        try:
+            body = json.loads(self._status(b"", timeout=timeout))
+        except grpc.RpcError as exc:
+            raise JobFailed(_rpc_failure(exc), retryable=True) from None
+        except ValueError:
+            raise JobFailed("party daemon answered status with malformed JSON", retryable=True) from None
+        if not isinstance(body, dict):
+            raise JobFailed("party daemon answered status with a non-object", retryable=True)
+        return body
 
     def keys(self, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The shares this party holds (public metadata only), for `zrkeyring keys`."""
@@ -272,3 +381,28 @@ class PartyClient:
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _rpc_failure(exc: grpc.RpcError) -> str:
+    """Unreachable (no socket, no answer) is said as such; an error the daemon reported keeps its text."""
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return f"party daemon unreachable: {code.name}: {exc.details()}"
+    return f"party daemon failed: {code.name}: {exc.details()}"
+
+
+def _read_answer(answer: bytes) -> bytes:
+    """A Run answer as the result bytes, or JobFailed; a malformed answer is a (retryable) failure too."""
+    try:
+        body = json.loads(answer)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        result = bytes.fromhex(body["result"]) if body.get("ok") is True else None
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise JobFailed(f"party daemon answered malformed JSON: {exc}", retryable=True) from None
+    if result is not None:
+        return result
+    culprit, missing = body.get("culprit"), body.get("missing")
+    raise JobFailed(str(body.get("error", "unknown error")), body.get("retryable") is True,
+                    culprit if type(culprit) is int else None,
+                    [m for m in missing if type(m) is int] if isinstance(missing, list) else [])

@@ -20,7 +20,8 @@ from appliance.runtime.metrics_http import SESSION_BUCKETS, HsmMeters, daemon_re
 __all__ = [
     "REGISTRY", "HSM", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "prepare_for_cluster",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
-    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL", "ENVELOPES", "culprit_label",
+    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL_NAME", "TLS_CERT_EXPIRY",
+    "set_cert_expiry", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
     "chain_disagreement", "PEER_LIVE", "peer_live",
 ]
@@ -122,13 +123,27 @@ PEER_LIVE = Gauge(
     ["peer"],
     registry=REGISTRY,
 )
-PRESIGNATURE_POOL = Gauge(
-    "zrkeyring_party_presignature_pool_size",
-    "Unused DKLs23 presignatures held (sealed) by this party, summed over keys. Always 0 in this "
-    "version: presigning happens inside each signing session, there is no pool.",
-    ["key_type"],
+TLS_CERT_EXPIRY = Gauge(
+    "zrkeyring_party_tls_cert_expiry_timestamp_seconds",
+    "Unix time the TLS certificate stops being valid (notAfter): certificate=\"ca\" for the cluster CA, "
+    "\"party-<i>\" for each party's certificate in this party's bundle. Set at start and every readiness "
+    "check (10 s) from the files; a certificate that cannot be read has no series (readiness names it).",
+    ["certificate"],
     registry=REGISTRY,
 )
+
+
+def set_cert_expiry(expiry: dict[str, float]) -> None:
+    """Record notAfter per certificate (from runtime.readiness.cert_expiry)."""
+    for name, when in expiry.items():
+        TLS_CERT_EXPIRY.labels(name).set(when)
+
+
+# Reserved, not registered: `zrkeyring_party_presignature_pool_size{key_type}` (unused DKLs23
+# presignatures held, sealed, per key type). This version presigns inside each signing session, so there
+# is no pool and the series would be a constant 0 that looks like an empty pool. Whoever adds pools
+# registers it here under this name, with the dashboard panel and docs/metrics-and-status.md row.
+PRESIGNATURE_POOL_NAME = "zrkeyring_party_presignature_pool_size"
 
 for _protocol in PROTOCOLS:
     SESSIONS_ACTIVE.labels(_protocol)
@@ -137,8 +152,6 @@ for _protocol in PROTOCOLS:
         SESSION_SECONDS.labels(_protocol, _phase)
     for _reason in ABORT_REASONS:
         SESSIONS_ABORTED.labels(_protocol, _reason, NO_CULPRIT)
-for _key_type in ("ecdsa_secp256k1", "bitcoin_secp256k1"):
-    PRESIGNATURE_POOL.labels(_key_type)
 for _query in QUERIES:
     for _refused in ("true", "false"):
         CHAIN_DISAGREEMENTS.labels(_query, _refused)

@@ -110,6 +110,9 @@ class TlsCredentials:
         try:
             ca, cert = (directory / "ca.pem").read_bytes(), (directory / "party.pem").read_bytes()
             if (directory / SEALED_FILE).exists():
+                if (directory / KEY_FILE).exists():  # a rotation's phase 2 copied a new key: not sealed yet
+                    raise UserError(f"TLS bundle {directory}: both {KEY_FILE} and {SEALED_FILE} are there; run "
+                                    f"`zrkeyring cluster seal-key --bundle-dir {directory} --config ...` first")
                 if sealer is None:
                     raise UserError(f"TLS bundle {directory}: the key is sealed but no HSM was given")
                 return cls(ca, cert, unseal_tls_key(directory, sealer))
@@ -166,7 +169,9 @@ class PeerServer:
         self.gate = gate
         self.listen = listen
         self.controller_active = controller_active  # what a Pong says; the daemon sets its liveness here
-        self._pinned = {i: _cert_der(pem) for i, pem in (pinned_certs or {}).items()}
+        # A roster certificate file may hold several PEM certificates (old and new during a rotation,
+        # docs/operations.md "Certificate rotation"): any of them is accepted for that party.
+        self._pinned = {i: _cert_ders(pem) for i, pem in (pinned_certs or {}).items()}
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers),
                                    options=server_options(max_connections, handshake_timeout_s),
                                    maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
@@ -224,7 +229,7 @@ class PeerServer:
         pinned = self._pinned.get(tls_party)
         if pinned is not None:
             presented = auth.get("x509_pem_cert") or [b""]
-            if _cert_der(presented[0]) != pinned:
+            if _cert_der(presented[0]) not in pinned:
                 return tls_party, f"party-{tls_party} certificate is not the roster's"
         return tls_party, ""
 
@@ -259,6 +264,14 @@ def decode_pong(data: bytes) -> bool:
     if flag > 1:
         raise ProtocolAbort("pong flag is not 0 or 1")
     return flag == 1
+
+
+def _cert_ders(pem: bytes) -> frozenset[bytes]:
+    """DER of every certificate in a PEM file (nothing if it holds none that parse)."""
+    try:
+        return frozenset(c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(pem))
+    except ValueError:
+        return frozenset()
 
 
 def _cert_der(pem: bytes) -> bytes:

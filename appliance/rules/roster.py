@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.runtime.config import build, load_section, read_toml
+from appliance.runtime.config import build, load_section, parse_port, read_toml
 from appliance.runtime.errors import ConfigError
 from chain_client.address import AddressError, address_bytes
 
@@ -170,8 +170,21 @@ class Roster:
         Path(path).write_text(self.to_toml())
 
     def digest(self) -> str:
-        """SHA-256 over the canonical TOML: equal on two hosts means they trust the same parties."""
-        return hashlib.sha256(ROSTER_DIGEST_DOMAIN + self.to_toml().encode()).hexdigest()
+        """SHA-256 over the canonical TOML and the bytes of the CA and of every party certificate it
+        names: equal on two hosts means they trust the same parties with the same certificates.
+
+        Why the files too: the TOML holds only their paths, so two hosts with bundles from different
+        `cluster init` runs (the classic certificate mismatch) used to show equal digests. A file that
+        cannot be read counts as "missing" (the digest still differs from a host that has it).
+        """
+        h = hashlib.sha256(ROSTER_DIGEST_DOMAIN + self.to_toml().encode())
+        for name, path in [("ca", self.ca_path), *((p.name, self.path(p.tls_cert)) for p in self.parties)]:
+            h.update(f"\n{name}:".encode())
+            try:
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError:
+                h.update(b"missing")
+        return h.hexdigest()
 
 
 def _toml_fields(values: dict[str, Any]) -> list[str]:
@@ -198,10 +211,11 @@ def check_identity_key(text: str, key: str = "identity_key") -> str:
 def split_address(address: str, key: str = "address") -> tuple[str, int]:
     """`host:port` or `[v6]:port` -> (host, port), with errors naming `key`."""
     host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{key}: expected host:port, got {address!r}")
+    if not sep or not host:
+        raise ConfigError(f"{key}: expected host:port, got {address!r}"[:300])
+    port = parse_port(port_text, key, address)
     host = host.removeprefix("[").removesuffix("]")
-    return host, int(port_text)
+    return host, port
 
 
 def is_ip(host: str) -> bool:

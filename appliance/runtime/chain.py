@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from appliance.runtime.config import parse_port
 from appliance.runtime.errors import ConfigError
 from chain_client.client import ClientConfig, endpoint_host, is_loopback
 
@@ -57,7 +58,8 @@ class ChainSection:
             try:
                 endpoint_host(endpoint)
             except ValueError:
-                raise ConfigError(f"chain.endpoints[{i}]: {endpoint!r} is not host:port") from None
+                raise ConfigError(f"chain.endpoints[{i}]: {endpoint!r} is not host:port"[:300]) from None
+            parse_port(endpoint.rpartition(":")[2], f"chain.endpoints[{i}]", endpoint)
         if len(set(self.endpoints)) != len(self.endpoints):
             raise ConfigError("chain.endpoints: an endpoint is listed twice (agreement needs distinct nodes)")
 

@@ -58,19 +58,27 @@ def wait_until_ready(notifier: Notifier, stopping: threading.Event, readiness: C
 def serve_until_signalled(ready_status: str, stop: Callable[[], None],
                           status: Callable[[], str] | None = None, tick_s: float = 1.0,
                           health: Health | None = None, readiness: Check | None = None,
-                          retry_s: float = READY_RETRY_S, recheck_s: float = READY_RECHECK_S) -> None:
+                          retry_s: float = READY_RETRY_S, recheck_s: float = READY_RECHECK_S,
+                          after_ready: Check | None = None) -> None:
     """Wait for `readiness`, announce READY=1, keep the watchdog fed, and on SIGTERM/SIGINT call `stop`
-    and return. Without a check the daemon is ready at once (the component demos)."""
+    and return. Without a check the daemon is ready at once (the component demos). `after_ready` adds
+    reasons only once READY=1 was sent (drain mode: a daemon restarted while drained must still start,
+    and then reports "drained" until `zrkeyring drain off`)."""
     notifier = Notifier()
     stopping = stop_on_signals()
     health = health or Health()
     if wait_until_ready(notifier, stopping, readiness, health, retry_s):
         notifier.ready(ready_status)
         log.info("%s", ready_status)
-        _serve(notifier, stopping, readiness, health, status, tick_s, recheck_s)
+        combined = readiness if after_ready is None else _both(readiness, after_ready)
+        _serve(notifier, stopping, combined, health, status, tick_s, recheck_s)
     notifier.stopping("stopping: finishing open work")
     stop()
     log.info("stopped")
+
+
+def _both(first: Check | None, second: Check) -> Check:
+    return lambda: check_now(first) + check_now(second)
 
 
 def _serve(notifier: Notifier, stopping: threading.Event, readiness: Check | None, health: Health,

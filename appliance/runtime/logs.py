@@ -120,6 +120,22 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException, **kwargs: object) -> None:
+    """One ERROR line `what: Type: message` for an unexpected failure; the traceback only at DEBUG (-v).
+
+    Why: during disk errors the controller's loop logged a full traceback every 100 ms (298 in 15 s).
+    A single line is what an operator reads, and identical lines are then held back by RepeatFilter.
+    """
+    logger.error("%s: %s", what, describe(exc), **kwargs)  # type: ignore[arg-type]
+    logger.debug("%s: traceback", what, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
 def register_secret(value: str) -> None:
     """Never log `value` (e.g. the HSM PIN): every zrkeyring handler replaces it with [redacted]."""
     SECRETS.add(value)

@@ -34,9 +34,9 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from appliance import __version__
-from appliance.runtime.config import load_section
+from appliance.runtime.config import load_section, parse_port
 from appliance.runtime.errors import ConfigError
+from appliance.runtime.version import version
 
 # Bucket edges for things that take milliseconds (one PKCS#11 call) and for protocol sessions (seconds).
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -56,7 +56,7 @@ def daemon_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     build = Info("zrkeyring_build", "zrkeyring version and the Python it runs on (value is always 1).",
                  registry=registry)
-    build.info({"version": __version__, "python": platform.python_version()})
+    build.info({"version": version(), "python": platform.python_version()})
     return registry
 
 
@@ -157,10 +157,11 @@ def serve_configured(section: MetricsSection, registry: CollectorRegistry,
 def parse_address(address: str, field: str = "metrics.address") -> tuple[str, int]:
     """`host:port`, `[v6]:port` or `:port` (all interfaces) into (host, port); errors name the field."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"{field}: expected host:port, got {address!r}")
+    if not sep:
+        raise ConfigError(f"{field}: expected host:port, got {address!r}"[:300])
+    number = parse_port(port, field, address, low=0)  # 0: any free port (tests)
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host is the operator asking for all
-    return host, int(port)
+    return host, number
 
 
 class Health:

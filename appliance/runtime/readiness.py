@@ -57,44 +57,73 @@ def socket_reasons(path: str | Path, what: str = "party socket") -> list[str]:
     return []
 
 
-def _load_cert(path: Path, what: str) -> x509.Certificate:
+def _load_certs(path: Path, what: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM file: a CA file or a roster certificate may hold the old and the new
+    one during a rotation (docs/operations.md, Certificate rotation)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise _CertProblem(f"{what} {path}: {_first_line(exc)}") from None
+    if not certs:
+        raise _CertProblem(f"{what} {path}: no PEM certificate")
+    return certs
 
 
 class _CertProblem(Exception):
     """One certificate that cannot be used; the message says which and why."""
 
 
+def _issued_by_any(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+            return True
+        except Exception:  # noqa: BLE001, S112 - InvalidSignature, ValueError, TypeError: not this CA
+            continue
+    return False
+
+
 def cert_reasons(ca_path: Path, cert_paths: dict[str, Path],
                  now: datetime.datetime | None = None) -> list[str]:
-    """Not ready while a certificate is unreadable, not issued by the cluster CA, or outside its validity.
+    """Not ready while a certificate is unreadable, not issued by a cluster CA, or outside its validity.
 
     `cert_paths` maps a name the operator recognises ("this party's certificate", "party 3") to a file.
+    The CA file may hold several CAs and a certificate file several certificates (a rotation): each
+    certificate must be issued by one of the CAs, and at least one per file valid now.
     """
     now = now or datetime.datetime.now(datetime.UTC)
     try:
-        ca = _load_cert(ca_path, "cluster CA")
+        cas = _load_certs(ca_path, "cluster CA")
     except _CertProblem as exc:
         return [str(exc)]
     reasons = []
     for name, path in cert_paths.items():
         try:
-            cert = _load_cert(path, name)
-            cert.verify_directly_issued_by(ca)
+            certs = _load_certs(path, name)
         except _CertProblem as exc:
             reasons.append(str(exc))
             continue
-        except (ValueError, TypeError, Exception) as exc:  # noqa: BLE001 - InvalidSignature and friends
-            reasons.append(f"{name} ({path}) is not issued by the cluster CA {ca_path} ({type(exc).__name__}): "
-                           "re-copy the cluster bundle made by `cluster init`")
+        if not all(_issued_by_any(cert, cas) for cert in certs):
+            reasons.append(f"{name} ({path}) is not issued by the cluster CA {ca_path}: re-copy the cluster "
+                           "bundle made by `cluster init` (or the rotation phase every host is in)")
             continue
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            reasons.append(f"{name} ({path}) is valid only {cert.not_valid_before_utc:%Y-%m-%d} to "
-                           f"{cert.not_valid_after_utc:%Y-%m-%d}")
+        if not any(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in certs):
+            reasons.append(f"{name} ({path}) is valid only {certs[0].not_valid_before_utc:%Y-%m-%d} to "
+                           f"{certs[0].not_valid_after_utc:%Y-%m-%d}")
     return reasons
+
+
+def cert_expiry(paths: dict[str, Path]) -> dict[str, float]:
+    """Unix time each readable certificate file stops being valid (the latest notAfter in it: during a
+    rotation the new certificate governs); unreadable ones are left out (their problem is a readiness
+    reason already, and a made-up value would fire expiry alerts)."""
+    out = {}
+    for name, path in paths.items():
+        try:
+            out[name] = max(c.not_valid_after_utc.timestamp() for c in _load_certs(path, name))
+        except _CertProblem:
+            continue
+    return out
 
 
 def all_of(*checks: Check) -> Check:

@@ -15,7 +15,7 @@ from appliance.hsm.config import HsmConfig, load_hsm_config
 from appliance.runtime.config import build
 from appliance.runtime.metrics_http import parse_address
 
-CONFIG = Path(__file__).resolve().parents[2] / "packaging" / "debian" / "config"
+CONFIG = Path(__file__).resolve().parents[2] / "appliance" / "cli" / "templates"
 COMMENTED_SETTING = re.compile(r"^# ([a-z_]+ = .+)$", re.MULTILINE)
 TEMPLATES = {
     "party.toml": ("appliance.mpc_party.daemon", "PartyConfig"),
@@ -67,5 +67,5 @@ def test_hsm_alternatives_and_metrics_address(name: str) -> None:
 
 
 def test_changelog_version_matches_the_package() -> None:
-    first = (CONFIG.parent / "changelog").read_text().splitlines()[0]
+    first = (CONFIG.parents[2] / "packaging" / "debian" / "changelog").read_text().splitlines()[0]
     assert first.startswith(f"zrkeyring ({__version__})"), "add a packaging/debian/changelog entry"

@@ -5,9 +5,15 @@ and never on a machine where zrkeyring is already installed."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import secrets
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,11 @@ from appliance.hsm.softhsm import write_hsm_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ("zrkeyring-party.service", "zrkeyring-controller.service")
+BUILD_TIMEOUT_S = 1800  # `make deb` took over 10 min on a loaded 2-core machine (xz of the venv)
+# The upgrade step installs a second package with a bumped version; building it doubles the test's time,
+# so without ZRKEYRING_TEST_DEB_UPGRADE=1 the upgrade reinstalls the same package (the maintainer
+# scripts' upgrade path, prerm upgrade + postinst configure, without a new version).
+BUMPED_UPGRADE = os.environ.get("ZRKEYRING_TEST_DEB_UPGRADE") == "1"
 
 
 def _installed() -> bool:
@@ -41,11 +52,15 @@ def run(*command: str, env: dict[str, str] | None = None, check: bool = True, ti
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package built by `make deb` in a fresh clone of the committed tree."""
+    """The package built by `make deb` in a fresh clone of the committed tree (or, to re-run the tests
+    against one already built from it, ZRKEYRING_TEST_DEB_FILE=path/to/zrkeyring_<version>_amd64.deb)."""
+    prebuilt = os.environ.get("ZRKEYRING_TEST_DEB_FILE")
+    if prebuilt:
+        return Path(prebuilt)
     clone = tmp_path_factory.mktemp("deb") / "clone"
     run("git", "clone", "--quiet", str(ROOT), str(clone))
     # Share the package build's pip cache with the checkout (it only holds Debian-python wheels).
-    run("make", "-C", str(clone), "deb", f"DEB_PIP_CACHE={ROOT / 'build' / 'deb-pip-cache'}")
+    run("make", "-C", str(clone), "deb", f"DEB_PIP_CACHE={ROOT / 'build' / 'deb-pip-cache'}", timeout=BUILD_TIMEOUT_S)
     built = clone / "dist" / f"zrkeyring_{__version__}_amd64.deb"
     assert built.is_file(), f"make deb did not produce {built.name}"
     return built
@@ -105,3 +120,229 @@ def test_install_use_remove_purge(installed: Path, softhsm_token, tmp_path: Path
     assert not state.exists() and not Path("/opt/zrkeyring").exists()
     assert not Path("/etc/zrkeyring/party.toml").exists()
 
+
+
+# --- the operator walkthrough: docs/operations.md, three hosts on loopback addresses ------------------
+
+HOSTS = (1, 2, 3)
+CHAIN_BIN = "/opt/zrkeyring/venv/bin/zrkeyring-chain"
+ZRK = "/usr/bin/zrkeyring"
+
+
+def _bumped_deb(deb: Path) -> Path:
+    """The same tree with a newer version (pyproject.toml and the changelog): the package to upgrade to."""
+    clone = deb.parent.parent
+    pyproject = clone / "pyproject.toml"
+    new = __version__ + ".1"
+    pyproject.write_text(pyproject.read_text().replace(f'version = "{__version__}"', f'version = "{new}"', 1))
+    changelog = clone / "packaging" / "debian" / "changelog"
+    entry = (f"zrkeyring ({new}) bookworm; urgency=medium\n\n  * Walkthrough test upgrade.\n\n"
+             f" -- zrkeyring tests <tests@zrkeyring.invalid>  Wed, 02 Dec 2026 00:00:00 +0000\n\n")
+    changelog.write_text(entry + changelog.read_text())
+    run("make", "-C", str(clone), "deb", f"DEB_PIP_CACHE={ROOT / 'build' / 'deb-pip-cache'}", timeout=BUILD_TIMEOUT_S)
+    return clone / "dist" / f"zrkeyring_{new}_amd64.deb"
+
+
+class Walk:
+    """Three simulated party hosts under one work directory, each with its own /etc, state, token."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+
+    def host(self, i: int) -> Path:
+        return self.root / f"host-{i}"
+
+    def env(self, i: int) -> dict[str, str]:
+        return {**os.environ, "SOFTHSM2_CONF": str(self.host(i) / "softhsm2.conf")}
+
+    def as_service(self, i: int, *command: str, check: bool = True):
+        """`runuser -u zrkeyring -- …` with the host's SoftHSM: where the docs run as the service user."""
+        return run("runuser", "-u", "zrkeyring", "--", "env", f"SOFTHSM2_CONF={self.host(i) / 'softhsm2.conf'}",
+                   *command, check=check)
+
+    def start(self, i: int, role: str) -> None:
+        log = (self.host(i) / f"{role}.log").open("ab")
+        self.procs.append(subprocess.Popen(
+            ["runuser", "-u", "zrkeyring", "--", "env", f"SOFTHSM2_CONF={self.host(i) / 'softhsm2.conf'}",
+             ZRK, role, "run", "--config", str(self.host(i) / "etc" / f"{role}.toml")],
+            stdout=log, stderr=subprocess.STDOUT))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def wait_ready(self, i: int, port: int, timeout: float = 60) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1{i}:{port}/readyz", timeout=2):  # noqa: S310
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        logs = "".join((self.host(i) / f"{r}.log").read_text(errors="replace")[-2000:] for r in ("party", "controller")
+                       if (self.host(i) / f"{r}.log").exists())
+        pytest.fail(f"host {i} :{port} not ready within {timeout} s:\n{logs}")
+
+
+def _show(chain_port: int, what: str, ident: str) -> dict:
+    return json.loads(run(CHAIN_BIN, "show", what, ident, "--node", f"127.0.0.1:{chain_port}").stdout)
+
+
+def _wait_fulfilled(chain_port: int, what: str, ident: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _show(chain_port, what, ident)
+        if found.get("status", "").endswith("FULFILLED"):
+            return found
+        assert not found.get("status", "").endswith("REJECTED"), found
+        time.sleep(1)
+    pytest.fail(f"{what} {ident} not fulfilled: {found}")
+
+
+def _sign_and_verify(chain_port: int, keys: Path, public_key: bytes, text: bytes) -> None:
+    from nacl.signing import VerifyKey
+
+    digest = hashlib.sha256(text).digest()
+    out = run(CHAIN_BIN, "sign-request", "--key", "owner", "--keys-file", str(keys), "--node",
+              f"127.0.0.1:{chain_port}", "--key-id", "1", "--data", digest.hex()).stdout
+    request = out.split("sign request: ")[1].split()[0]
+    signed = _wait_fulfilled(chain_port, "sign-request", request)
+    signature = base64.b64decode(signed["signed_data"][0]["signed_data"])
+    VerifyKey(public_key).verify(digest, signature)  # PyNaCl: an independent Ed25519 check
+
+
+def test_operator_walkthrough_install_sign_upgrade_backup(deb: Path, tmp_path: Path) -> None:
+    """docs/operations.md end to end with the real package: three hosts on 127.0.0.11-13, the dev chain,
+    the documented commands (as the service user where the docs say so), a verified signature; then a
+    drained upgrade to a newer package and a backup/restore/verify round trip, signing again after each."""
+    if _installed():
+        pytest.skip("zrkeyring is already installed here; this test will not replace or purge it")
+    from chain_node.local import free_port
+
+    run("dpkg", "-i", str(deb))
+    walk = Walk(Path(tempfile.mkdtemp(prefix="zrk-walk-", dir="/var/tmp")))
+    walk.root.chmod(0o755)
+    chain_port, node = free_port(), None
+    try:
+        keys: dict[int, dict] = {}
+        for i in HOSTS:  # steps 2-5 on each host
+            host = walk.host(i)
+            host.mkdir()
+            run("install", "-d", "-o", "zrkeyring", "-g", "zrkeyring", "-m", "0750", str(host / "tokens"),
+                str(host / "state"), str(host / "run"))
+            (host / "softhsm2.conf").write_text(f"directories.tokendir = {host / 'tokens'}\n"
+                                                "objectstore.backend = file\nlog.level = ERROR\n")
+            pin = f"walk-pin-{i}-{secrets.token_hex(4)}"
+            walk.as_service(i, "softhsm2-util", "--init-token", "--free", "--label", f"party-{i}", "--so-pin",
+                            f"so-{pin}", "--pin", pin)
+            (host / "etc").mkdir()
+            run("install", "-m", "0640", "-o", "root", "-g", "zrkeyring", "/dev/null", str(host / "etc" / "hsm-pin"))
+            (host / "etc" / "hsm-pin").write_text(pin + "\n")
+            run(ZRK, "init", "--index", str(i), "--chain-id", "zrkeyring-dev-1", "--endpoint",
+                f"127.0.0.1:{chain_port}", "--plaintext-loopback", "--pin-file", str(host / "etc" / "hsm-pin"),
+                "--dir", str(host / "etc"), "--data-dir", str(host / "state"), "--socket",
+                str(host / "run" / "party.sock"), "--token-label", f"party-{i}", "--metrics-host", f"127.0.0.1{i}")
+            made = walk.as_service(i, ZRK, "hsm", "init", "--config", str(host / "etc" / "party.toml"), "--json")
+            keys[i] = json.loads(made.stdout)
+
+        trusted = walk.root / "trusted"
+        trusted.mkdir()
+        base = free_port()
+        run(ZRK, "cluster", "init", "--parties", "3", "--threshold", "2", "--host", "127.0.0.11,127.0.0.12,127.0.0.13",
+            "--base-port", str(base), "--out", str(trusted / "cluster"))
+        for i in HOSTS:
+            run(ZRK, "cluster", "roster", "--bundle", str(trusted / "cluster"), "--party", str(i),
+                "--identity-key", keys[i]["identity_key"], "--chain-address", keys[i]["chain_address"])
+
+        # The dev chain, funding every party at genesis (docs: "A chain to test against").
+        funds = [a for i in HOSTS for a in ("--fund", keys[i]["chain_address"])]
+        dev_keys = trusted / "dev-keys.json"
+        run(CHAIN_BIN, "init", "--chain-id", "zrkeyring-dev-1", "--genesis", str(trusted / "genesis.json"),
+            "--keys-file", str(dev_keys), "--key", "owner", "--default-btl", "200", *funds)
+        node = subprocess.Popen([CHAIN_BIN, "start", "--genesis", str(trusted / "genesis.json"), "--data-dir",
+                                 str(trusted / "chain-data"), "--listen", f"127.0.0.1:{chain_port}",
+                                 "--block-time", "0.3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        registered = json.loads(run(ZRK, "keyring", "register", "--roster", str(trusted / "cluster" / "roster.toml"),
+                                    "--admin-keys-file", str(dev_keys), "--admin-key", "owner", "--node",
+                                    f"127.0.0.1:{chain_port}", "--write-roster", "--json").stdout)
+        assert len(registered["roster_written"]) == 4  # the master roster and the three party copies
+
+        digests = set()
+        for i in HOSTS:  # step 3 on each host: install the bundle, seal the key, compare digests
+            cluster = walk.host(i) / "etc" / "cluster"
+            run("install", "-d", "-o", "zrkeyring", "-g", "zrkeyring", "-m", "0750", str(cluster))
+            run("cp", "-r", f"{trusted / 'cluster' / f'party-{i}'}/.", f"{cluster}/")
+            run("chown", "-R", "zrkeyring:zrkeyring", str(cluster))
+            run(ZRK, "cluster", "seal-key", "--bundle-dir", str(cluster), "--config",
+                str(walk.host(i) / "etc" / "party.toml"), env=walk.env(i))
+            assert Path(cluster / "party.key.sealed").owner() == "zrkeyring"
+            digests.add(json.loads(run(ZRK, "cluster", "show", "--roster", str(cluster), "--json").stdout)["digest"])
+        assert len(digests) == 1
+
+        for i in HOSTS:  # step 13 (here without systemd: as the units run them, user zrkeyring)
+            walk.start(i, "party")
+        for i in HOSTS:
+            walk.wait_ready(i, 9810)
+        for i in HOSTS:
+            walk.start(i, "controller")
+        for i in HOSTS:
+            walk.wait_ready(i, 9811)
+        status = run(ZRK, "status", "--config", str(walk.host(1) / "etc" / "controller.toml"), "--json",
+                     env=walk.env(1), check=False)
+        checks = {c["name"]: c["ok"] for c in json.loads(status.stdout)["checks"]}
+        assert checks["chain"] and checks["party daemon"] and checks["funds"], status.stdout
+
+        node_args = ["--key", "owner", "--keys-file", str(dev_keys), "--node", f"127.0.0.1:{chain_port}"]
+        workspace = run(CHAIN_BIN, "workspace-create", *node_args).stdout.split("workspace: ")[1].split()[0]
+        out = run(CHAIN_BIN, "key-request", *node_args, "--workspace", workspace, "--keyring",
+                  registered["keyring"], "--type", "ed25519").stdout
+        key_request = _wait_fulfilled(chain_port, "key-request", out.split("key request: ")[1].split()[0])
+        public_key = base64.b64decode(key_request["public_key"])
+        _sign_and_verify(chain_port, dev_keys, public_key, b"first signature")
+
+        # Upgrade host 1 drained, to a newer package: one command installs it for every "host" here.
+        configs = ["--config", str(walk.host(1) / "etc" / "controller.toml"),
+                   "--config", str(walk.host(1) / "etc" / "party.toml")]
+        assert run(ZRK, "drain", "on", *configs, "--wait", "60").returncode == 0
+        backup = walk.root / "party-1.tar"
+        run(ZRK, "backup", "create", "--config", str(walk.host(1) / "etc" / "party.toml"), "--out", str(backup))
+        walk.stop_all()
+        newer = _bumped_deb(deb) if BUMPED_UPGRADE else deb
+        run("dpkg", "-i", str(newer))
+        expected = f"{__version__}.1" if BUMPED_UPGRADE else __version__
+        assert run(ZRK, "--version").stdout.strip() == f"zrkeyring {expected}"
+        verified = run(ZRK, "backup", "verify", "--config", str(walk.host(1) / "etc" / "party.toml"), str(backup),
+                       "--json", env=walk.env(1))
+        assert json.loads(verified.stdout)["complete"]
+        restored = run(ZRK, "backup", "restore", "--config", str(walk.host(1) / "etc" / "party.toml"), str(backup),
+                       "--json", env=walk.env(1))
+        assert json.loads(restored.stdout)["complete"]
+        for i in HOSTS:
+            walk.start(i, "party")
+        for i in HOSTS:
+            walk.wait_ready(i, 9810)
+        for i in HOSTS:
+            walk.start(i, "controller")
+        run(ZRK, "drain", "off", *configs)
+        for i in HOSTS:
+            walk.wait_ready(i, 9811)
+        _sign_and_verify(chain_port, dev_keys, public_key, b"after the upgrade and the restore")
+    finally:
+        walk.stop_all()
+        if node is not None:
+            node.terminate()
+            node.wait(timeout=20)
+        if _installed():
+            run("dpkg", "--purge", "zrkeyring", check=False)
+        shutil.rmtree(walk.root, ignore_errors=True)

@@ -165,3 +165,40 @@ def test_setup_logging_installs_the_repeat_filter(capsys) -> None:
         assert capsys.readouterr().err.count("node down") == 1
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_a_failing_controller_tick_logs_one_line_not_a_traceback_per_tick(tmp_path: Path, capsys,
+                                                                         restore_root_logger) -> None:
+    """During disk errors the controller's loop logged a full traceback every 100 ms. Now: one ERROR line
+    naming the error, identical repeats held back (RepeatFilter), the traceback only with -v. The fault
+    is a real one: every tick reads a corrupt SQLite file."""
+    import sqlite3
+    import threading
+    from types import SimpleNamespace
+
+    from appliance.controller.service import Controller
+
+    corrupt = tmp_path / "journal.sqlite"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
+    ticks = []
+
+    def tick() -> None:
+        ticks.append(1)
+        with sqlite3.connect(corrupt) as db:
+            db.execute("SELECT * FROM entries").fetchall()
+
+    loop = SimpleNamespace(recover=lambda: None, tick=tick,
+                           config=SimpleNamespace(controller=SimpleNamespace(poll_interval_s=0.01)))
+    logs.setup_logging("zrkeyring-controller", mode="text")
+    stop = threading.Event()
+    thread = threading.Thread(target=Controller.run_forever, args=(loop, stop))
+    thread.start()
+    threading.Event().wait(1.0)
+    stop.set()
+    thread.join(timeout=5)
+    err = capsys.readouterr().err
+    assert len(ticks) > 20
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "controller tick failed" in line]
+    assert len(lines) == 1, err
+    assert "ERROR" in lines[0] and "controller tick failed: DatabaseError: file is not a database" in lines[0]

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def _exported_sample_names() -> set[str]:
 
 
 STEPS = 70  # one-minute samples: longer than every alert's window and `for:`
+FUTURE_TIMESTAMPS = {"zrkeyring_party_tls_cert_expiry_timestamp_seconds"}  # dates ahead, not "last seen"
 JOBS = {"party": "zrkeyring-party", "controller": "zrkeyring-controller"}
 
 
@@ -43,6 +45,8 @@ def _make_healthy() -> None:
     party_metrics.peer_contact(2, True)
     party_metrics.peer_contact(3, True)
     party_metrics.OT_PAIRS_BURNED.set(0)
+    ten_years = time.time() + 3650 * 86400  # what `cluster init` issues
+    party_metrics.set_cert_expiry({"ca": ten_years, "party-1": ten_years, "party-2": ten_years, "party-3": ten_years})
     controller_metrics.PARTY_UP.set(1)
     controller_metrics.CHAIN_HEIGHT.set(120)
     controller_metrics.CHAIN_PROCESSED_HEIGHT.set(120)
@@ -84,7 +88,9 @@ def _input_series(role: str, instance: str, samples: list, overrides: dict[str, 
     out = [{"series": _series("up", job), "values": f"1x{STEPS}"}]
     for sample in samples:
         value = overrides.get(sample.name, sample.value)
-        if sample.name.endswith("_timestamp_seconds") and sample.name not in overrides:
+        if sample.name in FUTURE_TIMESTAMPS:  # a date ahead of now: keep its distance to promtool's clock
+            values = f"{int(value - time.time())}x{STEPS}"
+        elif sample.name.endswith("_timestamp_seconds") and sample.name not in overrides:
             values = f"0+60x{STEPS}"
         else:
             values = f"{value!r}x{STEPS}"
@@ -174,3 +180,27 @@ def test_dashboard_is_grafana_json() -> None:
     for panel in panels:
         assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
         assert panel["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_never_mixes_party_and_controller_targets() -> None:
+    """One `$instance` over both daemons put controller series of party targets (and the reverse) on
+    every panel. Each query now names the daemon it reads: `$party` for zrkeyring_party_*, `$controller`
+    for zrkeyring_controller_*, both only for the series both export (HSM, build info)."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    names = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert "instance" not in names
+    assert "zrkeyring_party_" in names["party"]["definition"]
+    assert "zrkeyring_controller_" in names["controller"]["definition"]
+    stack = list(dashboard["panels"])
+    while stack:
+        panel = stack.pop()
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert "$instance" not in expr, expr
+            if "zrkeyring_controller_" in expr:
+                assert 'instance=~"$controller"' in expr and "zrkeyring_party_" not in expr, expr
+            elif "zrkeyring_party_" in expr:
+                assert 'instance=~"$party"' in expr, expr
+            else:
+                assert 'instance=~"$party|$controller"' in expr, expr

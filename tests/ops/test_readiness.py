@@ -79,3 +79,23 @@ def test_certificates_from_cluster_init_are_ready_and_a_strangers_are_not(tmp_pa
 
 def test_all_of_keeps_every_reason_in_order() -> None:
     assert all_of(lambda: ["a"], lambda: [], lambda: ["b", "c"])() == ["a", "b", "c"]
+
+
+def test_certificate_expiry_is_exported_for_every_readable_certificate(tmp_path: Path) -> None:
+    """The expiry gauges the alerts ZrkeyringCertificateExpiresSoon/Expiring read: notAfter of the CA and
+    of each party certificate; an unreadable file gets no series (a 0 would look expired)."""
+    import time
+
+    from appliance.mpc_party import metrics as party_metrics
+    from appliance.runtime.readiness import cert_expiry
+
+    bundle = init_cluster(tmp_path / "c", 2, 2, "127.0.0.1", 7501, days=40)
+    party = bundle.party_dir(1)
+    expiry = cert_expiry({"ca": party / "ca.pem", "party-1": party / "party.pem",
+                          "party-2": party / "certs" / "party-2.pem", "party-9": party / "missing.pem"})
+    assert set(expiry) == {"ca", "party-1", "party-2"}
+    assert abs(expiry["party-2"] - (time.time() + 40 * 86400)) < 2 * 86400
+    party_metrics.set_cert_expiry(expiry)
+    value = party_metrics.REGISTRY.get_sample_value("zrkeyring_party_tls_cert_expiry_timestamp_seconds",
+                                                    {"certificate": "party-2"})
+    assert value == expiry["party-2"]

@@ -23,7 +23,7 @@ def test_sealed_tls_key_round_trip(softhsm_token, tmp_path) -> None:
     plaintext = (party_dir / "party.key").read_bytes()
     with connect(softhsm_token) as hsm:
         hsm.provision()
-        sealed = seal_tls_key(party_dir, hsm)
+        sealed = seal_tls_key(party_dir, hsm).path
         assert not (party_dir / "party.key").exists()
         assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
         assert plaintext not in sealed.read_bytes()
@@ -35,6 +35,7 @@ def test_sealed_tls_key_round_trip(softhsm_token, tmp_path) -> None:
             seal_tls_key(party_dir, hsm)
         # A sealed key moved next to another party's certificate does not open.
         other = bundle.party_dir(2)
+        (other / "party.key").unlink()  # as after its own seal-key (both files at once are refused)
         (other / SEALED_FILE).write_bytes(sealed.read_bytes())
         with pytest.raises(SealError):
             TlsCredentials.from_bundle(other, sealer=hsm)
