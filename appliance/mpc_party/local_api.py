@@ -309,6 +309,14 @@ class LocalServer:
             context.abort(grpc.StatusCode.INTERNAL, internal_error(exc))
             raise  # not reached: abort raises
 
+    def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
+        return _answer({"keys": self._keys()})
+
+    def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self._liveness is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
+        return _answer(self._liveness())
+
 
 def internal_error(exc: BaseException) -> str:
     """One line naming an unexpected failure inside the party daemon (e.g. a malformed database).
@@ -318,12 +326,6 @@ def internal_error(exc: BaseException) -> str:
     """
     return f"party daemon error: {describe(exc)}"
 
-    def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
-        return _answer({"keys": self._keys()})
-    def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
-        if self._liveness is None:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
-        return _answer(self._liveness())
 
 
 def _answer(body: dict[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient, is_loopback
 from chain_node.local import make_dev_tls
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "packaging" / "debian" / "config"
+TEMPLATES = Path(__file__).resolve().parents[2] / "appliance" / "cli" / "templates"
 
 
 def section(**table) -> ChainSection:
