@@ -8,7 +8,7 @@ the HSM layer seals (AES-GCM); it must never be written anywhere unsealed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,8 @@ from appliance.mpc_party.protocols.group import EncodingError, Point, lagrange_a
 from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort, Reader, Writer
 
 MAGIC = b"ZRDKLS23"
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: a pair count before the pairs (a key made with parties down has fewer)
+KEY_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True, repr=False)
@@ -57,6 +58,10 @@ class Dkls23Key:
         return (f"Dkls23Key(party={self.party_id}, {self.t}-of-{self.n}, epoch={self.epoch}, "
                 f"key={self.public_key.hex()}, secret=<hidden>)")
 
+    def missing_pairs(self, signers: Sequence[int]) -> list[int]:
+        """Signers we have no OT set-up with yet (absent at keygen or repaired; a re-setup makes it)."""
+        return sorted(j for j in signers if j != self.party_id and j not in self.pairs)
+
     def weighted_secret(self, signers: list[int]) -> int:
         """Our additive share of the key for this signer set: lambda_i * x_i."""
         return lagrange_at_zero(self.party_id, signers, Q) * self.secret % Q
@@ -73,6 +78,7 @@ class Dkls23Key:
         w.u16(self.party_id).u16(self.n).u16(self.t).scalar(GROUP, self.secret).point(GROUP, self.public_key)
         for j in range(1, self.n + 1):
             w.point(GROUP, self.public_shares[j])
+        w.u16(len(self.pairs))
         for j in sorted(self.pairs):
             p = self.pairs[j]
             w.u16(j).fixed(p.delta, 16)
@@ -85,14 +91,14 @@ class Dkls23Key:
         """Parse and fully check a stored key (points on the curve, share matches its public share)."""
         try:
             r = Reader(data)
-            if r.fixed(8) != MAGIC or r.u8() != KEY_VERSION:
+            if r.fixed(8) != MAGIC or (version := r.u8()) not in KEY_VERSIONS:
                 raise LocalProtocolError("not a DKLs23 key (magic/version)")
             key_id, epoch = r.fixed(32), r.u32()
             party_id, n, t = r.u16(), r.u16(), r.u16()
             secret, public_key = r.scalar(GROUP), r.point(GROUP)
             public_shares = {j: r.point(GROUP) for j in range(1, n + 1)}
             pairs = {}
-            for _ in range(n - 1):
+            for _ in range(n - 1 if version == 1 else r.u16()):
                 j, delta = r.u16(), r.fixed(16)
                 seeds = [r.fixed(32) for _ in range(3 * OT_WIDTH)]
                 pairs[j] = PairSetup(delta, tuple(seeds[:OT_WIDTH]), tuple(seeds[OT_WIDTH:2 * OT_WIDTH]),
@@ -107,8 +113,9 @@ class Dkls23Key:
     def validate(self) -> None:
         if not 1 <= self.t <= self.n or not 1 <= self.party_id <= self.n:
             raise LocalProtocolError("DKLs23 key: bad shape")
-        if sorted(self.pairs) != [j for j in range(1, self.n + 1) if j != self.party_id]:
-            raise LocalProtocolError("DKLs23 key: OT setup missing for some peer")
+        peers = [j for j in range(1, self.n + 1) if j != self.party_id]
+        if not set(self.pairs) <= set(peers) or len(self.pairs) != len(set(self.pairs)):
+            raise LocalProtocolError("DKLs23 key: OT setup for a party that is not a peer")
         for p in self.pairs.values():
             p.check()
         if GROUP.base_mul(self.secret) != self.public_shares[self.party_id]:
