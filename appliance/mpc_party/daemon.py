@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance.hsm import Hsm, HsmConfig, HsmError
-from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
+from appliance.hsm.store import ShareStore, StoreError, open_share_checked
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
@@ -141,6 +142,10 @@ class PartyDaemon:
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
         self.gate.on_unopened = self.pairs.on_unopened
+        self.keygen = KeygenFinality(
+            me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
+            store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
+            sign=hsm.sign_identity, rng_factory=lambda: mixed_rng(self.hsm), request_on_chain=self.reader.key_request)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
         self._lock = threading.Lock()
@@ -248,21 +253,9 @@ class PartyDaemon:
             self.sessions_run += 1
 
     def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
-        existing = self.store.active(self.keyring, job.request_id, self.me)
-        if existing is not None:  # already made (e.g. the controller restarted): same answer again
-            return existing.meta.group_public_key
-        n, t = len(self.roster.parties), self.roster.cluster.threshold
-        if sorted(job.parties) != self.roster.indices() or job.threshold != t:
-            raise JobFailed(f"keygen must include every party {self.roster.indices()} with threshold {t}")
-        session = protocols.keygen_session(job.key_type, sid, self.me, n, t, mixed_rng(self.hsm))
-        share = self.runner.run(sid, session)
-        public_key, plaintext = protocols.export_share(job.key_type, share)
-        meta = ShareMeta(self.keyring, job.request_id, job.key_type, t, self.me, public_key, 1)
-        put_share(self.store, self.hsm, meta, plaintext)
-        self.store.commit(self.keyring, job.request_id, self.me, 1)
-        log.info("party %d stored its share of key request %d (public key %s)", self.me, job.request_id,
-                 public_key.hex(), extra=job_log_fields(job, sid))
-        return public_key
+        """Keygen among the job's participants, answered only once final (`finality.py`)."""
+        participants = self.keygen.participants(job, self.roster.indices())
+        return self.keygen.run(job, sid, participants)
 
     def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
         if self.me not in job.signers:
@@ -320,4 +313,8 @@ class PartyDaemon:
             "burned_pairs": [{"public_key": b.public_key.hex(), "peer": b.peer, "reason": b.reason}
                              for b in self.state.burned() if b.keyring == self.keyring],
             "resetups": self.pairs.resetups_done,
+            # key requests whose share here is pending (awaiting confirmation evidence) or missing
+            # (the key was made without this party, or its share was lost: repair gives it back)
+            "pending_keys": sorted(r.meta.key_id for r in self.store.all_pending() if r.meta.keyring == self.keyring),
+            "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
         }

@@ -55,18 +55,21 @@ class SessionRunner:
         self.config = config or RunnerConfig()
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
 
-    def run(self, session_id: bytes, session: Session) -> Any:
-        """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout."""
+    def run(self, session_id: bytes, session: Session, round_timeout_s: float | None = None) -> Any:
+        """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout.
+        `round_timeout_s` overrides the configured round deadline (the keygen confirmation waits
+        longer, so a peer's abort sent at the end of its own round deadline still arrives)."""
         short = session_id.hex()[:12]
+        timeout = self.config.round_timeout_s if round_timeout_s is None else round_timeout_s
         self.gate.open_session(session_id)
         try:
-            deadline = time.monotonic() + self.config.round_timeout_s
+            deadline = time.monotonic() + timeout
             self._emit(session_id, session, session.start(), deadline)
             round_ = session.current_round
             while not session.done:
                 if session.current_round != round_:
                     round_ = session.current_round
-                    deadline = time.monotonic() + self.config.round_timeout_s
+                    deadline = time.monotonic() + timeout
                 waiting = session.waiting_for()
                 if not waiting:
                     raise RuntimeError(f"session {short} waits for nobody but is not done")

@@ -240,10 +240,10 @@ def encode_notes(notes: Sequence[bytes]) -> bytes:
 
 
 def complete_evidence(raw_notes: Iterable[bytes], identity_keys: Mapping[int, bytes],
-                      session_id: bytes | None = None) -> Evidence | None:
-    """The first statement (optionally of `session_id`) that every one of its participants confirmed,
-    from any pile of notes (invalid ones are ignored: they prove nothing). Raises Equivocation when
-    one signer signed two different notes for one session."""
+                      session_id: bytes | None = None, request_id: int | None = None) -> Evidence | None:
+    """The first statement (optionally of `session_id` / `request_id`) that every one of its
+    participants confirmed, from any pile of notes (invalid ones are ignored: they prove nothing).
+    Raises Equivocation when one signer signed two different notes for one session."""
     notes = []
     for raw in raw_notes:
         try:
@@ -256,6 +256,8 @@ def complete_evidence(raw_notes: Iterable[bytes], identity_keys: Mapping[int, by
     for note in notes:
         if note.is_confirm and (session_id is None or ct_equal(note.session_id, session_id)):
             assert note.statement is not None
+            if request_id is not None and note.statement.request_id != request_id:
+                continue
             by_statement.setdefault(note.statement.encode(), {})[note.signer] = note
     for encoded, signers in sorted(by_statement.items()):
         statement = KeygenStatement.decode(encoded)
@@ -338,3 +340,106 @@ def statement_for(dkg_party, request_id: int, key_type: str) -> KeygenStatement:
     return KeygenStatement(dkg_party.session_id, request_id, key_type, dkg_party.n, dkg_party.t,
                            tuple(dkg_party.participants), dkg_party.group.name,
                            tuple(dkg_party.summed_commitments), dkg_party.transcript_digest)
+
+
+# --- resolving what a previous attempt left: the holdings exchange ----------------------------------
+
+HOLDINGS_PROTOCOL = "keygen-holdings"
+NONE, PENDING, COMMITTED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What the exchange found: complete evidence for the request (then every holder of a pending
+    share of that statement commits it), or None (then every pending share is discarded)."""
+
+    evidence: Evidence | None
+    statuses: Mapping[int, int]
+    notes: tuple[bytes, ...]
+
+
+class HoldingsSession(Session):
+    """Before a keygen attempt, the participants say what they hold for the request and show the
+    notes they have: round 1, (status, notes); round 2, the complete evidence each found in round 1
+    (or none). A party decides on the evidence found in round 1 or relayed in round 2, so a
+    participant that shows its evidence to one honest party only in round 1 is relayed to the rest.
+    (One that does so only in round 2 can still leave that party committing alone; it then holds a
+    share the others lack until they repair theirs from the key on chain: docs/protocols/dkg.md.)"""
+
+    protocol = HOLDINGS_PROTOCOL
+
+    def __init__(self, me: int, participants: Sequence[int], request_id: int, status: int,
+                 notes: Sequence[bytes], identity_keys: Mapping[int, bytes]) -> None:
+        self.me, self.participants = me, tuple(sorted(participants))
+        self.request_id, self._keys = request_id, dict(identity_keys)
+        self._status, self._own_notes = status, list(notes)
+        self._round1: dict[int, tuple[int, list[bytes]]] = {}
+        self._round2: dict[int, list[bytes]] = {}
+        self._first: Evidence | None = None
+        self._result: Resolution | None = None
+        self._sent2 = False
+
+    def start(self) -> list[Outgoing]:
+        payload = bytes([1, self._status]) + encode_notes(self._own_notes)
+        if self._status == COMMITTED:
+            # Final already (our notes are complete evidence): show it in both rounds and stop; the
+            # others' rounds need nothing more from us, and our answer needs nothing from them.
+            evidence = complete_evidence(self._own_notes, self._keys, request_id=self.request_id)
+            if evidence is None:
+                raise LocalProtocolError("a committed share without complete evidence")
+            self._result = Resolution(evidence, {self.me: COMMITTED}, tuple(self._own_notes))
+            self._sent2 = True
+            return [Outgoing(BROADCAST, 1, payload), Outgoing(BROADCAST, 2, b"\x02" + encode_notes(evidence.notes))]
+        return [Outgoing(BROADCAST, 1, payload), *self._advance()]
+
+    def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
+        if sender not in self.participants or sender == self.me or len(payload) < 2:
+            raise ProtocolAbort("malformed holdings message", sender)
+        try:
+            if payload[0] == 1 and sender not in self._round1:
+                if payload[1] not in (NONE, PENDING, COMMITTED):
+                    raise ProtocolAbort(f"unknown holding status {payload[1]}", sender)
+                self._round1[sender] = (payload[1], decode_notes(payload[2:]))
+            elif payload[0] == 2 and sender not in self._round2:
+                self._round2[sender] = decode_notes(payload[1:])
+            else:
+                raise ProtocolAbort("unexpected or duplicate holdings message", sender)
+        except ProtocolAbort as exc:
+            raise ProtocolAbort(exc.reason, sender) from None
+        return self._advance()
+
+    def _all_notes(self, *, relayed: bool) -> list[bytes]:
+        notes = list(self._own_notes) + [n for _, ns in self._round1.values() for n in ns]
+        return notes + [n for ns in self._round2.values() for n in ns] if relayed else notes
+
+    def _advance(self) -> list[Outgoing]:
+        peers = [p for p in self.participants if p != self.me]
+        out: list[Outgoing] = []
+        if not self._sent2 and all(p in self._round1 for p in peers):
+            self._first = complete_evidence(self._all_notes(relayed=False), self._keys,
+                                            request_id=self.request_id)
+            shown = list(self._first.notes) if self._first is not None else []
+            out.append(Outgoing(BROADCAST, 2, b"\x02" + encode_notes(shown)))
+            self._sent2 = True
+        if self._sent2 and self._result is None and all(p in self._round2 for p in peers):
+            notes = self._all_notes(relayed=True)
+            evidence = self._first or complete_evidence(notes, self._keys, request_id=self.request_id)
+            statuses = {self.me: self._status, **{p: st for p, (st, _) in self._round1.items()}}
+            self._result = Resolution(evidence, statuses, tuple(dict.fromkeys(notes)))
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def result(self) -> Resolution:
+        assert self._result is not None, "holdings exchange not finished"
+        return self._result
+
+    @property
+    def current_round(self) -> int:
+        return 2 if self._sent2 else 1
+
+    def waiting_for(self) -> list[int]:
+        box = self._round2 if self._sent2 else self._round1
+        return [] if self.done else [p for p in self.participants if p != self.me and p not in box]
