@@ -605,6 +605,14 @@ class ShareStore:
                                    (keyring, key_id, party_index, share_version)).fetchone()
         return bytes(row[0]) if row else None
 
+    def key_notes(self, keyring: str, key_id: int, party_index: int) -> bytes | None:
+        """The newest notes of any version of a key: the evidence of the keygen stays the evidence of
+        the key across OT re-setups (new versions, same shares' polynomial)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT notes FROM keygen_notes WHERE {_KEY} ORDER BY share_version DESC "  # noqa: S608
+                                   "LIMIT 1", (keyring, key_id, party_index)).fetchone()
+        return bytes(row[0]) if row else None
+
     def pending(self, keyring: str, key_id: int, party_index: int) -> ShareRecord | None:
         """The authenticated pending version of a key, or None."""
         found = [r for r in self.versions(keyring, key_id, party_index) if r.state is ShareState.PENDING]

@@ -48,6 +48,7 @@ class LocalSettings:
     block_time: float = 0.2
     default_btl: int = 100
     round_timeout_s: float = 2.0
+    repair_interval_s: float = 3.0  # the party's scan for missing shares and orphans
     attempt_blocks: int = 15
     poll_interval_s: float = 0.1
     chain_tls: bool = True  # the node serves TLS under a throwaway CA that every config pins
@@ -157,7 +158,8 @@ class LocalKeyring:
         host.config("party").write_text(
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
-            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n\n{host.hsm_section}\n"
+            f"round_timeout_s = {s.round_timeout_s}\nattempt_blocks = {s.attempt_blocks}\n"
+            f"repair_interval_s = {s.repair_interval_s}\n\n{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'

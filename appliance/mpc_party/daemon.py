@@ -28,6 +28,7 @@ from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, SignJob, job_log_fields
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
@@ -63,6 +64,7 @@ class PartySection:
     local_socket: str
     listen: str = ""  # default: this party's address in the roster
     round_timeout_s: float = 10.0
+    repair_interval_s: float = 30.0  # how often missing shares are looked for on chain, orphans swept
     attempt_blocks: int = 10  # must equal the controllers' [controller] attempt_blocks
 
 
@@ -141,16 +143,26 @@ class PartyDaemon:
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
-        self.gate.on_unopened = self.pairs.on_unopened
+        self.gate.on_unopened = self._on_unopened
         self.keygen = KeygenFinality(
             me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
             sign=hsm.sign_identity, rng_factory=lambda: mixed_rng(self.hsm), request_on_chain=self.reader.key_request)
+        self.repair = KeyRepair(
+            me=self.me, keyring=self.keyring, parties=self.roster.indices(), t=self.roster.cluster.threshold,
+            store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
+            keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
+            lister=lambda: self.chain.key_requests(self.keyring), rng_factory=lambda: mixed_rng(self.hsm))
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
+
+    def _on_unopened(self, env: Any) -> None:
+        """Sessions a peer starts with us: an OT re-setup, or a share repair we help with."""
+        self.pairs.on_unopened(env)
+        self.repair.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -173,6 +185,7 @@ class PartyDaemon:
         self.local.start()
         metrics.ENVELOPES.watch(self.gate.counters)
         self.pairs.resume()
+        self.repair.start(self.config.party.repair_interval_s)  # missing shares, pending ones, orphans
         log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
                  self.server.listen, self.config.party.local_socket)
         return self
@@ -180,6 +193,7 @@ class PartyDaemon:
     def stop(self) -> None:
         metrics.ENVELOPES.forget(self.gate.counters)
         self.pairs.stop()
+        self.repair.stop()
         self.local.stop()
         self.server.stop(grace=1.0)
         self.runner.close()
@@ -317,4 +331,6 @@ class PartyDaemon:
             # (the key was made without this party, or its share was lost: repair gives it back)
             "pending_keys": sorted(r.meta.key_id for r in self.store.all_pending() if r.meta.keyring == self.keyring),
             "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
+            "repaired_keys": self.repair.repaired,
+            "orphans_destroyed": self.repair.destroyed,
         }

@@ -96,7 +96,8 @@ class KeygenFinality:
         record = pending or active
         if record is None:
             return Holding(confirm.NONE, None, [])
-        raw = self.store.notes(self.keyring, request_id, self.me, record.meta.share_version)
+        raw = (self.store.notes(self.keyring, request_id, self.me, record.meta.share_version) if pending
+               else self.store.key_notes(self.keyring, request_id, self.me))
         notes = confirm.decode_notes(raw) if raw else []
         return Holding(confirm.PENDING if pending else confirm.COMMITTED, record, notes)
 

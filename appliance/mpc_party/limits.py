@@ -25,6 +25,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from appliance.mpc_party.protocols import confirm, repair
 from appliance.mpc_party.protocols.dkg import MAX_PARTIES, write_header
 from appliance.mpc_party.protocols.dkls23 import mul
 from appliance.mpc_party.protocols.dkls23.common import M_OT, NONCE_LEN, OT_WIDTH
@@ -111,6 +112,34 @@ def _frost_rounds(group: Group) -> dict[int, RoundSizes]:
     return {1: (h + 2 * group.point_len,), 2: (h + group.scalar_len + HASH_LEN,)}
 
 
+def _note_max(n: int) -> int:
+    """The largest keygen note (confirm.py) for n parties: a CONFIRM's statement with t = |P| = n
+    commitments of 33 bytes, a 64-byte key type; or an ABORT with its longest reason."""
+    statement = SESSION_ID_LEN + 8 + 4 + 64 + 3 + 2 * n + 4 + 16 + 2 + 33 * n + HASH_LEN
+    body = 1 + 2 + SESSION_ID_LEN + 4
+    return body + max(statement, confirm.MAX_REASON) + confirm.SIGNATURE_LEN
+
+
+def _notes_max(n: int) -> int:
+    return 1 + n * (4 + _note_max(n))
+
+
+def _keygen_confirm_rounds(n: int) -> dict[int, RoundSizes]:
+    """The keygen confirmation: one signed note per sender."""
+    return {1: (_note_max(n),)}
+
+
+def _keygen_holdings_rounds(n: int) -> dict[int, RoundSizes]:
+    """The holdings exchange: 1 status and every note held; 2 the complete evidence found (or none)."""
+    return {1: (2 + _notes_max(n),), 2: (1 + _notes_max(n),)}
+
+
+def _share_repair_rounds(n: int) -> dict[int, RoundSizes]:
+    """Share repair: 1 the invitation (key, helpers, nonce); 2 one part; 3 the sum and the evidence."""
+    h, s = header_len(), SECP256K1.scalar_len
+    return {1: (4 + 33 + 2 + 1 + 2 * n + 32,), 2: (h + s,), 3: (h + s + 4 + _notes_max(n),)}
+
+
 def _frost_name(suite: object) -> str:
     return suite.context.decode().lower()  # type: ignore[attr-defined]  # as FrostSignSession names it
 
@@ -124,6 +153,9 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         "dkls23-keygen": ProtocolLimits.of(_dkls23_keygen_rounds(t)),
         "dkls23-sign": ProtocolLimits.of(_dkls23_sign_rounds()),
         "dkls23-ot-resetup": ProtocolLimits.of(_dkls23_ot_resetup_rounds()),
+        confirm.PROTOCOL: ProtocolLimits.of(_keygen_confirm_rounds(t)),
+        confirm.HOLDINGS_PROTOCOL: ProtocolLimits.of(_keygen_holdings_rounds(t)),
+        repair.PROTOCOL: ProtocolLimits.of(_share_repair_rounds(t)),
         _frost_name(FROST_ED25519): ProtocolLimits.of(_frost_rounds(ED25519)),
         _frost_name(FROST_SECP256K1): ProtocolLimits.of(_frost_rounds(SECP256K1)),
         _frost_name(FROST_SECP256K1_BIP340): ProtocolLimits.of(_frost_rounds(SECP256K1)),

@@ -9,6 +9,7 @@ set up), and signs with them.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -54,6 +55,16 @@ def keygen_on(net, parties: tuple[int, ...], request_id: int, key_type: str, att
         return list(pool.map(run, parties))
 
 
+def sign_every_key(net, prefix: bytes) -> None:
+    """A signature request for every key made, fulfilled and checked by an independent library."""
+    for name, (request_id, public_key) in net.made.items():
+        key = net.key_for_request(request_id)
+        data = (prefix + name.encode()).ljust(32, b".")[:32]
+        sign_request = net.request_signature(key.id, data)
+        req = net.wait_request("sign", sign_request, timeout_s=180)
+        verify_independently(name, public_key, data, bytes(req.signed_data[0].signed_data))
+
+
 def test_all_parties_up_keygen_is_confirmed(net) -> None:
     request_id = net.request_key("ed25519")
     net.wait_request("key", request_id, timeout_s=90)
@@ -81,9 +92,22 @@ def test_one_party_down_for_the_whole_run_every_key_type_fulfilled(net) -> None:
 
 
 def test_signatures_with_the_live_parties(net) -> None:
-    for name, (request_id, public_key) in net.made.items():
-        key = net.key_for_request(request_id)
-        data = (b"signed while party 2 is down " + name.encode()).ljust(32, b".")[:32]
-        sign_request = net.request_signature(key.id, data)
-        req = net.wait_request("sign", sign_request, timeout_s=180)
-        verify_independently(name, public_key, data, bytes(req.signed_data[0].signed_data))
+    sign_every_key(net, b"signed while party 2 is down ")
+
+
+def test_the_party_returns_is_repaired_and_signs_with_its_shares(net) -> None:
+    net.start_role(DOWN, "party")
+    net.wait_party_ready(DOWN)
+    net.start_role(DOWN, "controller")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        st = status(net, DOWN)
+        if st["repaired_keys"] >= len(net.made) and not st["missing_keys"] and not st["burned_pairs"]:
+            break
+        time.sleep(1)
+    assert st["repaired_keys"] >= len(net.made) and not st["missing_keys"], st
+    assert not st["burned_pairs"], st  # every DKLs23 OT pair with parties 1 and 3 set up
+    # party 1 goes away: only the quorum {2, 3} can sign, so party 2's repaired shares are used
+    net.stop_role(1, "controller")
+    net.stop_role(1, "party", kill=True)
+    sign_every_key(net, b"signed by the repaired party ")
