@@ -329,6 +329,7 @@ class PartyDaemon:
             "resetups": self.pairs.resetups_done,
             # key requests whose share here is pending (awaiting confirmation evidence) or missing
             # (the key was made without this party, or its share was lost: repair gives it back)
+            "committed_keys": sorted(r.meta.key_id for r in self.store.all_active() if r.meta.keyring == self.keyring),
             "pending_keys": sorted(r.meta.key_id for r in self.store.all_pending() if r.meta.keyring == self.keyring),
             "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
             "repaired_keys": self.repair.repaired,

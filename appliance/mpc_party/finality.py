@@ -149,10 +149,25 @@ class KeygenFinality:
         csid = phase_session_id(sid, "confirm", participants)
         session = protocols.keygen_session(job.key_type, ksid, self.me, self.n, self.t, self.rng_factory(),
                                            participants=participants)
+        self.runner.gate.open_session(csid)  # peers' ABORT notes queue here while the keygen runs
+        try:
+            return self._fresh(job, participants, session, ksid, csid)
+        finally:
+            self.runner.gate.close_session(csid)
+
+    def _fresh(self, job: KeygenJob, participants: tuple[int, ...], session: Any, ksid: bytes,
+               csid: bytes) -> bytes:
         try:
             share = self.runner.run(ksid, session)
-        except (ProtocolError, SessionTimeout) as exc:
-            self._abort(csid, participants, f"keygen failed: {exc}")
+        except SessionTimeout as exc:
+            aborted = self._aborted(csid, exc.missing)
+            self._abort(ksid, csid, participants, f"keygen failed: {exc}")
+            if aborted:  # they stopped because of someone else: not silent, and not to blame
+                party, reason = min(aborted.items())
+                raise confirm.PeerAborted(party, reason) from None
+            raise
+        except ProtocolError as exc:
+            self._abort(ksid, csid, participants, f"keygen failed: {exc}")
             raise
         statement = confirm.statement_for(protocols.keygen_dkg(session), job.request_id, job.key_type)
         public_key, plaintext = protocols.export_share(job.key_type, share)
@@ -160,7 +175,7 @@ class KeygenFinality:
         try:
             record = self._put_pending(job, public_key, plaintext, own)
         except (StoreError, sqlite3.Error, HsmError, OSError) as exc:
-            self._abort(csid, participants, f"cannot store its share ({type(exc).__name__})")
+            self._abort(ksid, csid, participants, f"cannot store its share ({type(exc).__name__})")
             raise JobFailed(f"cannot store the new share: {exc}", retryable=True) from None
         session_c = confirm.ConfirmSession(self.me, participants, own, statement, self.identity_keys)
         timeout = self.runner.config.round_timeout_s * CONFIRM_TIMEOUT_FACTOR
@@ -174,10 +189,25 @@ class KeygenFinality:
                  job.request_id, public_key.hex(), list(participants), extra={"request_id": job.request_id})
         return public_key
 
-    def _abort(self, csid: bytes, participants: tuple[int, ...], reason: str) -> None:
-        """Tell the other participants we will not commit (best effort: a send-only session)."""
+    def _aborted(self, csid: bytes, silent: list[int]) -> dict[int, str]:
+        """The silent parties that sent us a valid ABORT note meanwhile, and why they aborted."""
+        arrival = self.runner.gate.wait_for(csid, 1, silent, 0.0)
+        found = {}
+        for sender, envelopes in arrival.arrived.items():
+            for env in envelopes:
+                try:
+                    note = confirm.read_note(env.payload, self.identity_keys)
+                except confirm.NoteError:
+                    continue
+                if note.signer == sender and not note.is_confirm:
+                    found[sender] = note.reason
+        return found
+
+    def _abort(self, ksid: bytes, csid: bytes, participants: tuple[int, ...], reason: str) -> None:
+        """Tell the other participants we will not commit the keygen `ksid` (best effort: a send-only
+        session on the confirmation's session id)."""
         try:
-            note = confirm.make_abort(self.sign, self.me, csid, reason)
+            note = confirm.make_abort(self.sign, self.me, ksid, reason)
             self.runner.run(csid, confirm.ConfirmSession(self.me, participants, note, None, self.identity_keys))
         except Exception as exc:  # the abort is a courtesy; the peers time out without it
             log.warning("party %d: could not send its keygen abort: %s", self.me, exc)
