@@ -199,7 +199,9 @@ class PeerAborted(ProtocolAbort):
 
     def __init__(self, party: int, reason: str) -> None:
         self.party, self.peer_reason = party, reason
-        super().__init__(f"party {party} aborted the keygen: {reason}", None)
+        # the peer's words, not ours: never let them read like this party's own blame
+        quoted = reason.replace("culprit", "blames").replace("\n", " ")[:MAX_REASON]
+        super().__init__(f"party {party} aborted the keygen, saying: {quoted!r}", None)
 
 
 def find_equivocation(notes: Iterable[Note]) -> Equivocation | None:
