@@ -125,7 +125,17 @@ def check_party(socket_path: str) -> Check:
     finally:
         client.close()
     return Check("party daemon", True, f"party {body.get('party')} answers on {socket_path} "
-                 f"({body.get('sessions', 0)} sessions run)")
+                 f"({body.get('sessions', 0)} sessions run; {_keys_line(body)})")
+
+
+def _keys_line(body: dict[str, Any]) -> str:
+    """Shares held, and the key requests whose share here is pending or missing (being repaired)."""
+    line = f"{len(body.get('committed_keys', []))} keys"
+    if body.get("pending_keys"):
+        line += f", pending share of key requests {body['pending_keys']}"
+    if body.get("missing_keys"):
+        line += f", missing key requests {sorted(int(k) for k in body['missing_keys'])} (repair runs by itself)"
+    return line
 
 
 def probe_peer(address: str, index: int, tls: TlsCredentials | None, timeout: float = PROBE_TIMEOUT_S) -> str:

@@ -621,6 +621,12 @@ class ShareStore:
         found = [r for r in self.versions(keyring, key_id, party_index) if r.state is ShareState.PENDING]
         return found[-1] if found else None
 
+    def heads(self) -> list[KeyHead]:
+        """Every key's authenticated head (which versions are active / pending), checked against the
+        root only: no per-row HSM call, so status can list thousands of keys cheaply."""
+        with self._read() as db:
+            return list(self._verified(db).heads.values())
+
     def all_pending(self) -> list[ShareRecord]:
         """Every authenticated pending share (restart resolution, orphan sweep, status)."""
         with self._read() as db:

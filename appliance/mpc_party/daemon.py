@@ -315,6 +315,7 @@ class PartyDaemon:
                             f"(the chain height gives attempt {current})", retryable=True)
 
     def status(self) -> dict[str, Any]:
+        heads = [h for h in self.store.heads() if h.meta.keyring == self.keyring and h.meta.party_index == self.me]
         return {
             "party": self.me,
             "keyring": self.keyring,
@@ -329,8 +330,8 @@ class PartyDaemon:
             "resetups": self.pairs.resetups_done,
             # key requests whose share here is pending (awaiting confirmation evidence) or missing
             # (the key was made without this party, or its share was lost: repair gives it back)
-            "committed_keys": sorted(r.meta.key_id for r in self.store.all_active() if r.meta.keyring == self.keyring),
-            "pending_keys": sorted(r.meta.key_id for r in self.store.all_pending() if r.meta.keyring == self.keyring),
+            "committed_keys": sorted(h.meta.key_id for h in heads if h.active_version),
+            "pending_keys": sorted(h.meta.key_id for h in heads if h.pending_version),
             "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
             "repaired_keys": self.repair.repaired,
             "orphans_destroyed": self.repair.destroyed,
