@@ -152,11 +152,12 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, parties=self.roster.indices(), t=self.roster.cluster.threshold,
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
-            lister=lambda: self.chain.key_requests(self.keyring), rng_factory=lambda: mixed_rng(self.hsm))
+            lister=lambda: self.chain.key_requests(self.keyring, status="KEY_REQUEST_STATUS_FULFILLED"),
+            rng_factory=lambda: mixed_rng(self.hsm))
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status)
         self._lock = threading.Lock()
-        self._sessions: OrderedDict[bytes, Future] = OrderedDict()
+        self._sessions: OrderedDict[bytes, Future] = OrderedDict()  # by job (session id, keygen participants)
         self.sessions_run = 0
 
     def _on_unopened(self, env: Any) -> None:
@@ -216,11 +217,13 @@ class PartyDaemon:
                                             metrics.NO_CULPRIT).inc()
             raise JobFailed(f"refused: {exc}") from None
         sid = job_session_id(job, self.config.chain.chain_id, self.keyring)
+        # a keygen's sessions are bound to its participants too: jobs naming another P are other runs
+        key = sid + b"".join(p.to_bytes(2, "big") for p in sorted(job.parties)) if isinstance(job, KeygenJob) else sid
         with self._lock:
-            future = self._sessions.get(sid)
+            future = self._sessions.get(key)
             owner = future is None
             if owner:
-                future = self._sessions[sid] = Future()
+                future = self._sessions[key] = Future()
                 while len(self._sessions) > RESULT_CACHE:
                     self._sessions.popitem(last=False)
         if owner:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +43,9 @@ from appliance.mpc_party.runner import SessionRunner, SessionTimeout
 
 log = logging.getLogger("zrkeyring.party.keygen")
 
-CONFIRM_TIMEOUT_FACTOR = 2.0  # a peer's ABORT is sent at the end of its own round deadline
+CONFIRM_TIMEOUT_FACTOR = 2.0
+LOCK_WAIT_ROUNDS = 10  # how long a second job of one request waits for the first, in round deadlines
+MAX_LOCKS = 4096  # a peer's ABORT is sent at the end of its own round deadline
 _SID_DOMAIN = b"zrkeyring/keygen-phase/v1"
 
 
@@ -72,6 +76,8 @@ class KeygenFinality:
         self.identity_keys, self.sign, self.rng_factory = identity_keys, sign, rng_factory
         self.request_on_chain = request_on_chain
         self.missing: dict[int, str] = {}  # request id -> why we have no share (status, repair)
+        self._locks: OrderedDict[int, threading.Lock] = OrderedDict()
+        self._locks_lock = threading.Lock()
 
     # --- the job -----------------------------------------------------------------------------------
 
@@ -85,10 +91,33 @@ class KeygenFinality:
         return chosen
 
     def run(self, job: KeygenJob, sid: bytes, participants: tuple[int, ...]) -> bytes:
-        resolved = self.resolve(job, sid, participants)
-        if resolved is not None:
-            return resolved
-        return self.fresh(job, sid, participants)
+        """One keygen job. Jobs of one request run one at a time: a second job (another attempt or
+        another P) must not discard the pending share the first is confirming."""
+        lock = self._request_lock(job.request_id)
+        if not lock.acquire(timeout=self.runner.config.round_timeout_s * LOCK_WAIT_ROUNDS):
+            raise JobFailed(f"another keygen of key request {job.request_id} is still running", retryable=True)
+        try:
+            resolved = self.resolve(job, sid, participants)
+            if resolved is not None:
+                return resolved
+            return self.fresh(job, sid, participants)
+        finally:
+            lock.release()
+
+    def request_lock(self, request_id: int) -> threading.Lock:
+        """The lock every change to one request's shares holds (keygen jobs, repair, the sweep)."""
+        return self._request_lock(request_id)
+
+    def _request_lock(self, request_id: int) -> threading.Lock:
+        with self._locks_lock:
+            lock = self._locks.pop(request_id, None) or threading.Lock()
+            self._locks[request_id] = lock  # most recent last; old idle locks are dropped
+            while len(self._locks) > MAX_LOCKS:
+                oldest, idle = next(iter(self._locks.items()))
+                if idle.locked():
+                    break
+                del self._locks[oldest]
+            return lock
 
     def holding(self, request_id: int) -> Holding:
         pending = self.store.pending(self.keyring, request_id, self.me)

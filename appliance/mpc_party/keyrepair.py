@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from appliance.hsm.store import ShareMeta, ShareRecord, ShareStore, put_share
+from appliance.hsm.store import ShareMeta, ShareRecord, ShareState, ShareStore, put_share
 from appliance.mpc_party.envelope import Envelope
 from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.pairguard import PairGuard, PerPeerLimit, is_dkls
@@ -67,6 +67,7 @@ class KeyRepair:
         self._lock = threading.Lock()
         self._busy: set[int] = set()  # request ids being repaired here
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # invitations already decided on
+        self._settled: set[tuple[int, int]] = set()  # (request, version) of shares of keys on chain
         self._stop = threading.Event()
         self.repaired = 0
         self.destroyed = 0
@@ -112,14 +113,22 @@ class KeyRepair:
         """Destroy orphans: shares of requests that ended REJECTED, or whose key is another."""
         for record in [*self.store.all_pending(), *self.store.all_active()]:
             m = record.meta
-            if m.keyring != self.keyring or m.party_index != self.me or m.key_id in self._busy:
+            if m.keyring != self.keyring or m.party_index != self.me or m.key_id in self._busy \
+                    or (m.key_id, m.share_version) in self._settled:
                 continue
             request = self.reader.key_request(m.key_id)
             if request is None or request.keyring_addr != self.keyring:
                 continue
             other_key = request.status == FULFILLED and bytes(request.public_key) != m.group_public_key
-            if request.status == REJECTED or other_key:
-                self.store.discard(m.keyring, m.key_id, m.party_index, m.share_version)
+            if record.state is ShareState.ACTIVE and request.status == FULFILLED and not other_key:
+                self._settled.add((m.key_id, m.share_version))  # a key on chain: never an orphan again
+                continue
+            lock = self.keygen.request_lock(m.key_id)
+            if (request.status == REJECTED or other_key) and lock.acquire(blocking=False):
+                try:
+                    self.store.discard(m.keyring, m.key_id, m.party_index, m.share_version)
+                finally:
+                    lock.release()
                 self.destroyed += 1
                 log.warning("party %d destroyed its %s share (version %d) of key request %d: the request %s",
                             self.me, record.state, m.share_version, m.key_id,
@@ -134,8 +143,14 @@ class KeyRepair:
             if request_id in self._busy:
                 raise RuntimeError("already repairing")
             self._busy.add(request_id)
+        lock = self.keygen.request_lock(request_id)
         try:
-            return self._repair(request_id, key_type, public_key)
+            if not lock.acquire(blocking=False):
+                raise RuntimeError("a keygen job of this request is still running")
+            try:
+                return self._repair(request_id, key_type, public_key)
+            finally:
+                lock.release()
         finally:
             with self._lock:
                 self._busy.discard(request_id)
