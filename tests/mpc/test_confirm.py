@@ -119,3 +119,58 @@ def test_confirming_another_statement_names_the_sender_not_a_relay():
     with pytest.raises(ProtocolAbort) as info:
         session2.receive(2, relayed)  # party 2 forwards party 3's note as its own
     assert info.value.culprit == 2
+
+
+# --- the holdings exchange: what a party holds for a request before the next attempt --------------
+
+def exchange(holdings, tamper=lambda sender, target, round_, payload: payload):
+    """Run HoldingsSessions {party: (status, notes)} to the end; `tamper` rewrites chosen messages."""
+    sessions = {i: confirm.HoldingsSession(i, tuple(holdings), 7, st, notes, IDENTITIES)
+                for i, (st, notes) in holdings.items()}
+    queue = [(i, o) for i, s in sessions.items() for o in s.start()]
+    while queue:
+        sender, out = queue.pop(0)
+        for target in (p for p in sessions if p != sender):
+            if not sessions[target].done:
+                payload = tamper(sender, target, out.round, out.payload)
+                queue += [(target, o) for o in sessions[target].receive(sender, payload)]
+    return {i: s.result() for i, s in sessions.items() if s.done}
+
+
+def test_holdings_commit_on_complete_evidence_else_discard():
+    parties, _ = keygen(ED25519, 3, 2, (1, 2, 3))
+    st = statements(parties)
+    note = {i: make_confirm(signer(i), i, st[i]) for i in (1, 2, 3)}
+    # party 3 committed (it had every note), 1 and 2 missed party 3's: all learn the evidence
+    found = exchange({1: (confirm.PENDING, [note[1], note[2]]), 2: (confirm.PENDING, [note[2]]),
+                      3: (confirm.COMMITTED, list(note.values()))})
+    assert {r.evidence.statement for r in found.values()} == {st[1]}
+    # nobody holds party 3's note (it never confirmed): no evidence anywhere, everyone discards
+    found = exchange({1: (confirm.PENDING, [note[1], note[2]]), 2: (confirm.PENDING, [note[2], note[1]]),
+                      3: (confirm.NONE, [])})
+    assert all(r.evidence is None for r in found.values()) and len(found) == 3
+
+
+def test_holdings_relay_evidence_shown_to_one_party_only():
+    """Party 3 shows its complete evidence to party 1 only, in round 1: party 1 relays it in round 2,
+    so party 2 commits too instead of discarding (the honest parties do not split)."""
+    parties, _ = keygen(ED25519, 3, 2, (1, 2, 3))
+    st = statements(parties)
+    note = {i: make_confirm(signer(i), i, st[i]) for i in (1, 2, 3)}
+    def hide_from_2(sender, target, round_, payload):
+        if (sender, target) != (3, 2):
+            return payload
+        return bytes([round_] + ([confirm.PENDING] if round_ == 1 else [])) + confirm.encode_notes([])
+
+    holdings = {1: (confirm.PENDING, [note[1]]), 2: (confirm.PENDING, [note[2]]),
+                3: (confirm.PENDING, list(note.values()))}
+    found = exchange(holdings, tamper=hide_from_2)
+    assert found[1].evidence is not None and found[2].evidence is not None
+    assert found[1].evidence.statement == found[2].evidence.statement == st[1]
+
+    def no_relay_either(sender, target, round_, payload):
+        if sender == 1 and target == 2 and round_ == 2:
+            return b"\x02" + confirm.encode_notes([])
+        return hide_from_2(sender, target, round_, payload)
+
+    assert exchange(holdings, tamper=no_relay_either)[2].evidence is None  # the relay is what saves it
