@@ -35,15 +35,18 @@ from typing import Any
 
 from appliance.hsm import HsmError
 from appliance.hsm.store import ShareMeta, ShareRecord, ShareStore, StoreError, open_share_checked, put_share
+from appliance.mpc_party import evidence
 from appliance.mpc_party.local_api import JobFailed, KeygenJob
 from appliance.mpc_party.protocols import confirm
 from appliance.mpc_party.protocols import dispatch as protocols
+from appliance.mpc_party.protocols.dkg import EchoMismatch
 from appliance.mpc_party.protocols.wire import ProtocolError, transcript_hash
 from appliance.mpc_party.runner import SessionRunner, SessionTimeout
 
 log = logging.getLogger("zrkeyring.party.keygen")
 
 CONFIRM_TIMEOUT_FACTOR = 2.0
+EXHIBITS_ROUND = 2  # on the confirmation's session: the round-1 broadcasts shown after an echo mismatch
 LOCK_WAIT_ROUNDS = 10  # how long a second job of one request waits for the first, in round deadlines
 MAX_LOCKS = 4096  # a peer's ABORT is sent at the end of its own round deadline
 _SID_DOMAIN = b"zrkeyring/keygen-phase/v1"
@@ -186,8 +189,13 @@ class KeygenFinality:
 
     def _fresh(self, job: KeygenJob, participants: tuple[int, ...], session: Any, ksid: bytes,
                csid: bytes) -> bytes:
+        seen: list[Any] = []  # the broadcasts we accepted, signed: evidence if a dealer equivocates
         try:
-            share = self.runner.run(ksid, session)
+            share = self.runner.run(ksid, session, record=seen)
+        except EchoMismatch as exc:
+            self._abort(ksid, csid, participants, f"keygen failed: {exc}")
+            self._name_equivocator(csid, participants, exc.peer, seen)
+            raise
         except SessionTimeout as exc:
             aborted = self._aborted(csid, exc.missing)
             self._abort(ksid, csid, participants, f"keygen failed: {exc}")
@@ -218,6 +226,20 @@ class KeygenFinality:
                  job.request_id, public_key.hex(), list(participants), extra={"request_id": job.request_id})
         return public_key
 
+    def _name_equivocator(self, csid: bytes, participants: tuple[int, ...], peer: int, seen: list[Any]) -> None:
+        """After an echo mismatch with `peer`: show it the round-1 broadcasts we accepted and look at
+        the ones it shows us; two different signed broadcasts of one dealer name that dealer."""
+        timeout = self.runner.config.round_timeout_s
+        others = tuple(p for p in participants if p != self.me)
+        self.runner.send(csid, confirm.PROTOCOL, EXHIBITS_ROUND, evidence.encode_exhibits(seen), others, timeout)
+        arrival = self.runner.gate.wait_for(csid, EXHIBITS_ROUND, [peer], timeout)
+        for env in arrival.arrived.get(peer, []):
+            found = evidence.find_equivocation(seen, env.payload, self.identity_keys)
+            if found is not None:
+                log.warning("party %d: party %d equivocated in keygen round 1 (two signed broadcasts kept as "
+                            "evidence)", self.me, found.culprit, extra={"peer": found.culprit})
+                raise evidence.DealerEquivocated(found)
+
     def _aborted(self, csid: bytes, silent: list[int]) -> dict[int, str]:
         """The silent parties that sent us a valid ABORT note meanwhile, and why they aborted."""
         arrival = self.runner.gate.wait_for(csid, 1, silent, 0.0)
@@ -233,11 +255,12 @@ class KeygenFinality:
         return found
 
     def _abort(self, ksid: bytes, csid: bytes, participants: tuple[int, ...], reason: str) -> None:
-        """Tell the other participants we will not commit the keygen `ksid` (best effort: a send-only
-        session on the confirmation's session id)."""
+        """Tell the other participants we will not commit the keygen `ksid` (best effort, on the
+        confirmation's session id; sent outside a session, which stays open for the peers' notes)."""
         try:
             note = confirm.make_abort(self.sign, self.me, ksid, reason)
-            self.runner.run(csid, confirm.ConfirmSession(self.me, participants, note, None, self.identity_keys))
+            others = tuple(p for p in participants if p != self.me)
+            self.runner.send(csid, confirm.PROTOCOL, 1, note, others, self.runner.config.round_timeout_s)
         except Exception as exc:  # the abort is a courtesy; the peers time out without it
             log.warning("party %d: could not send its keygen abort: %s", self.me, exc)
 

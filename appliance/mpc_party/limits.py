@@ -125,8 +125,12 @@ def _notes_max(n: int) -> int:
 
 
 def _keygen_confirm_rounds(n: int) -> dict[int, RoundSizes]:
-    """The keygen confirmation: one signed note per sender."""
-    return {1: (_note_max(n),)}
+    """The keygen confirmation: 1 one signed note per sender; 2 after an echo mismatch only, the
+    round-1 broadcast envelopes it accepted (DKG commitments of up to n dealers, t = n)."""
+    h, p, s = header_len(), SECP256K1.point_len, SECP256K1.scalar_len
+    commitments = h + 1 + 2 + n * p + p + s
+    envelope = 1 + SESSION_ID_LEN + 1 + 32 + 2 + 2 + 2 + 8 + 4 + commitments + 64
+    return {1: (_note_max(n),), 2: (1 + n * (4 + envelope),)}
 
 
 def _keygen_holdings_rounds(n: int) -> dict[int, RoundSizes]:

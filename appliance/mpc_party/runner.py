@@ -55,7 +55,8 @@ class SessionRunner:
         self.config = config or RunnerConfig()
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
 
-    def run(self, session_id: bytes, session: Session, round_timeout_s: float | None = None) -> Any:
+    def run(self, session_id: bytes, session: Session, round_timeout_s: float | None = None,
+            record: list[Envelope] | None = None) -> Any:
         """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout.
         `round_timeout_s` overrides the configured round deadline (the keygen confirmation waits
         longer, so a peer's abort sent at the end of its own round deadline still arrives)."""
@@ -80,6 +81,8 @@ class SessionRunner:
                         if env.protocol != session.protocol:
                             raise ProtocolAbort(f"envelope for protocol {env.protocol!r}, session runs "
                                                 f"{session.protocol!r}", sender)
+                        if record is not None:
+                            record.append(env)  # kept as signed evidence (keygen equivocation)
                         self._emit(session_id, session, session.receive(sender, env.payload), deadline)
                 if not arrival.arrived and arrival.missing and time.monotonic() >= deadline:
                     raise SessionTimeout(short, round_, sorted(arrival.missing))
@@ -87,6 +90,15 @@ class SessionRunner:
         finally:
             self.gate.close_session(session_id)
             self.outbox.forget(session_id)
+
+    def send(self, session_id: bytes, protocol: str, round_: int, payload: bytes, targets: tuple[int, ...],
+             timeout_s: float) -> None:
+        """Broadcast one payload outside a running session (an ABORT note, its exhibits): sealed once,
+        delivered to each target until accepted or `timeout_s` passes."""
+        env = self.outbox.seal(session_id, protocol, round_, BROADCAST, payload)
+        deadline = time.monotonic() + timeout_s
+        for target in targets:
+            self._pool.submit(self._deliver, target, env, deadline)
 
     def _emit(self, session_id: bytes, session: Session, outgoing: list[Outgoing], deadline: float) -> None:
         for out in outgoing:

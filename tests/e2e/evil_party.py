@@ -12,9 +12,10 @@ ZRKEYRING_EVIL selects the strategy, ZRKEYRING_EVIL_LOG is a JSON-lines file of 
   id.
 
 - `keygen-one`: in key generation (the holdings exchange, the keygen rounds and the confirmation),
-  toward one honest party only, send a corrupted copy (`bad`) of each message of one round, or none
-  (`none`); every other party gets the honest message. What to do is read before every message from
-  the file ZRKEYRING_EVIL_CONTROL, one line `bad|none VICTIM PROTOCOL ROUND` (empty: honest), so one
+  toward one honest party only, send a corrupted copy (`bad`) of each message of one round, none
+  (`none`), or (Ed25519 DKG round 1) valid commitments of another polynomial (`twin`: equivocation);
+  every other party gets the honest message. What to do is read before every message from the file
+  ZRKEYRING_EVIL_CONTROL, one line `bad|none|twin VICTIM PROTOCOL ROUND` (empty: honest), so one
   daemon can play every round in turn. Logged: {"keygen": mode, "victim", "protocol", "round"}.
 
 Re-setups are logged as {"resetup": peer, "public_key": hex}: after one, what was learnt no longer
@@ -30,7 +31,7 @@ import threading
 
 from appliance.cli.main import main
 from appliance.mpc_party import daemon, pairguard, runner
-from appliance.mpc_party.protocols import dispatch
+from appliance.mpc_party.protocols import dispatch, dkg
 from appliance.mpc_party.protocols.dkls23 import mul
 from tests.attacks import flipping_extend
 
@@ -95,6 +96,15 @@ def _keygen_fault(protocol: str, round_: int) -> tuple[str, int] | None:
     return None
 
 
+def _twin_commitments(session) -> bytes:
+    """Round-1 commitments of another, valid polynomial (a proper equivocation: each copy passes its
+    proof of knowledge; only the echo shows the views differ)."""
+    party = session.party  # the Ed25519 DKG session (dispatch.keygen_session)
+    twin = dkg.DkgParty(party.group, party.session_id, party.party_id, party.n, party.t,
+                        participants=party.participants)
+    return twin.round1().to_bytes()
+
+
 def _install_keygen_one() -> None:
     """Split every keygen message per recipient, so one victim can get another (or no) message."""
     honest_emit = runner.SessionRunner._emit
@@ -115,8 +125,9 @@ def _install_keygen_one() -> None:
                 env = self.outbox.seal(session_id, session.protocol, out.round, out.recipient, out.payload)
                 for target in others:
                     self._pool.submit(self._deliver, target, env, deadline)
-            if mode == "bad":  # flip the last bit: a scalar, a point, a digest or a signature
-                payload = out.payload[:-1] + bytes([out.payload[-1] ^ 1])
+            if mode in ("bad", "twin"):
+                payload = _twin_commitments(session) if mode == "twin" else \
+                    out.payload[:-1] + bytes([out.payload[-1] ^ 1])  # flip the last bit
                 env = self.outbox.seal(session_id, session.protocol, out.round, victim, payload)
                 self._pool.submit(self._deliver, victim, env, deadline)
 

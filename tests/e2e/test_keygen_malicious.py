@@ -32,6 +32,7 @@ CASES = [  # (key type, mode, victim, protocol, round)
     ("ed25519", "bad", 1, "keygen-confirm", 1),
     ("ecdsa", "none", 3, "keygen-confirm", 1),
     ("ed25519", "none", 1, "keygen-holdings", 1),
+    ("ed25519", "twin", 3, "dkg-ed25519", 1),  # equivocation: named from its two signed broadcasts
 ]
 
 
@@ -88,3 +89,6 @@ def test_one_victim_never_splits_the_honest_parties(net, key_type, mode, victim,
         time.sleep(1)
     named = culprits(net, before)
     assert named <= {EVIL}, named
+    if mode == "twin":
+        text = "".join(now[len(before[key]):] for key, now in logs(net).items())
+        assert f"party {EVIL} equivocated in keygen round 1" in text and named == {EVIL}
