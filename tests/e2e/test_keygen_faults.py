@@ -85,7 +85,10 @@ def test_crash_between_pending_and_commit(net) -> None:
     restart_party(net, "exit-before-commit")
     request_id = net.request_key("bitcoin")
     wait_died(net)
-    net.wait_request("key", request_id, timeout_s=120)  # parties 1 and 2 committed and posted
-    restart_party(net)
-    wait_whole(net, request_id)  # party 3's pending share is replaced by its repaired, evidenced one
-    assert "repaired and committed" in net.host(FAULTY).log("party").read_text()
+    restart_party(net)  # as systemd would; it comes back with a pending share and every note
+    net.wait_request("key", request_id, timeout_s=120)
+    wait_whole(net, request_id)
+    # resolved either way: committed from the evidence in the next attempt's holdings exchange (the
+    # request still open), or replaced by its repaired share (already fulfilled by parties 1 and 2)
+    log = net.host(FAULTY).log("party").read_text()
+    assert "committed its pending share of key request" in log or "repaired and committed" in log
