@@ -128,7 +128,17 @@ def check_party(socket_path: str) -> Check:
     live = body.get("live")
     seen = f"; sees live: {', '.join(str(p) for p in live)}" if isinstance(live, list) else ""
     return Check("party daemon", True, f"party {body.get('party')} answers on {socket_path} "
-                 f"({body.get('sessions', 0)} sessions run{seen})")
+                 f"({body.get('sessions', 0)} sessions run{seen}; {_keys_line(body)})")
+
+
+def _keys_line(body: dict[str, Any]) -> str:
+    """Shares held, and the key requests whose share here is pending or missing (being repaired)."""
+    line = f"{len(body.get('committed_keys', []))} keys"
+    if body.get("pending_keys"):
+        line += f", pending share of key requests {body['pending_keys']}"
+    if body.get("missing_keys"):
+        line += f", missing key requests {sorted(int(k) for k in body['missing_keys'])} (repair runs by itself)"
+    return line
 
 
 def probe_peer(address: str, index: int, tls: TlsCredentials | None, timeout: float = PROBE_TIMEOUT_S) -> str:

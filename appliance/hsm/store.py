@@ -253,6 +253,13 @@ class _Verified:
                              []).append(key)
         return cls(data_version, generation, heads, index)
 _KEY = "keyring=? AND key_id=? AND party_index=?"
+_NOTES_SCHEMA = """CREATE TABLE IF NOT EXISTS keygen_notes (
+    keyring       TEXT    NOT NULL,
+    key_id        INTEGER NOT NULL,
+    party_index   INTEGER NOT NULL,
+    share_version INTEGER NOT NULL,
+    notes         BLOB    NOT NULL,
+    PRIMARY KEY (keyring, key_id, party_index, share_version))"""
 
 
 def share_public_key(key_type: str, plaintext: bytes) -> bytes:
@@ -283,6 +290,7 @@ class ShareStore:
         try:
             self._db = connect_durable(self.path, secure_delete=True)  # deleted rows are zeroed, not unlinked
             self._open_schema(public_key_of)
+            self._open_notes()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open share store ({exc})") from None
 
@@ -312,6 +320,15 @@ class ShareStore:
                 yield self._db
             finally:
                 self._db.execute("COMMIT")
+
+    def _open_notes(self) -> None:
+        """The keygen evidence table (schema 2 stores made before it get it on open; a read-only
+        file without it simply has no evidence yet)."""
+        with self._lock:
+            try:
+                self._db.execute(_NOTES_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                log.warning("share store %s: cannot add the keygen evidence table (%s)", self.path, exc)
 
     # --- schema and migration ---------------------------------------------------------------------
     def _open_schema(self, public_key_of: PublicKeyOf | None) -> None:
@@ -499,7 +516,10 @@ class ShareStore:
                 if meta.share_version <= head.latest_version:
                     raise StoreError(f"share {_name(meta)}: version {meta.share_version} is not newer than "
                                      f"stored {head.latest_version}")
-                if head.meta != replace(meta, share_version=head.latest_version):
+                left = db.execute(f"SELECT COUNT(*) FROM shares WHERE {_KEY}", _key_of(meta)).fetchone()[0]  # noqa: S608
+                if head.meta != replace(meta, share_version=head.latest_version) and left:
+                    # (with no row left, e.g. every earlier attempt discarded, a fresh keygen's new key
+                    # may take the id; versions still never repeat)
                     raise StoreError(f"share {_name(meta)}: key type, threshold or group public key differs "
                                      "from the stored versions of this key")
                 if head.pending_version:
@@ -551,6 +571,66 @@ class ShareStore:
             db.execute(f"DELETE FROM shares WHERE {_ROW}", (*key, share_version))  # noqa: S608
             self._bump_root(db, heads)
         self._wipe()
+
+    def discard(self, keyring: str, key_id: int, party_index: int, share_version: int) -> None:
+        """Destroy one version whatever its state (a pending share the keygen did not confirm, or an
+        orphan of a request that never became a key): retire, then delete, notes included."""
+        self.retire(keyring, key_id, party_index, share_version)
+        self.delete_retired(keyring, key_id, party_index, share_version)
+        with self._lock, self._db:
+            self._db.execute(f"DELETE FROM keygen_notes WHERE {_ROW}", (keyring, key_id, party_index, share_version))  # noqa: S608
+
+    def destroy_key(self, keyring: str, key_id: int, party_index: int) -> int:
+        """Destroy every stored version of a key (orphan sweep); returns how many there were."""
+        records = self.versions(keyring, key_id, party_index)
+        for record in records:
+            self.discard(keyring, key_id, party_index, record.meta.share_version)
+        return len(records)
+
+    def next_version(self, keyring: str, key_id: int, party_index: int) -> int:
+        """The version a new share of this key must take: above every version ever stored (a version
+        number is never reused, even after its row was destroyed)."""
+        with self._read() as db:
+            head = self._heads(db).get((keyring, key_id, party_index))
+        return 1 if head is None else head.latest_version + 1
+
+    def put_notes(self, keyring: str, key_id: int, party_index: int, share_version: int, notes: bytes) -> None:
+        """Keep the keygen confirmation notes (our own first, then every peer's we hold) of one share
+        version. Not HSM-tagged: each note is signed by its party's identity key, so an edit can only
+        remove evidence (the key then waits for a peer's), never forge it."""
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO keygen_notes (keyring, key_id, party_index, share_version, "
+                             "notes) VALUES (?,?,?,?,?)", (keyring, key_id, party_index, share_version, notes))
+
+    def notes(self, keyring: str, key_id: int, party_index: int, share_version: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT notes FROM keygen_notes WHERE {_ROW}",  # noqa: S608
+                                   (keyring, key_id, party_index, share_version)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def key_notes(self, keyring: str, key_id: int, party_index: int) -> bytes | None:
+        """The newest notes of any version of a key: the evidence of the keygen stays the evidence of
+        the key across OT re-setups (new versions, same shares' polynomial)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT notes FROM keygen_notes WHERE {_KEY} ORDER BY share_version DESC "  # noqa: S608
+                                   "LIMIT 1", (keyring, key_id, party_index)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def pending(self, keyring: str, key_id: int, party_index: int) -> ShareRecord | None:
+        """The authenticated pending version of a key, or None."""
+        found = [r for r in self.versions(keyring, key_id, party_index) if r.state is ShareState.PENDING]
+        return found[-1] if found else None
+
+    def heads(self) -> list[KeyHead]:
+        """Every key's authenticated head (which versions are active / pending), checked against the
+        root only: no per-row HSM call, so status can list thousands of keys cheaply."""
+        with self._read() as db:
+            return list(self._verified(db).heads.values())
+
+    def all_pending(self) -> list[ShareRecord]:
+        """Every authenticated pending share (restart resolution, orphan sweep, status)."""
+        with self._read() as db:
+            return self._rows(db, "state='pending' ORDER BY keyring, key_id, party_index", ())
 
     def _one(self, db: sqlite3.Connection, heads: dict[tuple[str, int, int], KeyHead],
              key: tuple[str, int, int], version: int) -> ShareRecord:

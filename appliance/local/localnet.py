@@ -49,6 +49,7 @@ class LocalSettings:
     default_btl: int = 100
     round_timeout_s: float = 2.0
     join_timeout_s: float = 1.5
+    repair_interval_s: float = 3.0  # the party's scan for missing shares and orphans
     attempt_blocks: int = 15
     poll_interval_s: float = 0.1
     chain_tls: bool = True  # the node serves TLS under a throwaway CA that every config pins
@@ -163,7 +164,8 @@ class LocalKeyring:
             f'[party]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\ntls_dir = "{party_dir}"\n'
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
             f"round_timeout_s = {s.round_timeout_s}\njoin_timeout_s = {s.join_timeout_s}\n"
-            f"attempt_blocks = {s.attempt_blocks}\n{_refresh_fields(s)}\n"
+            f"attempt_blocks = {s.attempt_blocks}\nrepair_interval_s = {s.repair_interval_s}\n"
+            f"{_refresh_fields(s)}\n"
             f"{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(

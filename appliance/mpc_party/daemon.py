@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.hsm import Hsm, HsmConfig, HsmError
-from appliance.hsm.store import ShareMeta, ShareStore, StoreError, open_share_checked, put_share
+from appliance.hsm.store import ShareStore, StoreError, open_share_checked
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
@@ -72,6 +74,8 @@ class PartySection:
     round_timeout_s: float = bounded(0.01, 3600.0, 10.0)
     # a signing session no peer has joined by then is given up (runner.py)
     join_timeout_s: float = bounded(0.0, 3600.0, 3.0)
+    # how often missing shares are looked for on chain and orphans swept (keyrepair.py)
+    repair_interval_s: float = bounded(0.1, 86400.0, 30.0)
     attempt_blocks: int = bounded(1, 1 << 32, 10)  # must equal the controllers' [controller] attempt_blocks
     # scheduled refresh: every key once per period (0: off); must equal the controllers'
     refresh_period_blocks: int = bounded(0, 1 << 32, 0)
@@ -168,6 +172,16 @@ class PartyDaemon:
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
             rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
         self.gate.on_unopened = self._on_unopened
+        self.keygen = KeygenFinality(
+            me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
+            store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
+            sign=hsm.sign_identity, rng_factory=lambda: mixed_rng(self.hsm), request_on_chain=self.reader.key_request)
+        self.repair = KeyRepair(
+            me=self.me, keyring=self.keyring, parties=self.roster.indices(), t=self.roster.cluster.threshold,
+            store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
+            keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
+            lister=lambda: self.chain.key_requests(self.keyring, status="KEY_REQUEST_STATUS_FULFILLED"),
+            rng_factory=lambda: mixed_rng(self.hsm))
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  liveness=self.liveness_view)
@@ -179,9 +193,11 @@ class PartyDaemon:
         self.drain = Drain(p.data_dir)
 
     def _on_unopened(self, env: Any) -> None:
-        """A peer opens a session we have not: an OT re-setup or a refresh at once may start so."""
+        """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help
+        with."""
         self.pairs.on_unopened(env)
         self.refresher.on_unopened(env)
+        self.repair.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -213,6 +229,7 @@ class PartyDaemon:
         self.liveness.start()
         metrics.ENVELOPES.watch(self.gate.counters)
         self.pairs.resume()
+        self.repair.start(self.config.party.repair_interval_s)  # missing shares, pending ones, orphans
         log.info("party %d of %s serving peers on %s, controller socket %s", self.me, self.keyring,
                  self.server.listen, self.config.party.local_socket)
         return self
@@ -221,6 +238,7 @@ class PartyDaemon:
         metrics.ENVELOPES.forget(self.gate.counters)
         self.liveness.stop()
         self.pairs.stop()
+        self.repair.stop()
         self.local.stop()
         self.server.stop(grace=1.0)
         self.runner.close()
@@ -245,14 +263,16 @@ class PartyDaemon:
                                             metrics.NO_CULPRIT).inc()
             raise JobFailed(f"refused: {exc}") from None
         sid = job_session_id(job, self.config.chain.chain_id, self.keyring)
+        # a keygen's sessions are bound to its participants too: jobs naming another P are other runs
+        key = sid + b"".join(p.to_bytes(2, "big") for p in sorted(job.parties)) if isinstance(job, KeygenJob) else sid
         with self._lock:
-            future = self._sessions.get(sid)
+            future = self._sessions.get(key)
             owner = future is None
             if owner and self.drain.on:  # drain mode: a session already running is joined, none started
                 raise JobFailed(f"party {self.me} is draining: no new sessions (zrkeyring drain off)",
                                 retryable=True)
             if owner:
-                future = self._sessions[sid] = Future()
+                future = self._sessions[key] = Future()
                 while len(self._sessions) > RESULT_CACHE:
                     self._sessions.popitem(last=False)
         if owner:
@@ -299,21 +319,9 @@ class PartyDaemon:
             self.sessions_run += 1
 
     def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
-        existing = self.store.active(self.keyring, job.request_id, self.me)
-        if existing is not None:  # already made (e.g. the controller restarted): same answer again
-            return existing.meta.group_public_key
-        n, t = len(self.roster.parties), self.roster.cluster.threshold
-        if sorted(job.parties) != self.roster.indices() or job.threshold != t:
-            raise JobFailed(f"keygen must include every party {self.roster.indices()} with threshold {t}")
-        session = protocols.keygen_session(job.key_type, sid, self.me, n, t, mixed_rng(self.hsm))
-        share = self.runner.run(sid, session)
-        public_key, plaintext = protocols.export_share(job.key_type, share)
-        meta = ShareMeta(self.keyring, job.request_id, job.key_type, t, self.me, public_key, 1)
-        put_share(self.store, self.hsm, meta, plaintext)
-        self.store.commit(self.keyring, job.request_id, self.me, 1)
-        log.info("party %d stored its share of key request %d (public key %s)", self.me, job.request_id,
-                 public_key.hex(), extra=job_log_fields(job, sid))
-        return public_key
+        """Keygen among the job's participants, answered only once final (`finality.py`)."""
+        participants = self.keygen.participants(job, self.roster.indices())
+        return self.keygen.run(job, sid, participants)
 
     def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
         if self.me not in job.signers:
@@ -427,6 +435,7 @@ class PartyDaemon:
                 "peers": {str(p): v for p, v in self.liveness.snapshot().items()}}
 
     def status(self) -> dict[str, Any]:
+        heads = [h for h in self.store.heads() if h.meta.keyring == self.keyring and h.meta.party_index == self.me]
         return {
             "party": self.me,
             "keyring": self.keyring,
@@ -442,4 +451,11 @@ class PartyDaemon:
             "refresh": asdict(self.refresher.counts),
             "live": sorted(self.liveness.live()),
             "peers_live": {str(p): v for p, v in self.liveness.snapshot().items()},
+            # key requests whose share here is pending (awaiting confirmation evidence) or missing
+            # (the key was made without this party, or its share was lost: repair gives it back)
+            "committed_keys": sorted(h.meta.key_id for h in heads if h.active_version),
+            "pending_keys": sorted(h.meta.key_id for h in heads if h.pending_version),
+            "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
+            "repaired_keys": self.repair.repaired,
+            "orphans_destroyed": self.repair.destroyed,
         }

@@ -25,6 +25,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from appliance.mpc_party.protocols import confirm, repair
 from appliance.mpc_party.protocols.dkg import MAX_PARTIES, write_header
 from appliance.mpc_party.protocols.dkls23 import mul
 from appliance.mpc_party.protocols.dkls23.common import M_OT, NONCE_LEN, OT_WIDTH
@@ -125,6 +126,36 @@ def _dkls23_reshare_rounds(t: int) -> dict[int, RoundSizes]:
     core = _reshare_rounds(SECP256K1, t)
     return {1: (*core[1], _ot_step_size(1)), 2: (*core[2], _ot_step_size(2)),
             **{step: (_ot_step_size(step),) for step in (3, 4, 5)}}
+def _note_max(n: int) -> int:
+    """The largest keygen note (confirm.py) for n parties: a CONFIRM's statement with t = |P| = n
+    commitments of 33 bytes, a 64-byte key type; or an ABORT with its longest reason."""
+    statement = SESSION_ID_LEN + 8 + 4 + 64 + 3 + 2 * n + 4 + 16 + 2 + 33 * n + HASH_LEN
+    body = 1 + 2 + SESSION_ID_LEN + 4
+    return body + max(statement, confirm.MAX_REASON) + confirm.SIGNATURE_LEN
+
+
+def _notes_max(n: int) -> int:
+    return 1 + n * (4 + _note_max(n))
+
+
+def _keygen_confirm_rounds(n: int) -> dict[int, RoundSizes]:
+    """The keygen confirmation: 1 one signed note per sender; 2 after an echo mismatch only, the
+    round-1 broadcast envelopes it accepted (DKG commitments of up to n dealers, t = n)."""
+    h, p, s = header_len(), SECP256K1.point_len, SECP256K1.scalar_len
+    commitments = h + 1 + 2 + n * p + p + s
+    envelope = 1 + SESSION_ID_LEN + 1 + 32 + 2 + 2 + 2 + 8 + 4 + commitments + 64
+    return {1: (_note_max(n),), 2: (1 + n * (4 + envelope),)}
+
+
+def _keygen_holdings_rounds(n: int) -> dict[int, RoundSizes]:
+    """The holdings exchange: 1 status and every note held; 2 the complete evidence found (or none)."""
+    return {1: (2 + _notes_max(n),), 2: (1 + _notes_max(n),)}
+
+
+def _share_repair_rounds(n: int) -> dict[int, RoundSizes]:
+    """Share repair: 1 the invitation (key, helpers, nonce); 2 one part; 3 the sum and the evidence."""
+    h, s = header_len(), SECP256K1.scalar_len
+    return {1: (4 + 33 + 2 + 1 + 2 * n + 32,), 2: (h + s,), 3: (h + s + 4 + _notes_max(n),)}
 
 
 def _frost_name(suite: object) -> str:
@@ -146,6 +177,9 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         # the same behind the invitation header (u8 length, a secp256k1 or Ed25519 key, a 32-byte nonce)
         "share-version-sync-invite": ProtocolLimits.of({1: (1 + SECP256K1.point_len + 32 + header_len()
                                                             + 2 * HASH_LEN,)}),
+        confirm.PROTOCOL: ProtocolLimits.of(_keygen_confirm_rounds(t)),
+        confirm.HOLDINGS_PROTOCOL: ProtocolLimits.of(_keygen_holdings_rounds(t)),
+        repair.PROTOCOL: ProtocolLimits.of(_share_repair_rounds(t)),
         _frost_name(FROST_ED25519): ProtocolLimits.of(_frost_rounds(ED25519)),
         _frost_name(FROST_SECP256K1): ProtocolLimits.of(_frost_rounds(SECP256K1)),
         _frost_name(FROST_SECP256K1_BIP340): ProtocolLimits.of(_frost_rounds(SECP256K1)),

@@ -46,6 +46,26 @@ MAX_INVITES_PER_MINUTE = 20
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 
 
+class PerPeerLimit:
+    """At most `per_minute` events per peer in any sliding minute (invitations a peer may send us)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._times: dict[int, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, peer: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            times = self._times[peer]
+            while times and now - times[0] > 60:
+                times.popleft()
+            if len(times) >= self.per_minute:
+                return False
+            times.append(now)
+            return True
+
+
 class PairBurned(Exception):
     """A signing session would include a peer whose OT pair for this key is burned."""
 
@@ -69,7 +89,7 @@ class PairGuard:
         self.sealer, self.runner, self.rng_factory = sealer, runner, rng_factory
         self._key_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self._running: set[tuple[bytes, int]] = set()  # (public key, peer) re-setups we initiated
-        self._invites: dict[int, deque[float]] = defaultdict(deque)
+        self._limiter = PerPeerLimit(MAX_INVITES_PER_MINUTE)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.resetups_done = 0
@@ -170,8 +190,8 @@ class PairGuard:
             return  # busy with this key: the initiator retries
         try:
             record, key = self._load(public_key)
-            if peer not in key.pairs:
-                raise LookupError(f"party {peer} holds no share of key {public_key.hex()}")
+            if not 1 <= peer <= key.n or peer == self.me:  # a peer without a pair yet (absent at keygen)
+                raise LookupError(f"party {peer} is not a party of key {public_key.hex()}")
             sid = resetup.resetup_session_id(key.key_id, key.public_key, peer, self.me, nonce)
             if sid != env.session_id:
                 raise LookupError("re-setup session id does not match its header")
@@ -197,15 +217,7 @@ class PairGuard:
             lock.release()
 
     def _invite_allowed(self, peer: int) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            times = self._invites[peer]
-            while times and now - times[0] > 60:
-                times.popleft()
-            if len(times) >= MAX_INVITES_PER_MINUTE:
-                return False
-            times.append(now)
-            return True
+        return self._limiter.allow(peer)
 
     # --- storage -----------------------------------------------------------------------------------
 

@@ -71,21 +71,25 @@ class SessionRunner:
         self._abandoned: dict[bytes, None] = {}  # sessions given up at the join timeout (newest last)
         self._abandon_lock = threading.Lock()
 
-    def run(self, session_id: bytes, session: Session, join_timeout: bool = False) -> Any:
+    def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
+            round_timeout_s: float | None = None, record: list[Envelope] | None = None) -> Any:
         """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout.
-        With `join_timeout`, give up after RunnerConfig.join_timeout_s if no peer has sent anything."""
+        With `join_timeout`, give up after RunnerConfig.join_timeout_s if no peer has sent anything.
+        `round_timeout_s` overrides the configured round deadline (the keygen confirmation waits
+        longer, so a peer's abort sent at the end of its own round deadline still arrives)."""
         short = session_id.hex()[:12]
+        timeout = self.config.round_timeout_s if round_timeout_s is None else round_timeout_s
         self.gate.open_session(session_id)
         try:
             started = time.monotonic()
-            deadline = started + self.config.round_timeout_s
+            deadline = started + timeout
             join_by = started + self.config.join_timeout_s if join_timeout and self.config.join_timeout_s else None
             self._emit(session_id, session, session.start(), deadline)
             round_ = session.current_round
             while not session.done:
                 if session.current_round != round_:
                     round_ = session.current_round
-                    deadline = time.monotonic() + self.config.round_timeout_s
+                    deadline = time.monotonic() + timeout
                 waiting = session.waiting_for()
                 if not waiting:
                     raise RuntimeError(f"session {short} waits for nobody but is not done")
@@ -107,6 +111,8 @@ class SessionRunner:
                         if env.protocol != session.protocol:
                             raise ProtocolAbort(f"envelope for protocol {env.protocol!r}, session runs "
                                                 f"{session.protocol!r}", sender)
+                        if record is not None:
+                            record.append(env)  # kept as signed evidence (keygen equivocation)
                         self._emit(session_id, session, session.receive(sender, env.payload), deadline)
                 if not arrival.arrived and arrival.missing and time.monotonic() >= deadline:
                     raise SessionTimeout(short, round_, sorted(arrival.missing))
@@ -114,6 +120,15 @@ class SessionRunner:
         finally:
             self.gate.close_session(session_id)
             self.outbox.forget(session_id)
+
+    def send(self, session_id: bytes, protocol: str, round_: int, payload: bytes, targets: tuple[int, ...],
+             timeout_s: float) -> None:
+        """Broadcast one payload outside a running session (an ABORT note, its exhibits): sealed once,
+        delivered to each target until accepted or `timeout_s` passes."""
+        env = self.outbox.seal(session_id, protocol, round_, BROADCAST, payload)
+        deadline = time.monotonic() + timeout_s
+        for target in targets:
+            self._pool.submit(self._deliver, target, env, deadline)
 
     def _emit(self, session_id: bytes, session: Session, outgoing: list[Outgoing], deadline: float) -> None:
         for out in outgoing:

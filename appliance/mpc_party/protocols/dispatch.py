@@ -49,7 +49,7 @@ class DklsKeygenSession(Session):
 
     def __init__(self, session: KeygenSession) -> None:
         self.session, self.me = session, session.me
-        self.participants = tuple(range(1, session.n + 1))
+        self.participants = session.participants
         self._key: Dkls23Key | None = None
 
     def start(self) -> list[Outgoing]:
@@ -226,11 +226,23 @@ def resetup_session(share: Any, session_id: bytes, peer: int, nonce: bytes, rng:
     return DklsResetupSession(share, session_id, peer, nonce, rng)
 
 
-def keygen_session(key_type: str, session_id: bytes, me: int, n: int, t: int, rng: Rng) -> Session:
+def keygen_session(key_type: str, session_id: bytes, me: int, n: int, t: int, rng: Rng,
+                   participants: Sequence[int] | None = None) -> Session:
+    """A keygen among `participants` (default every party 1..n; at least t of them)."""
     _check(key_type)
     if key_type == EDDSA:
-        return DkgSession(DkgParty(ED25519, session_id, me, n, t, rng), "dkg-ed25519")
-    return DklsKeygenSession(KeygenSession(session_id, me, n, t, rng))
+        return DkgSession(DkgParty(ED25519, session_id, me, n, t, rng, participants=participants), "dkg-ed25519")
+    return DklsKeygenSession(KeygenSession(session_id, me, n, t, rng, participants=participants))
+
+
+def keygen_dkg(session: Session) -> DkgParty:
+    """The DKG of a finished keygen session: its transcript digest and summed commitments are what
+    the confirmation round signs."""
+    if isinstance(session, DkgSession):
+        return session.party
+    if isinstance(session, DklsKeygenSession):
+        return session.session.dkg
+    raise LocalProtocolError(f"not a keygen session: {type(session).__name__}")
 
 
 def sign_session(key_type: str, share: Any, session_id: bytes, signers: Sequence[int], data: bytes,

@@ -9,7 +9,8 @@ cannot show different commitments to different parties.
 
 API (one `DkgParty` per party per session; party ids are 1..n; 1 <= t <= n <= 32)::
 
-    party = DkgParty(group, session_id, party_id, n, t, rng)      # keygen
+    party = DkgParty(group, session_id, party_id, n, t, rng)      # keygen among all n parties
+    party = DkgParty(group, session_id, party_id, n, t, rng, participants=(1, 3))  # among P, |P| >= t
     party = DkgParty.for_refresh(old_share, session_id, rng)      # refresh: same key, new shares
 
     c = party.round1()                 # -> DkgCommitments          (broadcast to every other party)
@@ -32,12 +33,20 @@ so an aborted message leaves the party unchanged.
 
 Output: `KeyShare` (secret share, group public key, every party's verification share). It has no
 wire encoder on purpose; sealing it for storage is the HSM layer's job.
+
+Keygen among a participant set P (parties down): only the members of P deal and receive shares, but
+the polynomial still has degree t-1 and the combined commitments define the verification share of
+every index 1..n, absent ones included, so an absent party can later be given its share by repair
+(`repair.py`) and checked against them. P is bound into the echo digest (every party must agree on
+it) and, by the daemon, into the session id; the threshold is t whatever |P| is (|P| >= t).
+`transcript_digest` (the echo digest) and `summed_commitments` are what the confirmation round
+(`confirm.py`) signs.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
@@ -279,6 +288,29 @@ def _check_shape(n: int, t: int, party_id: int) -> None:
         raise LocalProtocolError(f"party id {party_id} outside 1..{n}")
 
 
+def check_participants(n: int, t: int, party_id: int, participants: Sequence[int] | None) -> tuple[int, ...]:
+    """The sorted participant set P: default every party; else distinct ids in 1..n, |P| >= t, us in it."""
+    if participants is None:
+        return tuple(range(1, n + 1))
+    chosen = tuple(sorted(participants))
+    if len(set(chosen)) != len(chosen) or not all(1 <= p <= n for p in chosen):
+        raise LocalProtocolError(f"participants {list(participants)} must be distinct ids in 1..{n}")
+    if len(chosen) < t:
+        raise LocalProtocolError(f"{len(chosen)} participants cannot make a {t}-of-{n} key")
+    if party_id not in chosen:
+        raise LocalProtocolError(f"party {party_id} is not among the participants {list(chosen)}")
+    return chosen
+
+
+class EchoMismatch(ProtocolAbort):
+    """Party `peer`'s echo differs from ours: someone equivocated, but not provably whom."""
+
+    def __init__(self, peer: int) -> None:
+        self.peer = peer
+        super().__init__(f"echo mismatch with party {peer}: round-1 broadcasts differ between us (a "
+                         "dealer equivocated, or the echo lied)", None)
+
+
 def pok_challenge(group: Group, session_id: bytes, party_id: int, commitments: tuple[Point, ...],
                   r: Point) -> int:
     """c = H(domain, group, session id, party id, C_0..C_{t-1}, R) mod q (SHA-512, length-prefixed)."""
@@ -291,23 +323,28 @@ class DkgParty:
     """One party's DKG (or refresh) session. See the module docstring for the call sequence."""
 
     def __init__(self, group: Group, session_id: bytes, party_id: int, n: int, t: int,
-                 rng: Rng = default_rng, *, _old: KeyShare | None = None) -> None:
+                 rng: Rng = default_rng, *, participants: Sequence[int] | None = None,
+                 _old: KeyShare | None = None) -> None:
         _check_shape(n, t, party_id)
         if len(session_id) != SESSION_ID_LEN:
             raise LocalProtocolError(f"session id must be {SESSION_ID_LEN} bytes")
+        self.participants = check_participants(n, t, party_id, participants)
+        if _old is not None and len(self.participants) != n:
+            raise LocalProtocolError("a refresh needs every holder of the key")
         self.group, self.party_id, self.n, self.t = group, party_id, n, t
         self.session_id = bytes(session_id)
         self._rng = rng
         self._old = _old
         self.mode = MODE_KEYGEN if _old is None else MODE_REFRESH
         self.state = DkgState.ROUND1
-        self._peers = PeerSet(self.session_id, party_id, set(range(1, n + 1)) - {party_id})
+        self._peers = PeerSet(self.session_id, party_id, set(self.participants) - {party_id})
         self._coefficients: list[int] | None = None
         self._commitments: dict[int, DkgCommitments] = {}
         self._echoes: dict[int, DkgEcho] = {}
         self._shares: dict[int, DkgShare] = {}
         self._own_share: int | None = None
         self._echo_digest: bytes | None = None
+        self.summed_commitments: tuple[Point, ...] = ()  # set by finish: sum over dealers of C_k
 
     @classmethod
     def for_refresh(cls, old: KeyShare, session_id: bytes, rng: Rng = default_rng) -> DkgParty:
@@ -412,9 +449,17 @@ class DkgParty:
 
     def _view_digest(self) -> bytes:
         parts = [self.group.name.encode(), self.session_id,
-                 bytes([self.mode, self.n, self.t])]
-        parts += [self._commitments[j].to_bytes() for j in range(1, self.n + 1)]
+                 bytes([self.mode, self.n, self.t, len(self.participants), *self.participants])]
+        parts += [self._commitments[j].to_bytes() for j in self.participants]
         return transcript_hash(_ECHO_DOMAIN, *parts)
+
+    @property
+    def transcript_digest(self) -> bytes:
+        """Hash of the agreed round-1 transcript (group, session, mode, n, t, P, every dealer's
+        commitments): what every party's echo said, and what the confirmation round signs."""
+        if self._echo_digest is None:
+            raise LocalProtocolError("the transcript is known only after round 2")
+        return self._echo_digest
 
     # -- finish --
     def finish(self) -> KeyShare:
@@ -437,8 +482,10 @@ class DkgParty:
         assert self._echo_digest is not None and self._own_share is not None
         for j in sorted(self._echoes):
             if not ct_equal(self._echoes[j].digest, self._echo_digest):
-                raise ProtocolAbort("echo mismatch: this party saw different round-1 broadcasts "
-                                    "(it, or a dealer, equivocated)", j)
+                # Either j lied in its echo or a dealer showed j other commitments: from here the two
+                # cannot be told apart, so nobody is named (an honest party must never be). The daemon
+                # names an equivocating dealer from its two signed round-1 envelopes (`evidence.py`).
+                raise EchoMismatch(j)
         full = {j: self._full_commitments(m) for j, m in self._commitments.items()}
         for j, msg in sorted(self._shares.items()):
             if not 0 <= msg.value < g.order:
@@ -448,6 +495,7 @@ class DkgParty:
         # per dealer. Our own verification share then checks the sum of every share we received in
         # one go; only when it fails do we check the dealers one by one to name the culprit.
         summed = [g.sum(full[j][k] for j in full) for k in range(self.t)]
+        self.summed_commitments = tuple(summed)
         vshares = {m: commitment_eval(g, summed, m) for m in range(1, self.n + 1)}
         if not ct_equal(g.base_mul(secret), vshares[me]):
             for j, msg in sorted(self._shares.items()):
@@ -489,10 +537,12 @@ def run_local(group: Group, parties: list[DkgParty]) -> list[KeyShare]:
 
 
 def run_local_dkg(group: Group, n: int, t: int, rng: Rng = default_rng,
-                  session_id: bytes | None = None) -> list[KeyShare]:
-    """A whole t-of-n DKG in one process; returns the n key shares ordered by party id."""
+                  session_id: bytes | None = None, participants: Sequence[int] | None = None) -> list[KeyShare]:
+    """A whole t-of-n DKG in one process (among `participants`, default all n); returns the
+    participants' key shares ordered by party id."""
     sid = session_id if session_id is not None else rng(SESSION_ID_LEN)
-    return run_local(group, [DkgParty(group, sid, i, n, t, rng) for i in range(1, n + 1)])
+    chosen = participants if participants is not None else range(1, n + 1)
+    return run_local(group, [DkgParty(group, sid, i, n, t, rng, participants=participants) for i in chosen])
 
 
 def run_local_refresh(shares: list[KeyShare], rng: Rng = default_rng,

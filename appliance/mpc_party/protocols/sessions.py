@@ -70,7 +70,7 @@ class DkgSession(Session):
     def __init__(self, party: DkgParty, protocol: str) -> None:
         self.party, self.protocol = party, protocol
         self.me = party.party_id
-        self.participants = tuple(range(1, party.n + 1))
+        self.participants = party.participants
         self._result: KeyShare | None = None
 
     def start(self) -> list[Outgoing]:

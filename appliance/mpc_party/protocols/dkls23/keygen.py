@@ -16,6 +16,10 @@ The two run side by side, one message set per round:
     round5:                                          as Bob:   VSOT step 5 (openings), responses checked
     finish: openings checked -> Dkls23Key
 
+Keygen among a participant set P (`participants=`, |P| >= t; parties down): the DKG runs among P
+(see dkg.py) and the pairwise OT set-ups only among P; P is bound into the pairwise context. An
+absent party gets its share by repair and its OT pairs by the re-setup (`resetup.py`) when it returns.
+
 Refresh (`KeygenSession.for_refresh`) is the same composition with the DKG in zero-sharing mode:
 same public key, new shares, and entirely fresh OT seeds for every pair.
 """
@@ -23,7 +27,7 @@ same public key, new shares, and entirely fresh OT seeds for every pair.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -120,16 +124,19 @@ class KeygenSession:
     message to `receive` in between (each round needs the previous round's messages)."""
 
     def __init__(self, session_id: bytes, party_id: int, n: int, t: int, rng: Rng = default_rng,
-                 *, _old: Dkls23Key | None = None) -> None:
+                 *, participants: Sequence[int] | None = None, _old: Dkls23Key | None = None) -> None:
         if _old is None:
-            self._dkg = dkg.DkgParty(GROUP, session_id, party_id, n, t, rng)
+            self._dkg = dkg.DkgParty(GROUP, session_id, party_id, n, t, rng, participants=participants)
         else:
+            if participants is not None and sorted(participants) != list(range(1, n + 1)):
+                raise LocalProtocolError("a refresh needs every holder of the key")
             self._dkg = dkg.DkgParty.for_refresh(_old.as_dkg_share(), session_id, rng)
         self._old = _old
         self.session_id, self.me, self.n, self.t, self._rng = bytes(session_id), party_id, n, t, rng
-        self.peers = [j for j in range(1, n + 1) if j != party_id]
+        self.participants = self._dkg.participants
+        self.peers = [j for j in self.participants if j != party_id]
         self._peerset = PeerSet(self.session_id, party_id, set(self.peers))
-        self.ctx = h32(b"keygen/ctx", self.session_id, bytes([n, t]),
+        self.ctx = h32(b"keygen/ctx", self.session_id, bytes([n, t, len(self.participants), *self.participants]),
                        (_old.key_id + _old.public_key) if _old else b"")
         self.state = KeygenState.ROUND1
         self._inbox: dict[int, dict[int, OtSetupMessage]] = {s: {} for s in _OT_LAYOUT}
@@ -216,6 +223,11 @@ class KeygenSession:
     def round5(self) -> list[KeygenMessage]:
         return self._advance(KeygenState.ROUND5, "round5", 4, lambda box: [
             self._msg(5, j, self._as_bob[j].step5(list(box[j].items))) for j in self.peers])
+
+    @property
+    def dkg(self) -> dkg.DkgParty:
+        """The DKG inside (its transcript digest and summed commitments feed the confirmation)."""
+        return self._dkg
 
     def finish(self) -> Dkls23Key:
         return self._advance(KeygenState.FINISH, "finish", 5, self._finish)  # type: ignore[return-value]

@@ -8,7 +8,7 @@ the HSM layer seals (AES-GCM); it must never be written anywhere unsealed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +19,10 @@ from appliance.mpc_party.protocols.group import EncodingError, Point, lagrange_a
 from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort, Reader, Writer
 
 MAGIC = b"ZRDKLS23"
-KEY_VERSION = 1  # parties numbered 1..n
-KEY_VERSION_IDS = 2  # each public share preceded by its party id (after a resharing changed the set)
+KEY_VERSION_V1 = 1  # read only: parties numbered 1..n, an OT set-up with every peer
+KEY_VERSION = 2  # parties numbered 1..n; a pair count before the pairs (a key made with parties down has fewer)
+KEY_VERSION_IDS = 3  # as 2, each public share preceded by its party id (after a resharing changed the set)
+KEY_VERSIONS = (KEY_VERSION_V1, KEY_VERSION, KEY_VERSION_IDS)
 
 
 @dataclass(frozen=True, repr=False)
@@ -58,6 +60,10 @@ class Dkls23Key:
         return (f"Dkls23Key(party={self.party_id}, {self.t}-of-{self.n}, epoch={self.epoch}, "
                 f"key={self.public_key.hex()}, secret=<hidden>)")
 
+    def missing_pairs(self, signers: Sequence[int]) -> list[int]:
+        """Signers we have no OT set-up with yet (absent at keygen or repaired; a re-setup makes it)."""
+        return sorted(j for j in signers if j != self.party_id and j not in self.pairs)
+
     def weighted_secret(self, signers: list[int]) -> int:
         """Our additive share of the key for this signer set: lambda_i * x_i."""
         return lagrange_at_zero(self.party_id, signers, Q) * self.secret % Q
@@ -79,6 +85,7 @@ class Dkls23Key:
             if not numbered:
                 w.u16(j)
             w.point(GROUP, self.public_shares[j])
+        w.u16(len(self.pairs))
         for j in sorted(self.pairs):
             p = self.pairs[j]
             w.u16(j).fixed(p.delta, 16)
@@ -91,17 +98,17 @@ class Dkls23Key:
         """Parse and fully check a stored key (points on the curve, share matches its public share)."""
         try:
             r = Reader(data)
-            if r.fixed(8) != MAGIC or (version := r.u8()) not in (KEY_VERSION, KEY_VERSION_IDS):
+            if r.fixed(8) != MAGIC or (version := r.u8()) not in KEY_VERSIONS:
                 raise LocalProtocolError("not a DKLs23 key (magic/version)")
             key_id, epoch = r.fixed(32), r.u32()
             party_id, n, t = r.u16(), r.u16(), r.u16()
             secret, public_key = r.scalar(GROUP), r.point(GROUP)
             public_shares = {}
             for j in range(1, n + 1):
-                index = j if version == KEY_VERSION else r.u16()  # the id comes before its point
+                index = r.u16() if version == KEY_VERSION_IDS else j  # the id comes before its point
                 public_shares[index] = r.point(GROUP)
             pairs = {}
-            for _ in range(n - 1):
+            for _ in range(n - 1 if version == KEY_VERSION_V1 else r.u16()):
                 j, delta = r.u16(), r.fixed(16)
                 seeds = [r.fixed(32) for _ in range(3 * OT_WIDTH)]
                 pairs[j] = PairSetup(delta, tuple(seeds[:OT_WIDTH]), tuple(seeds[OT_WIDTH:2 * OT_WIDTH]),
@@ -117,8 +124,9 @@ class Dkls23Key:
         ids = sorted(self.public_shares)
         if not 1 <= self.t <= self.n == len(ids) or self.party_id not in self.public_shares:
             raise LocalProtocolError("DKLs23 key: bad shape")
-        if sorted(self.pairs) != [j for j in ids if j != self.party_id]:
-            raise LocalProtocolError("DKLs23 key: OT setup missing for some peer")
+        peers = [j for j in ids if j != self.party_id]
+        if not set(self.pairs) <= set(peers) or len(self.pairs) != len(set(self.pairs)):
+            raise LocalProtocolError("DKLs23 key: OT setup for a party that is not a peer")
         for p in self.pairs.values():
             p.check()
         if GROUP.base_mul(self.secret) != self.public_shares[self.party_id]:

@@ -39,10 +39,12 @@ def _run_keygen(sessions: list[KeygenSession], tamper: Tamper | None) -> list[Dk
 
 
 def run_dkg(n: int, t: int, rng: Rng = default_rng, session_id: bytes | None = None,
-            tamper: Tamper | None = None) -> list[Dkls23Key]:
-    """A whole t-of-n DKLs23 keygen; returns the n keys ordered by party id."""
+            tamper: Tamper | None = None, participants: Sequence[int] | None = None) -> list[Dkls23Key]:
+    """A whole t-of-n DKLs23 keygen among `participants` (default all n); returns their keys ordered
+    by party id."""
     sid = session_id if session_id is not None else rng(SESSION_ID_LEN)
-    return _run_keygen([KeygenSession(sid, i, n, t, rng) for i in range(1, n + 1)], tamper)
+    chosen = sorted(participants) if participants is not None else range(1, n + 1)
+    return _run_keygen([KeygenSession(sid, i, n, t, rng, participants=participants) for i in chosen], tamper)
 
 
 def refresh(keys: Sequence[Dkls23Key], rng: Rng = default_rng, session_id: bytes | None = None,

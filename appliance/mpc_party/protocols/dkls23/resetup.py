@@ -59,7 +59,7 @@ class PairResetupSession:
     feed the peer's message of each round to `receive` in between."""
 
     def __init__(self, key: Dkls23Key, session_id: bytes, peer: int, rng: Rng = default_rng) -> None:
-        if peer == key.party_id or peer not in key.pairs:
+        if peer == key.party_id or not 1 <= peer <= key.n:  # a missing pair (absent at keygen) is set up
             raise LocalProtocolError(f"party {peer} is not a peer of this key")
         self.key, self.session_id, self.peer, self.me = key, bytes(session_id), peer, key.party_id
         self._peerset = PeerSet(self.session_id, self.me, {peer})

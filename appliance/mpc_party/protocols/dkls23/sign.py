@@ -246,6 +246,9 @@ class SignSession:
         if key.party_id not in signers or len(signers) < key.t or not set(signers) <= set(key.public_shares):
             raise LocalProtocolError(f"bad signer set {signers} for party {key.party_id} "
                                      f"({key.t}-of-{key.n})")
+        if missing := key.missing_pairs(signers):
+            raise LocalProtocolError(f"no OT set-up with signers {missing} yet (absent at keygen: the "
+                                     "pairwise re-setup must run first)")
         self.key, self.session_id, self.signers, self._rng = key, bytes(session_id), signers, rng
         self.me = key.party_id
         self.peers = [j for j in signers if j != self.me]
