@@ -200,18 +200,18 @@ def sign_job(share: Share) -> SignJob:
 
 
 def daemon_sign(store: ShareStore, hsm, job: SignJob) -> None:
-    """The daemon's own `_sign` on this store and HSM; stops at the session runner, which must not be
+    """The daemon's own signing session start (`_sign_session`, after the attempt and per-request checks
+    of `_sign`, which need a chain) on this store and HSM; stops at the session runner, which must not be
     reached when the share is refused."""
     def unreachable(*_args):
         raise AssertionError("the daemon started a signing session with a refused share")
 
     party = SimpleNamespace(me=1, keyring=KEYRING, store=store, hsm=hsm, runner=SimpleNamespace(run=unreachable),
-                            _check_attempt=lambda _job, _mpc_btl: None,  # the quorum/attempt rule needs a chain
                             pairs=SimpleNamespace(check_signers=lambda *_args: None),
                             state=SimpleNamespace(claim_session=unreachable),
                             refresher=SimpleNamespace(key_lock=lambda _public_key: threading.Lock()))
     party._signing_share = lambda signing_job: PartyDaemon._signing_share(party, signing_job)
-    PartyDaemon._sign(party, job, b"\x00" * 32, 0)
+    PartyDaemon._sign_session(party, job, b"\x00" * 32)
 
 
 def test_daemon_refuses_to_sign_request_b_with_key_a_after_a_swap(hsm, store, key_a, key_b):
