@@ -35,6 +35,7 @@ from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.lifecycle import RefreshDriver
+from appliance.controller.members import KeyMembers
 from appliance.controller.planner import (
     Decision,
     SignRequestView,
@@ -159,6 +160,7 @@ class Controller:
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
+        self.members = KeyMembers(party)
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -307,7 +309,8 @@ class Controller:
         if self._adopt_posted_signature(req, public_key, data):
             return
         attempt = self._attempt(deadline)
-        signers = quorum(self.parties, self.threshold, req.id, attempt)
+        members = self.members.of(public_key)  # the key's own holders and threshold (members.py)
+        signers = quorum(list(members[0]), members[1], req.id, attempt) if members else []
         if self.me in signers:
             self._eager.add(("sign", req.id))
             job = SignJob(req.id, req.key_type, key.id, public_key, data, tuple(signers), attempt)

@@ -29,6 +29,7 @@ from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.jobs import RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
+from appliance.mpc_party.members import KeyMembers
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
 from appliance.mpc_party.protocols.wire import ProtocolError
@@ -142,6 +143,7 @@ class PartyDaemon:
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
+        self.members = KeyMembers(self.store, hsm, self.keyring, self.me)
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
         self.refresher = Refresher(
@@ -322,7 +324,13 @@ class PartyDaemon:
     def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
         """The signer set must be the quorum rule's for the job's attempt, and the attempt one the
         chain height allows now: the local socket cannot choose signers or mint extra sessions."""
-        expected = quorum(self.roster.indices(), self.roster.cluster.threshold, job.request_id, job.attempt)
+        try:  # the key's own holders and threshold, from its authenticated active share (members.py)
+            members = self.members.of(job.public_key)
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if members is None:
+            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+        expected = quorum(list(members[0]), members[1], job.request_id, job.attempt)
         if sorted(job.signers) != expected:
             raise JobFailed(f"refused: signers {sorted(job.signers)} are not the quorum {expected} of "
                             f"request {job.request_id} attempt {job.attempt}")
@@ -344,7 +352,8 @@ class PartyDaemon:
             pending = self.store.pending_of(m.keyring, m.key_id, m.party_index)
             out.append({"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
                         "pending_version": pending.meta.share_version if pending else 0,
-                        "threshold": m.threshold, "stored_at": record.created_at, "request_id": m.key_id})
+                        "threshold": m.threshold, "parties": list(self.members.of_record(record)[0]),
+                        "stored_at": record.created_at, "request_id": m.key_id})
         return out
 
     def status(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from typing import Any
 from appliance.hsm.store import ShareRecord, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party.jobs import RequestRefused
 from appliance.mpc_party.local_api import JobFailed, RefreshJob, job_log_fields
+from appliance.mpc_party.members import share_holders
 from appliance.mpc_party.protocols import dispatch
 from appliance.mpc_party.protocols.dkls23.common import CorrelationAbort
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key
@@ -172,7 +173,7 @@ class Refresher:
         if active is None:
             raise StoreError(f"no active share of key {run.label} on party {self.me}")
         old = self._open(active, run.public_key)
-        parties = tuple(sorted(_holders(old)))
+        parties = tuple(share_holders(old))
         pending = self.store.pending_of(self.keyring, active.meta.key_id, self.me)
         mine = Holding(self._digest(old), self._digest(self._open(pending, run.public_key)) if pending else NONE)
         holdings = self._sync(run, "sync1", parties, mine, run.header)
@@ -311,7 +312,3 @@ class Refresher:
         if isinstance(share, Dkls23Key):
             return sharing_digest(share.public_key, share.public_shares)
         return sharing_digest(share.group_public_key, share.verification_shares)
-
-
-def _holders(share: Any) -> list[int]:
-    return list(share.public_shares if isinstance(share, Dkls23Key) else share.verification_shares)
