@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger("zrkeyring.controller.members")
 
-MAX_AGE_S = 5.0
+MAX_AGE_S = 2.0
 MISS_RETRY_S = 1.0
 
 

@@ -39,6 +39,7 @@ from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import attempt_at, quorum
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.lifecycle import RefreshSchedule
+from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.roster import Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
@@ -150,13 +151,21 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
             runner=self.runner, reader=self.reader, height=self.chain.latest_height,
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
-            rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership)
         self.gate.on_unopened = self._on_unopened
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self.sessions_run = 0
+
+    def _chain_membership(self) -> Membership | None:
+        """The chain keyring's parties (as roster indices) and threshold, which every key is reshared to
+        when its own differ (lifecycle.py); ConfigError when the chain names a party the roster lacks."""
+        keyring = self.chain.keyring(self.keyring)
+        if keyring is None:
+            return None
+        return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
 
     def _on_unopened(self, env: Any) -> None:
         """A peer opens a session we have not: an OT re-setup or a refresh at once may start so."""
