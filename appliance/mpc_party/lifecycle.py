@@ -179,11 +179,13 @@ class Refresher:
         old = self._open(active, run.public_key)
         parties = tuple(share_holders(old))
         plan = self._plan(run, parties, old.t)
-        syncing = _syncing(parties, plan, old.t)
-        if self.me not in syncing:
-            return self._drop(run, active)
         pending = self.store.pending_of(self.keyring, active.meta.key_id, self.me)
         pending_share = self._open(pending, run.public_key) if pending else None
+        # A pending sharing is settled among the parties it was dealt to: those that committed it sync
+        # among the same set (their active holders), and a removed dealer has nothing left to report.
+        syncing = tuple(share_holders(pending_share)) if pending_share else _syncing(parties, plan, old.t)
+        if self.me not in syncing:
+            return self._drop(run, active)
         mine = Holding(self._digest(old), self._digest(pending_share) if pending_share else NONE)
         holdings = self._sync(run, "sync1", syncing, mine, run.header)
         action = decide(self.me, _among(holdings, pending_share), allow_refresh=run.allow_refresh)
