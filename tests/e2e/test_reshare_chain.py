@@ -17,6 +17,7 @@ import pytest
 
 from appliance.local.e2e_demo import verify_independently
 from appliance.local.localnet import LocalKeyring, LocalSettings
+from appliance.mpc_party.local_api import PartyClient
 
 PERIOD, WINDOW = 80, 30
 TYPES = ("ecdsa", "bitcoin", "ed25519")
@@ -108,3 +109,38 @@ def test_threshold_raised_then_party_removed_on_chain_every_key_reshared(keyring
         req = keyring.wait_request("sign", request_id, timeout_s=120)
         verify_independently(key_type, bytes(keys[key_type].public_key), data, bytes(req.signed_data[0].signed_data))
     assert len(submitted) >= 5
+
+
+@pytest.fixture(scope="module")
+def lost_host(tmp_path_factory):
+    settings = LocalSettings(refresh_period_blocks=PERIOD, refresh_window_blocks=WINDOW, attempt_blocks=30,
+                             round_timeout_s=4.0, default_btl=200)
+    net = LocalKeyring(tmp_path_factory.mktemp("lost"), settings).setup().start()
+    yield net
+    net.close()
+
+
+def test_a_lost_party_removed_on_chain_the_others_reshare_without_it(lost_host) -> None:
+    """2-of-3 and party 1's host gone (both daemons stopped): the admin removes it on chain, and parties 2
+    and 3 alone (enough to deal: t = 2) reshare every key to themselves, 2-of-2, same public keys."""
+    net = lost_host
+    keys = {}
+    for key_type in TYPES:
+        request_id = net.request_key(key_type)
+        net.wait_request("key", request_id)
+        keys[key_type] = net.key_for_request(request_id)
+    net.stop_role(1, "party", kill=True)
+    net.stop_role(1, "controller", kill=True)
+    sign_and_verify(net, keys)  # 2-of-3 without party 1: the old set still signs
+    net.remove_party(1)
+    assert net.client.keyring(net.keyring).party_threshold == 2
+    wait_for(lambda: reshared(net, (2, 3), 2, len(keys)) and all(
+        rows[0][0] >= 2 for view in (share_rows(net, 2), share_rows(net, 3)) for rows in view.values()),
+        f"keys not reshared to parties 2 and 3: {[share_rows(net, i) for i in (2, 3)]}", 3 * PERIOD * 0.2 + 120)
+    for index in (2, 3):  # each key's holders, from the party's own share (what its quorums come from)
+        client = PartyClient(net.host(index).socket)
+        try:
+            assert {(k["parties"] == [2, 3], k["threshold"]) for k in client.keys()} == {(True, 2)}
+        finally:
+            client.close()
+    sign_and_verify(net, keys)
