@@ -59,11 +59,15 @@ class QuorumPicker:
             self._last_live[p] = now
         return self.live
 
-    def signers(self, request_id: int, attempt: int) -> tuple[tuple[int, ...], int] | None:
+    def signers(self, request_id: int, attempt: int, holders: Iterable[int] | None = None,
+                threshold: int | None = None) -> tuple[tuple[int, ...], int] | None:
         """(set, retry) to sign with now: the first live set not run yet in this attempt, else a rerun
-        of the first live one with runs left (attempts.pick_run); None if none is left."""
+        of the first live one with runs left (attempts.pick_run); None if none is left. `holders` and
+        `threshold` are the key's own (controller/members.py; they differ from the roster's while a
+        resharing is under way), the roster's by default."""
         runs = self._runs.get((request_id, attempt), {})
-        return pick_run(self.parties, self.threshold, request_id, attempt, self.live, runs)
+        parties = sorted(holders) if holders is not None else self.parties
+        return pick_run(parties, threshold or self.threshold, request_id, attempt, self.live, runs)
 
     def mark_tried(self, request_id: int, attempt: int, signers: tuple[int, ...]) -> None:
         """A session with `signers` was started: its next run in this attempt is a retry."""

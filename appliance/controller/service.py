@@ -36,6 +36,7 @@ from appliance.controller.deadlines import Deadlines
 from appliance.controller.fees import Fees
 from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.lifecycle import RefreshDriver
+from appliance.controller.members import KeyMembers
 from appliance.controller.outbox import answers_to_post
 from appliance.controller.planner import (
     Decision,
@@ -191,6 +192,7 @@ class Controller:
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
         self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
+        self.members = KeyMembers(party)
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -359,7 +361,8 @@ class Controller:
         if self._adopt_posted_signature(req, public_key, data):
             return
         attempt = self._attempt(deadline)
-        run = self.quorum.signers(req.id, attempt)
+        members = self.members.of(public_key)  # the key's own holders and threshold (members.py)
+        run = self.quorum.signers(req.id, attempt, *members) if members else None
         if run is not None and self.me in run[0]:
             self._eager.add(("sign", req.id))
             job = SignJob(req.id, req.key_type, key.id, public_key, data, run[0], attempt, run[1])

@@ -1,10 +1,12 @@
 """The share store: sealed key shares and their HSM-authenticated state in SQLite (WAL, synchronous=FULL).
 
 Rows only move forward: pending -> active -> destroyed (or retired, when taken out of service by hand).
-A new share version (from DKG or a refresh) is written `pending` and does not replace the active one
-until `commit` — the "never overwrite a share until its replacement is confirmed" rule. Committing
-destroys every older version of that key: the rows are deleted with `secure_delete` on and the WAL is
-checkpointed and truncated, so a refresh really leaves the old share behind.
+A new share version (from DKG, a refresh, or a reshare to another threshold or party set) is written
+`pending` and does not replace the active one until `commit` — the "never overwrite a share until its
+replacement is confirmed" rule. Committing destroys every older version of that key: the rows are
+deleted with `secure_delete` on and the WAL is checkpointed and truncated, so a refresh really leaves
+the old share behind. A version's key type and group public key are the key's for ever; its threshold
+is its own (bound in its AAD and state tag), and the head carries the latest version's.
 
 Nothing in the file is trusted because it is there. Three things are authenticated by the HSM's
 sealing key (AES-256-GCM; a tag is the seal of an empty plaintext, so no new token object is needed):
@@ -125,7 +127,8 @@ def _ids(meta: ShareMeta) -> bytes:
 
 
 def _key_fields(meta: ShareMeta) -> bytes:
-    """Key type, threshold and group public key: what a refresh keeps and a lookup relies on."""
+    """Key type, threshold and group public key (a refresh keeps all three, a reshare may change the
+    threshold; the key type and public key never change)."""
     return (_text(meta.key_type, "key_type") + struct.pack(">H", meta.threshold)
             + _blob(meta.group_public_key, "group_public_key"))
 
@@ -159,7 +162,7 @@ def state_aad(meta: ShareMeta, state: ShareState) -> bytes:
 class KeyHead:
     """One key's authenticated summary: which versions exist in which state (0 = none)."""
 
-    meta: ShareMeta  # share_version = latest version ever stored (never reused)
+    meta: ShareMeta  # share_version = latest version ever stored (never reused); threshold = that version's
     active_version: int
     pending_version: int
 
@@ -461,7 +464,7 @@ class ShareStore:
             raise _tamper(f"{self.path}: share row {name} fails its HSM state tag: its state, key "
                                    "type, threshold or group public key was edited; refusing it")
         head = heads.get(_key_of(record.meta))
-        if head is None or head.meta != replace(record.meta, share_version=head.latest_version):
+        if head is None or not _same_key(head, record.meta):
             raise _tamper(f"{self.path}: share row {name} has no matching authenticated key head; "
                                    "refusing it")
         expected = head.state_of(record.meta.share_version)
@@ -517,11 +520,13 @@ class ShareStore:
                     raise StoreError(f"share {_name(meta)}: version {meta.share_version} is not newer than "
                                      f"stored {head.latest_version}")
                 left = db.execute(f"SELECT COUNT(*) FROM shares WHERE {_KEY}", _key_of(meta)).fetchone()[0]  # noqa: S608
-                if head.meta != replace(meta, share_version=head.latest_version) and left:
-                    # (with no row left, e.g. every earlier attempt discarded, a fresh keygen's new key
-                    # may take the id; versions still never repeat)
-                    raise StoreError(f"share {_name(meta)}: key type, threshold or group public key differs "
-                                     "from the stored versions of this key")
+                same_key = (head.meta.key_type, head.meta.group_public_key) == (meta.key_type, meta.group_public_key)
+                if not same_key and left:
+                    # a resharing may change the threshold (and the set, inside the share), never the key;
+                    # with no row left (every earlier attempt discarded) a fresh keygen's new key may take
+                    # the id; versions still never repeat
+                    raise StoreError(f"share {_name(meta)}: key type or group public key differs from the "
+                                     "stored versions of this key")
                 if head.pending_version:
                     raise StoreError(f"share {_name(meta)}: version {head.pending_version} is already "
                                      "pending; commit or retire it first")
@@ -704,6 +709,17 @@ class ShareStore:
         with self._read() as db:
             head = self._heads(db).get((keyring, key_id, party_index))
             return head.latest_version if head is not None else 0
+
+
+def _same_key(head: KeyHead, meta: ShareMeta) -> bool:
+    """A row belongs to the head's key: same ids, key type and group public key. Its threshold may
+    differ from the head's (a reshare changes it between versions) except in the latest version, whose
+    threshold the head carries; every version's own threshold is bound by its state tag and AAD, and a
+    version number is never reused, so no other threshold can be sealed for it."""
+    m = head.meta
+    if (m.key_type, bytes(m.group_public_key)) != (meta.key_type, bytes(meta.group_public_key)):
+        return False
+    return meta.share_version != head.latest_version or meta.threshold == m.threshold
 
 
 def _key_of(meta: ShareMeta) -> tuple[str, int, int]:

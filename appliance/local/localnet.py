@@ -28,7 +28,7 @@ from appliance.hsm.softhsm import init_token, make_token_dir, write_hsm_config
 from appliance.mpc_party.local_api import PartyClient
 from chain_client.client import ChainClient, ClientConfig, msg_responses
 from chain_client.crypto import SoftwareSigner
-from chain_client.messages import bank_send
+from chain_client.messages import bank_send, remove_keyring_party, update_keyring
 from chain_client.proto_gen.zrchain.identity import tx_pb2 as identity_tx
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 from chain_node.genesis import Genesis, GenesisAccount, Params
@@ -286,6 +286,20 @@ class LocalKeyring:
         operator funds a party host after genesis."""
         assert self.client is not None
         self.client.send(self.owner, [bank_send(self.owner, self.host(index).chain_address, amount)])
+
+    # --- what the keyring's admin does (membership on chain; the daemons reshare every key to it) ---
+
+    def set_threshold(self, threshold: int) -> None:
+        """MsgUpdateKeyring with a new party_threshold (the owner is the keyring's admin)."""
+        assert self.client is not None
+        keyring = self.client.keyring(self.keyring)
+        self.client.send(self.owner, [update_keyring(self.owner.address(), keyring, party_threshold=threshold)])
+
+    def remove_party(self, index: int, decrease_threshold: bool = False) -> None:
+        """MsgRemoveKeyringParty for party `index`; its daemons keep running (they deal, then stop)."""
+        assert self.client is not None
+        self.client.send(self.owner, [remove_keyring_party(self.owner.address(), self.keyring,
+                                                           self.host(index).chain_address, decrease_threshold)])
 
     def request_key(self, key_type: str) -> int:
         assert self.client is not None

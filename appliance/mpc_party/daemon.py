@@ -32,6 +32,7 @@ from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
 from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
+from appliance.mpc_party.members import KeyMembers
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.protocols import dispatch as protocols
 from appliance.mpc_party.protocols.wire import ProtocolError
@@ -41,6 +42,7 @@ from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.lifecycle import RefreshSchedule
+from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.roster import MAX_INDEX, Roster, split_address
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
@@ -164,13 +166,14 @@ class PartyDaemon:
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
+        self.members = KeyMembers(self.store, hsm, self.keyring, self.me)
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
         self.refresher = Refresher(
             me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
             runner=self.runner, reader=self.reader, height=self.chain.latest_height,
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
-            rng_factory=lambda: mixed_rng(self.hsm), state=self.state)
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership)
         self.gate.on_unopened = self._on_unopened
         self.keygen = KeygenFinality(
             me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
@@ -191,6 +194,14 @@ class PartyDaemon:
         self._request_locks: dict[int, threading.Lock] = {}
         self.sessions_run = 0
         self.drain = Drain(p.data_dir)
+
+    def _chain_membership(self) -> Membership | None:
+        """The chain keyring's parties (as roster indices) and threshold, which every key is reshared to
+        when its own differ (lifecycle.py); ConfigError when the chain names a party the roster lacks."""
+        keyring = self.chain.keyring(self.keyring)
+        if keyring is None:
+            return None
+        return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
 
     def _on_unopened(self, env: Any) -> None:
         """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help
@@ -398,14 +409,23 @@ class PartyDaemon:
             lock.release()
 
     def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
-        """The signer set must be `threshold` distinct roster parties including this one (every such
-        set is a candidate of every attempt, attempts.candidate_sets), and the attempt one the chain
-        height allows now. With MAX_SIGNER_SETS per (request, attempt) and the signer set bound into the
-        session id, the local socket cannot mint more than a few sessions per attempt."""
-        signers, roster, t = sorted(set(job.signers)), self.roster.indices(), self.roster.cluster.threshold
-        if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(roster):
-            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct parties of {roster} "
-                            f"(request {job.request_id} attempt {job.attempt})")
+        """The signer set must be `threshold` distinct holders of the key including this one, with the
+        key's own holders and threshold read from its authenticated active share (members.py; during a
+        resharing they differ from the roster's), and the attempt one the chain height allows now. Every
+        such set is a candidate of every attempt (attempts.candidate_sets); with MAX_SIGNER_SETS per
+        (request, attempt) and the signer set bound into the session id, the local socket cannot mint
+        more than a few sessions per attempt."""
+        try:  # the key's own holders and threshold, from its authenticated active share (members.py)
+            members = self.members.of(job.public_key)
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if members is None:
+            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
+        holders, t = list(members[0]), members[1]
+        signers = sorted(set(job.signers))
+        if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(holders):
+            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct holders {holders} "
+                            f"of the key (request {job.request_id} attempt {job.attempt})")
         if not 0 <= job.retry < MAX_SET_RETRIES:
             raise JobFailed(f"refused: retry {job.retry} of a signer set (at most {MAX_SET_RETRIES - 1})")
         if self._default_btl is None:
@@ -426,7 +446,8 @@ class PartyDaemon:
             pending = self.store.pending_of(m.keyring, m.key_id, m.party_index)
             out.append({"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
                         "pending_version": pending.meta.share_version if pending else 0,
-                        "threshold": m.threshold, "stored_at": record.created_at, "request_id": m.key_id})
+                        "threshold": m.threshold, "parties": list(self.members.of_record(record)[0]),
+                        "stored_at": record.created_at, "request_id": m.key_id})
         return out
     def liveness_view(self) -> dict[str, Any]:
         """The local API's `Liveness`: who can sign now. Being asked means our controller is active."""

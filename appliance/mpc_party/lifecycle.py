@@ -33,6 +33,7 @@ from typing import Any
 from appliance.hsm.store import ShareRecord, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party.jobs import RequestRefused
 from appliance.mpc_party.local_api import JobFailed, RefreshJob, job_log_fields
+from appliance.mpc_party.members import share_holders
 from appliance.mpc_party.protocols import dispatch
 from appliance.mpc_party.protocols.dkls23.common import CorrelationAbort
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key
@@ -61,6 +62,7 @@ from appliance.rules.lifecycle import (
     refresh_session_id,
     slot_at,
 )
+from appliance.rules.membership import Membership, ResharePlan, reshare_plan
 from chain_client.errors import ChainDisagreement, ChainUnavailable
 
 log = logging.getLogger("zrkeyring.party.lifecycle")
@@ -100,6 +102,7 @@ class RefreshCounts:
     committed: int = 0
     retired: int = 0
     waiting: int = 0
+    removed: int = 0  # keys reshared away from this party (removed from the keyring): its share destroyed
     failed: int = 0
     urgent: int = 0  # runs at once after a burned OT pair (any outcome)
 
@@ -109,12 +112,14 @@ class Refresher:
 
     def __init__(self, *, me: int, keyring: str, chain_id: str, store: ShareStore, sealer: Any,
                  runner: SessionRunner, reader: Any, height: Callable[[], int], schedule: RefreshSchedule,
-                 rng_factory: Callable[[], Rng], state: PartyState) -> None:
+                 rng_factory: Callable[[], Rng], state: PartyState,
+                 membership: Callable[[], Membership | None] = lambda: None) -> None:
         self.me, self.keyring, self.chain_id = me, keyring, chain_id
         self.store, self.sealer, self.runner, self.reader, self.state = store, sealer, runner, reader, state
         self._urgent_keys: dict[bytes, deque[float]] = {}
         self._invites: dict[int, deque[float]] = {}
         self.height, self.schedule, self.rng_factory = height, schedule, rng_factory
+        self.membership = membership  # the chain keyring's parties and threshold (None: unknown)
         self._key_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self._job_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self.counts = RefreshCounts()
@@ -172,11 +177,18 @@ class Refresher:
         if active is None:
             raise StoreError(f"no active share of key {run.label} on party {self.me}")
         old = self._open(active, run.public_key)
-        parties = tuple(sorted(_holders(old)))
+        parties = tuple(share_holders(old))
+        plan = self._plan(run, parties, old.t)
         pending = self.store.pending_of(self.keyring, active.meta.key_id, self.me)
-        mine = Holding(self._digest(old), self._digest(self._open(pending, run.public_key)) if pending else NONE)
-        holdings = self._sync(run, "sync1", parties, mine, run.header)
-        action = decide(self.me, holdings, allow_refresh=run.allow_refresh)
+        pending_share = self._open(pending, run.public_key) if pending else None
+        # A pending sharing is settled among the parties it was dealt to: those that committed it sync
+        # among the same set (their active holders), and a removed dealer has nothing left to report.
+        syncing = tuple(share_holders(pending_share)) if pending_share else _syncing(parties, plan, old.t)
+        if self.me not in syncing:
+            return self._drop(run, active)
+        mine = Holding(self._digest(old), self._digest(pending_share) if pending_share else NONE)
+        holdings = self._sync(run, "sync1", syncing, mine, run.header)
+        action = decide(self.me, _among(holdings, pending_share), allow_refresh=run.allow_refresh)
         if action is Action.COMMIT and pending is not None:
             return self._commit(run, pending, "committed")
         if action is Action.RETIRE and pending is not None:
@@ -186,24 +198,84 @@ class Refresher:
             return "retired"
         if action is not Action.REFRESH:
             return "waiting"
-        new_record = self._reshare(run, active, old, parties)
+        spec = self._spec(run, active.meta.key_type, parties, old.t, plan)
+        new_record = self._reshare(run, active, old, spec)
         with self.key_lock(run.public_key):  # signing of this key waits while we may commit
-            new = self._open(new_record, run.public_key)
-            holdings = self._sync(run, "sync2", parties, Holding(mine.active, self._digest(new)))
-            if decide(self.me, holdings, allow_refresh=False) is Action.COMMIT:
+            new = self._open(new_record, run.public_key) if new_record is not None else None
+            holdings = self._sync(run, "sync2", syncing, Holding(mine.active, self._digest(new) if new else NONE))
+            if new_record is None:
+                return self._leave(run, active, holdings, spec.new_parties)
+            if decide(self.me, _among(holdings, new), allow_refresh=False) is Action.COMMIT:
                 return self._commit(run, new_record, "refreshed")
         return "waiting"
 
-    def _reshare(self, run: Run, active: ShareRecord, old: Any, parties: tuple[int, ...]) -> ShareRecord:
-        """Reshare to the same set and threshold; the result is stored pending (sealed)."""
-        t, key_type = old.t, active.meta.key_type
+    def _plan(self, run: Run, parties: tuple[int, ...], t: int) -> ResharePlan | None:
+        """None for a refresh in place; else the resharing to the chain keyring's set and threshold,
+        when they differ from the key's (membership.py picks the dealers among the holders)."""
+        try:
+            target = self.membership()
+        except Exception as exc:  # unreadable or unmappable keyring: refresh in place, say why
+            log.warning("party %d: key %d: keyring membership from the chain unusable (%s); refreshing the "
+                        "key with its own set", self.me, run.label, exc, extra=run.fields)
+            return None
+        if target is None:
+            return None
+        plan = reshare_plan(parties, t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
+        if plan is not None and not set(plan.new_parties) <= set(parties):
+            log.warning("party %d: key %d: the chain adds parties %s; a party joining a key is not supported "
+                        "yet, refreshing with the key's own set", self.me, run.label,
+                        sorted(set(plan.new_parties) - set(parties)), extra=run.fields)
+            return None
+        return plan
+
+    def _spec(self, run: Run, key_type: str, parties: tuple[int, ...], t: int,
+              plan: ResharePlan | None) -> ReshareSpec:
         group = ED25519 if key_type == dispatch.EDDSA else SECP256K1
         sid = run.sid("reshare")
-        spec = ReshareSpec(group, sid, run.public_key, tuple(dealers(list(parties), t, run.slot)), parties, t)
-        new = self.runner.run(sid, reshare_session(key_type, spec, self.me, old, self.rng_factory()))
+        if plan is None:
+            return ReshareSpec(group, sid, run.public_key, tuple(dealers(list(parties), t, run.slot)), parties, t)
+        log.info("party %d: key %d: resharing from %s (t=%d) to %s (t=%d) as the chain's keyring says, "
+                 "dealers %s", self.me, run.label, list(parties), t, list(plan.new_parties), plan.new_threshold,
+                 list(plan.dealers), extra=run.fields)
+        return ReshareSpec(group, sid, run.public_key, plan.dealers, plan.new_parties, plan.new_threshold)
+
+    def _drop(self, run: Run, active: ShareRecord) -> str:
+        """The chain removed this party and the staying holders are enough to deal without it: its share
+        has no use left (it will not combine with the new ones), so every version of it is destroyed."""
+        m = active.meta
+        for record in self.store.versions(m.keyring, m.key_id, m.party_index):
+            v = record.meta.share_version
+            self.store.retire(m.keyring, m.key_id, m.party_index, v)
+            self.store.delete_retired(m.keyring, m.key_id, m.party_index, v)
+        log.info("party %d: key %d: this party is no longer in the chain's keyring and the staying holders "
+                 "reshare without it: share destroyed", self.me, run.label, extra=run.fields)
+        return "removed"
+
+    def _leave(self, run: Run, active: ShareRecord, holdings: dict[int, Holding],
+               new_parties: tuple[int, ...]) -> str:
+        """This party dealt but is not in the key's new set: once every new holder reports the same new
+        sharing (each commits on that report), destroy our share, which no longer combines with theirs."""
+        reported = {holdings[p].pending for p in new_parties if p in holdings}
+        if len(reported) != 1 or NONE in reported or len(holdings) < len(new_parties):
+            return "waiting"
+        m = active.meta
+        self.store.retire(m.keyring, m.key_id, m.party_index, m.share_version)
+        self.store.delete_retired(m.keyring, m.key_id, m.party_index, m.share_version)
+        log.info("party %d: key %d reshared to parties %s without this party: share version %d destroyed",
+                 self.me, run.label, list(new_parties), m.share_version, extra=run.fields)
+        return "removed"
+
+    def _reshare(self, run: Run, active: ShareRecord, old: Any, spec: ReshareSpec) -> ShareRecord | None:
+        """Run the resharing; our new share (None if we only deal) is stored pending (sealed)."""
+        key_type = active.meta.key_type
+        if self.me not in spec.participants:  # removed from the key and not needed as a dealer
+            return None
+        new = self.runner.run(spec.session_id, reshare_session(key_type, spec, self.me, old, self.rng_factory()))
+        if new is None:
+            return None
         _, plaintext = dispatch.export_share(key_type, new)
         version = self.store.latest_version(self.keyring, active.meta.key_id, self.me) + 1
-        meta = replace(active.meta, share_version=version)
+        meta = replace(active.meta, share_version=version, threshold=spec.new_t)
         put_share(self.store, self.sealer, meta, plaintext)
         record = self.store.pending_of(self.keyring, active.meta.key_id, self.me)
         assert record is not None and record.meta.share_version == version
@@ -313,5 +385,19 @@ class Refresher:
         return sharing_digest(share.group_public_key, share.verification_shares)
 
 
-def _holders(share: Any) -> list[int]:
-    return list(share.public_shares if isinstance(share, Dkls23Key) else share.verification_shares)
+def _among(holdings: dict[int, Holding], share: Any) -> dict[int, Holding]:
+    """The reports of a sharing's own holders: a new sharing is committed once every party it was
+    dealt to holds it (after a resharing that drops a party, that party never will)."""
+    if share is None:
+        return holdings
+    holders = share_holders(share)
+    return {p: h for p, h in holdings.items() if p in holders}
+
+
+def _syncing(parties: tuple[int, ...], plan: ResharePlan | None, t: int) -> tuple[int, ...]:
+    """Who takes part in the version syncs: every holder, except that holders the chain removed are left
+    out when the staying ones are at least t (then they alone deal, and a lost host need not answer)."""
+    if plan is None:
+        return parties
+    staying = tuple(p for p in parties if p in plan.new_parties)
+    return staying if len(staying) >= t else parties

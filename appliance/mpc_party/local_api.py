@@ -10,8 +10,10 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
     /zrkeyring.party.v1.Local/Status  answer:  {"party": int, "identity_key": hex, "chain_address": str,
                                                 "peers": {index: bool}, "hsm": str, "sessions": int}
     /zrkeyring.party.v1.Local/Keys    answer:  {"keys": [{"public_key": hex, "key_type": str, "version": int,
-                                                "pending_version": int, "threshold": int, "stored_at": float,
-                                                "request_id": int}]}   (this party's shares, no secret)
+                                                "pending_version": int, "threshold": int, "parties": [int],
+                                                "stored_at": float, "request_id": int}]}
+                                      (this party's shares, no secret; `parties` are the key's
+                                      holders, from which the controller takes its signing quorums)
     /zrkeyring.party.v1.Local/Liveness answer: {"live": [int], "peers": {index: {"age_s": float | null,
                                                 "controller_active": bool, "live": bool}}}
 

@@ -10,8 +10,8 @@ is an operator step not yet done (add it to every roster first: docs/operations.
 the chain's membership and by whom: t dealers among the holders, preferring holders that stay (a
 party being removed need not be online), rotating with the attempt like signing quorums. The same
 rule gives a wiped host (its index still on chain, its share gone) a new share: the key's holders
-then lack it, so the plan reshares to the full set. This module does not run anything; the daemons'
-wiring for membership changes is still to come (docs/protocols/reshare.md, "Not built yet").
+then lack it, so the plan reshares to the full set. This module runs nothing: the party's refresh
+job applies it in each key's slot (appliance/mpc_party/lifecycle.py, `Refresher._spec`).
 """
 
 from __future__ import annotations
