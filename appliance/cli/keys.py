@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from appliance.cli.output import HelpFormatter
 from appliance.mpc_party.local_api import PartyClient
 from appliance.rules.roster import Roster
 from chain_client.client import ChainClient
@@ -107,7 +108,9 @@ def keys_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("keys", help="every key of the keyring on chain against this party's share",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__, formatter_class=HelpFormatter,
+                                   epilog="examples:\n  zrkeyring keys --config /etc/zrkeyring/party.toml\n"
+                                   "  zrkeyring keys --config /etc/zrkeyring/party.toml --json")
     parser.add_argument("--config", required=True, help="the party or controller TOML file")
     parser.add_argument("--json", action="store_true", help="one JSON object per key instead of the table")
     parser.set_defaults(handler=keys_command)
