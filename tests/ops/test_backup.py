@@ -47,8 +47,10 @@ def new_key(net: LocalKeyring, index: int = 1):
     request_id = net.request_key("ed25519")
     net.wait_request("key", request_id)
     deadline = time.monotonic() + 30
-    while f"stored its share of key request {request_id} " not in net.host(index).log("party").read_text():
-        assert time.monotonic() < deadline, "party never stored its share"
+    committed = (f"committed its share of key request {request_id} ",  # finality.py, after every CONFIRM
+                 f"committed its pending share of key request {request_id}:")  # or on the others' evidence
+    while not any(line in net.host(index).log("party").read_text() for line in committed):
+        assert time.monotonic() < deadline, "party never committed its share"
         time.sleep(0.1)
     return request_id, net.key_for_request(request_id)
 
