@@ -95,6 +95,19 @@ def test_signatures_with_the_live_parties(net) -> None:
     sign_every_key(net, b"signed while party 2 is down ")
 
 
+def test_controllers_alone_make_keys_with_the_live_parties(net) -> None:
+    """No direct jobs: each live controller sends the parties its daemon sees live (controller/quorum.py,
+    keygen_parties) and the keys are fulfilled, and sign, while party 2 stays down."""
+    for name in KEY_TYPES:
+        request_id = net.request_key(name)
+        req = net.wait_request("key", request_id, timeout_s=90)
+        assert req.status.endswith("FULFILLED"), (name, req.status)
+        key = net.key_for_request(request_id)
+        data = b"made by the controllers alone".ljust(32, b".")
+        signed = net.wait_request("sign", net.request_signature(key.id, data), timeout_s=180)
+        verify_independently(name, bytes(req.public_key), data, bytes(signed.signed_data[0].signed_data))
+
+
 def test_the_party_returns_is_repaired_and_signs_with_its_shares(net) -> None:
     net.start_role(DOWN, "party")
     net.wait_party_ready(DOWN)
