@@ -62,6 +62,7 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller._eager, controller._started, controller._running = set(), set(), set()
     controller._lock = threading.Lock()
     controller.quorum = QuorumPicker(me, PARTIES, 2)  # every party live: no liveness view needed here
+    controller.members = SimpleNamespace(of=lambda _public_key: (tuple(PARTIES), 2))  # every key: all hold it
     controller.height = world.client.latest_height()
     controller.started_jobs = []
     controller._start = lambda job, key_type, ctx: controller.started_jobs.append(job.request_id)
