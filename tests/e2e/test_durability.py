@@ -5,12 +5,27 @@ from __future__ import annotations
 import secrets
 import time
 
+import pytest
+
 from appliance.local.e2e_demo import verify_independently
+from appliance.local.localnet import LocalKeyring, LocalSettings
 from chain_client.client import msg_responses
 from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 
 REQUESTS = 50
 BATCH = 10
+LIFETIME_BLOCKS = 300  # 60 s at 0.2 s blocks: what is tested is loss and duplication, not latency
+
+
+@pytest.fixture(scope="module")
+def keyring(tmp_path_factory):
+    """This module's keyring gives requests a longer lifetime than the shared one: five controller kills
+    and restarts within a minute on a loaded 2-core host must not turn into expiries that hide (or fake)
+    a lost or doubled answer."""
+    net = LocalKeyring(tmp_path_factory.mktemp("durability"),
+                       LocalSettings(default_btl=LIFETIME_BLOCKS)).setup().start()
+    yield net
+    net.close()
 
 
 def request_batch(keyring, key_id: int, digests: list[bytes]) -> list[int]:
