@@ -36,6 +36,7 @@ def restart_party(net, fault: str = "") -> None:
     else:
         net.start_role(FAULTY, "party")
     net.wait_party_ready(FAULTY)
+    net.wait_all_live()  # the controllers choose keygen participants from their live views: include it
 
 
 def wait_died(net, timeout_s: float = 90) -> None:
