@@ -424,8 +424,8 @@ class PartyDaemon:
         holders, t = list(members[0]), members[1]
         signers = sorted(set(job.signers))
         if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(holders):
-            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct holders {holders} "
-                            f"of the key (request {job.request_id} attempt {job.attempt})")
+            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct parties among the "
+                            f"key's holders {holders} (request {job.request_id} attempt {job.attempt})")
         if not 0 <= job.retry < MAX_SET_RETRIES:
             raise JobFailed(f"refused: retry {job.retry} of a signer set (at most {MAX_SET_RETRIES - 1})")
         if self._default_btl is None:
