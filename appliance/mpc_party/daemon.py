@@ -274,8 +274,7 @@ class PartyDaemon:
                                             metrics.NO_CULPRIT).inc()
             raise JobFailed(f"refused: {exc}") from None
         sid = job_session_id(job, self.config.chain.chain_id, self.keyring)
-        # a keygen's sessions are bound to its participants too: jobs naming another P are other runs
-        key = sid + b"".join(p.to_bytes(2, "big") for p in sorted(job.parties)) if isinstance(job, KeygenJob) else sid
+        key = sid  # binds the member set (jobs.job_session_id): jobs naming another P or signer set are other runs
         with self._lock:
             future = self._sessions.get(key)
             owner = future is None
