@@ -11,9 +11,10 @@ import sqlite3
 import pytest
 from prometheus_client import CollectorRegistry
 
-from appliance.cli.status import Check, HostView, journal_not_done, probe_peer, register
+from appliance.cli.status import Check, HostView, check_drain, journal_not_done, probe_peer, register
 from appliance.controller.service import ControllerMetricsSection, reject_label
 from appliance.mpc_party.daemon import PartyMetricsSection
+from appliance.runtime.drain import Drain
 from appliance.runtime.errors import ConfigError
 from appliance.runtime.metrics_http import load_metrics_section, serve_configured
 
@@ -75,3 +76,12 @@ def test_reject_reason_labels() -> None:
     assert reject_label("unsupported key type 'KEY_TYPE_X'") == "unsupported_key_type"
     assert reject_label("unknown key 7") == "unknown_key"
     assert reject_label("data_for_signing must be a 32-byte digest for ECDSA, got 16") == "invalid_request"
+
+
+def test_drain_line_says_the_switch_and_how_to_resume(tmp_path) -> None:
+    """A drained daemon takes no work: `status` must not say every line is ok while it is on."""
+    assert check_drain("party", str(tmp_path)) == Check("drain", True, "off: taking new work")
+    Drain(tmp_path).set(True)
+    check = check_drain("controller", str(tmp_path))
+    assert not check.ok and "the controller takes no new work" in check.detail
+    assert "zrkeyring drain off" in check.detail and str(tmp_path / "drain") in check.detail

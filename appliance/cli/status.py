@@ -1,12 +1,13 @@
 """`zrkeyring status --config FILE`: one line per thing a party host needs, and an exit code for scripts.
 
 Given the party daemon's or the controller's config (told apart by its `[party]` / `[controller]`
-table) it checks, in the order an operator would: the HSM (login, token, keys), the local party
-daemon (its unix socket answers `status`), every peer in the roster (a connection, with the party's
-mTLS credential when the config names its TLS bundle, else plain TCP), the chain (height and chain id,
-which must match the config), and the pending work (requests for this keyring open on chain, and the
-controller journal's entries not done, if its data directory is readable here), and the funds (this
-party's chain account balance against the keyring's fees: how many answers it pays for).
+table) it checks, in the order an operator would: the daemon's drain switch (on: no new work taken),
+the HSM (login, token, keys), the local party daemon (its unix socket answers `status`), every peer in
+the roster (a connection, with the party's mTLS credential when the config names its TLS bundle, else
+plain TCP), the chain (height and chain id, which must match the config), and the pending work
+(requests for this keyring open on chain, and the controller journal's entries not done, if its data
+directory is readable here), and the funds (this party's chain account balance against the keyring's
+fees: how many answers it pays for).
 
 Exit 0 when every check is ok, 3 otherwise. Nothing here writes: the journal is opened read-only.
 """
@@ -33,6 +34,7 @@ from appliance.mpc_party.transport import TlsCredentials
 from appliance.rules.roster import Roster, split_address
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import load_section, read_toml
+from appliance.runtime.drain import Drain
 from appliance.runtime.errors import ConfigError, UserError
 from chain_client.client import ChainClient
 
@@ -245,9 +247,19 @@ def check_keys(chain: ChainClient, keyring: str, socket_path: str) -> Check:
     return Check("keys", not missing, detail)
 
 
+def check_drain(role: str, data_dir: str) -> Check:
+    """The daemon's drain switch (`zrkeyring drain`): on means it takes no new work, so not ok, though
+    deliberate (during a restart or upgrade); the line says how to resume."""
+    switch = Drain(data_dir)
+    if not switch.on:
+        return Check("drain", True, "off: taking new work")
+    return Check("drain", False, f"on ({switch.path}): the {role} takes no new work; "
+                 "`zrkeyring drain off --config ...` to resume")
+
+
 def run_checks(view: HostView) -> list[Check]:
     """Every check, in order; a failing one does not stop the others."""
-    checks: list[Check] = []
+    checks: list[Check] = [check_drain(view.role, view.data_dir)]
     roster = Roster.load(view.roster)
     keyring = view.chain.keyring or roster.cluster.keyring
     hsm: Hsm | None = None

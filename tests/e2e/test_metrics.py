@@ -151,7 +151,7 @@ def test_status_of_a_healthy_host(keyring, keys) -> None:
         lines = out.splitlines()
         assert lines[0].startswith(f"zrkeyring {role} 2")
         names = [line.split(":")[0].split(maxsplit=1)[1] for line in lines[1:]]
-        assert names == ["hsm", "party daemon", "peers", "chain", "pending work", "funds", "keys"], out
+        assert names == ["drain", "hsm", "party daemon", "peers", "chain", "pending work", "funds", "keys"], out
         assert "3 on chain: 3 held" in out, out
         assert "token 'party-2'" in out and "height " in out and keyring.keyring in out
         assert ("over mTLS" if role == "party" else "over TCP") in out
