@@ -17,7 +17,7 @@ import pytest
 from appliance.local.e2e_demo import verify_independently
 from appliance.local.localnet import KEY_TYPE_NAMES as KEY_TYPES
 from appliance.local.localnet import LocalKeyring, LocalSettings
-from appliance.mpc_party.local_api import KeygenJob, PartyClient
+from appliance.mpc_party.local_api import JobFailed, KeygenJob, PartyClient
 
 pytestmark = pytest.mark.slow
 DOWN = 2
@@ -113,12 +113,17 @@ def test_the_party_returns_is_repaired_and_signs_with_its_shares(net) -> None:
     net.wait_party_ready(DOWN)
     net.start_role(DOWN, "controller")
     deadline = time.monotonic() + 120
+    st: dict = {}
     while time.monotonic() < deadline:
-        st = status(net, DOWN)
+        try:
+            st = status(net, DOWN)
+        except JobFailed:  # a loaded host: the party busy with its repairs answers Status late; ask again
+            time.sleep(1)
+            continue
         if st["repaired_keys"] >= len(net.made) and not st["missing_keys"] and not st["burned_pairs"]:
             break
         time.sleep(1)
-    assert st["repaired_keys"] >= len(net.made) and not st["missing_keys"], st
+    assert st and st["repaired_keys"] >= len(net.made) and not st["missing_keys"], st
     assert not st["burned_pairs"], st  # every DKLs23 OT pair with parties 1 and 3 set up
     # party 1 goes away: only the quorum {2, 3} can sign, so party 2's repaired shares are used
     net.stop_role(1, "controller")
