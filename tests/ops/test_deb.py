@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,11 @@ from appliance.hsm.softhsm import write_hsm_config
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ("zrkeyring-party.service", "zrkeyring-controller.service")
 BUILD_TIMEOUT_S = 1800  # `make deb` took over 10 min on a loaded 2-core machine (xz of the venv)
-# The upgrade step installs a second package with a bumped version; building it doubles the test's time,
-# so without ZRKEYRING_TEST_DEB_UPGRADE=1 the upgrade reinstalls the same package (the maintainer
-# scripts' upgrade path, prerm upgrade + postinst configure, without a new version).
-BUMPED_UPGRADE = os.environ.get("ZRKEYRING_TEST_DEB_UPGRADE") == "1"
+# The upgrade step installs a package with a bumped version. By default it is the built package repacked
+# with the version raised in the three places an installed zrkeyring reads it from (dpkg's control file,
+# the venv's distribution metadata, its RECORD) -- seconds, where a second `make deb` takes minutes.
+# ZRKEYRING_TEST_DEB_UPGRADE=1 builds the bumped package from source with `make deb` instead.
+REBUILD_UPGRADE = os.environ.get("ZRKEYRING_TEST_DEB_UPGRADE") == "1"
 
 
 def _installed() -> bool:
@@ -130,7 +132,12 @@ ZRK = "/usr/bin/zrkeyring"
 
 
 def _bumped_deb(deb: Path) -> Path:
-    """The same tree with a newer version (pyproject.toml and the changelog): the package to upgrade to."""
+    """The package to upgrade to: the same software with the version raised to `<version>.1`."""
+    return _rebuilt_bumped_deb(deb) if REBUILD_UPGRADE else _repacked_bumped_deb(deb)
+
+
+def _rebuilt_bumped_deb(deb: Path) -> Path:
+    """The same tree with a newer version (pyproject.toml and the changelog), built by `make deb`."""
     clone = deb.parent.parent
     pyproject = clone / "pyproject.toml"
     new = __version__ + ".1"
@@ -141,6 +148,40 @@ def _bumped_deb(deb: Path) -> Path:
     changelog.write_text(entry + changelog.read_text())
     run("make", "-C", str(clone), "deb", f"DEB_PIP_CACHE={ROOT / 'build' / 'deb-pip-cache'}", timeout=BUILD_TIMEOUT_S)
     return clone / "dist" / f"zrkeyring_{new}_amd64.deb"
+
+
+def _repacked_bumped_deb(deb: Path) -> Path:
+    """The built package unpacked, its version raised where dpkg and the installed zrkeyring read it, and
+    packed again (fast compression). What the upgrade exercises is the same: a newer package over an
+    older one (prerm upgrade, unpack, postinst configure), and the daemons reporting the new version."""
+    old, new = __version__, __version__ + ".1"
+    work = Path(tempfile.mkdtemp(prefix="zrk-bump-", dir=deb.parent))
+    root = work / "root"
+    run("dpkg-deb", "-R", str(deb), str(root))
+    control = root / "DEBIAN" / "control"
+    control.write_text(control.read_text().replace(f"\nVersion: {old}\n", f"\nVersion: {new}\n", 1))
+    (dist_info,) = root.glob(f"opt/zrkeyring/venv/lib/python3*/site-packages/zrkeyring-{old}.dist-info")
+    metadata = dist_info / "METADATA"
+    metadata.write_text(metadata.read_text().replace(f"\nVersion: {old}\n", f"\nVersion: {new}\n", 1))
+    record = dist_info / "RECORD"
+    record.write_text(record.read_text().replace(f"zrkeyring-{old}.dist-info/", f"zrkeyring-{new}.dist-info/"))
+    dist_info.rename(dist_info.with_name(f"zrkeyring-{new}.dist-info"))
+    _rewrite_md5sums(root, old, new)
+    out = work / f"zrkeyring_{new}_amd64.deb"
+    run("dpkg-deb", "-Zgzip", "-z1", "-b", str(root), str(out))
+    assert f"Version: {new}" in run("dpkg-deb", "-I", str(out)).stdout
+    return out
+
+
+def _rewrite_md5sums(root: Path, old: str, new: str) -> None:
+    """DEBIAN/md5sums for the same files as before (dh_md5sums' choice: conffiles are not listed),
+    with the renamed dist-info directory and the edited files' new sums."""
+    md5sums = root / "DEBIAN" / "md5sums"
+    lines = []
+    for line in md5sums.read_text().splitlines():
+        relative = line.split("  ", 1)[1].replace(f"zrkeyring-{old}.dist-info/", f"zrkeyring-{new}.dist-info/")
+        lines.append(f"{hashlib.md5((root / relative).read_bytes(), usedforsecurity=False).hexdigest()}  {relative}\n")
+    md5sums.write_text("".join(lines))
 
 
 class Walk:
@@ -318,9 +359,9 @@ def test_operator_walkthrough_install_sign_upgrade_backup(deb: Path, tmp_path: P
         backup = walk.root / "party-1.tar"
         run(ZRK, "backup", "create", "--config", str(walk.host(1) / "etc" / "party.toml"), "--out", str(backup))
         walk.stop_all()
-        newer = _bumped_deb(deb) if BUMPED_UPGRADE else deb
+        newer = _bumped_deb(deb)
         run("dpkg", "-i", str(newer))
-        expected = f"{__version__}.1" if BUMPED_UPGRADE else __version__
+        expected = f"{__version__}.1"
         assert run(ZRK, "--version").stdout.strip() == f"zrkeyring {expected}"
         verified = run(ZRK, "backup", "verify", "--config", str(walk.host(1) / "etc" / "party.toml"), str(backup),
                        "--json", env=walk.env(1))
@@ -337,6 +378,11 @@ def test_operator_walkthrough_install_sign_upgrade_backup(deb: Path, tmp_path: P
         run(ZRK, "drain", "off", *configs)
         for i in HOSTS:
             walk.wait_ready(i, 9811)
+        for port in (9810, 9811):  # both upgraded daemons report the new version on /metrics too
+            with urllib.request.urlopen(f"http://127.0.0.11:{port}/metrics", timeout=5) as answer:  # noqa: S310
+                lines = answer.read().decode().splitlines()
+                info = [line for line in lines if line.startswith("zrkeyring_build_info{")]
+                assert len(info) == 1 and f'version="{expected}"' in info[0], info
         _sign_and_verify(chain_port, dev_keys, public_key, b"after the upgrade and the restore")
     finally:
         walk.stop_all()
