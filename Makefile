@@ -42,9 +42,11 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/zrkeyring demo
 
+# Three pytest-xdist workers, a whole module each (tests/conftest.py says why); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: setup
 	$(PY) -m ruff check .

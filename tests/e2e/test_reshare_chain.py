@@ -19,6 +19,8 @@ from appliance.local.e2e_demo import verify_independently
 from appliance.local.localnet import LocalKeyring, LocalSettings
 from appliance.mpc_party.local_api import PartyClient
 
+pytestmark = pytest.mark.slow
+
 PERIOD, WINDOW = 80, 30
 TYPES = ("ecdsa", "bitcoin", "ed25519")
 

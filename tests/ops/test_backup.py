@@ -19,6 +19,8 @@ from nacl.signing import VerifyKey
 
 from appliance.local.localnet import LocalKeyring, LocalSettings
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
