@@ -12,6 +12,7 @@ session already run (or joins the one in flight) instead of starting a second on
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -54,6 +55,7 @@ from appliance.runtime.readiness import cert_expiry, cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
 
+FULFILLED_KEY = "KEY_REQUEST_STATUS_FULFILLED"
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
@@ -173,7 +175,8 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
             runner=self.runner, reader=self.reader, height=self.chain.latest_height,
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
-            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership)
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership,
+            request_of=self._request_of)
         self.gate.on_unopened = self._on_unopened
         self.keygen = KeygenFinality(
             me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
@@ -183,7 +186,7 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, parties=self.roster.indices(), t=self.roster.cluster.threshold,
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
-            lister=lambda: self.chain.key_requests(self.keyring, status="KEY_REQUEST_STATUS_FULFILLED"),
+            lister=lambda: self.chain.key_requests(self.keyring, status=FULFILLED_KEY),
             rng_factory=lambda: mixed_rng(self.hsm))
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
@@ -202,6 +205,19 @@ class PartyDaemon:
         if keyring is None:
             return None
         return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
+
+    def _request_of(self, public_key: bytes) -> int | None:
+        """The id of this keyring's fulfilled key request that made `public_key` (the store keys shares
+        by request id): found in the listing, then confirmed by the agreed by-id reader."""
+        wanted = bytes(public_key)
+        for listed in self.chain.key_requests(self.keyring, status=FULFILLED_KEY):
+            if bytes(listed.public_key) != wanted:
+                continue
+            request = self.reader.key_request(int(listed.id))
+            if request is not None and request.keyring_addr == self.keyring and request.status == FULFILLED_KEY \
+                    and hmac.compare_digest(bytes(request.public_key), wanted):
+                return int(listed.id)
+        return None
 
     def _on_unopened(self, env: Any) -> None:
         """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help

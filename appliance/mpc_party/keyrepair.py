@@ -33,6 +33,7 @@ from typing import Any
 from appliance.hsm.store import ShareMeta, ShareRecord, ShareState, ShareStore, put_share
 from appliance.mpc_party.envelope import Envelope
 from appliance.mpc_party.finality import KeygenFinality
+from appliance.mpc_party.members import share_holders
 from appliance.mpc_party.pairguard import PairGuard, PerPeerLimit, is_dkls
 from appliance.mpc_party.protocols import confirm, repair
 from appliance.mpc_party.protocols import dispatch as protocols
@@ -211,6 +212,11 @@ class KeyRepair:
                 raise PermissionError(f"more than {MAX_REPAIRS_PER_MINUTE} repair invitations a minute")
             record, evidence = self._helpable(invitation.public_key)
             share = self.keygen.open_share(record)
+            if invitation.target not in share_holders(share):
+                # repair gives a holder back its own point; a party the key was never dealt to gets a
+                # share only by resharing (lifecycle.py), which moves the whole key to the chain's set
+                raise PermissionError(f"party {invitation.target} holds no share of this key (holders "
+                                      f"{share_holders(share)}): it joins by resharing, not by repair")
             session = repair.RepairHelperSession(group_of(record.meta.key_type), invitation, self.me,
                                                  repair.helper_secret(share), evidence, self.rng_factory())
             self.runner.gate.open_session(invitation.session_id)  # the target's resend then lands
