@@ -54,6 +54,7 @@ from appliance.runtime.paths import ensure_dir
 from appliance.runtime.readiness import cert_expiry, cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
+from chain_client.errors import ChainDisagreement, ChainUnavailable
 
 FULFILLED_KEY = "KEY_REQUEST_STATUS_FULFILLED"
 log = logging.getLogger("zrkeyring.party")
@@ -346,8 +347,23 @@ class PartyDaemon:
 
     def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
         """Keygen among the job's participants, answered only once final (`finality.py`)."""
-        participants = self.keygen.participants(job, self.roster.indices())
+        members, t = self._keygen_members()
+        participants = self.keygen.participants(job, members, t)
         return self.keygen.run(job, sid, participants)
+
+    def _keygen_members(self) -> tuple[list[int], int]:
+        """Who may make a new key and with which threshold: the chain's keyring as this party reads it
+        (parties added, removed or a threshold changed since set-up), the roster's before the chain
+        names its parties. A keyring the roster cannot map refuses the job (ConfigError)."""
+        try:
+            membership = self._chain_membership()
+        except (ChainDisagreement, ChainUnavailable) as exc:
+            raise JobFailed(f"keyring membership unreadable on chain: {exc}", retryable=True) from None
+        except ConfigError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if membership is None or not membership.parties:
+            return self.roster.indices(), self.roster.cluster.threshold
+        return list(membership.parties), membership.threshold
 
     def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
         if self.me not in job.signers:
