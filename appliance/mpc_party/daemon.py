@@ -188,7 +188,7 @@ class PartyDaemon:
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
             lister=lambda: self.chain.key_requests(self.keyring, status=FULFILLED_KEY),
-            rng_factory=lambda: mixed_rng(self.hsm))
+            rng_factory=lambda: mixed_rng(self.hsm), threshold=self._repair_threshold)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  liveness=self.liveness_view)
@@ -350,6 +350,14 @@ class PartyDaemon:
         members, t = self._keygen_members()
         participants = self.keygen.participants(job, members, t)
         return self.keygen.run(job, sid, participants)
+
+    def _repair_threshold(self) -> int:
+        """The threshold new keys are made with (repair needs that many helpers); the roster's when the
+        chain cannot be read or mapped now."""
+        try:
+            return self._keygen_members()[1]
+        except JobFailed:
+            return self.roster.cluster.threshold
 
     def _keygen_members(self) -> tuple[list[int], int]:
         """Who may make a new key and with which threshold: the chain's keyring as this party reads it

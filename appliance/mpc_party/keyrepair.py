@@ -59,8 +59,9 @@ class KeyRepair:
     def __init__(self, *, me: int, keyring: str, parties: list[int], t: int, store: ShareStore, sealer: Any,
                  runner: SessionRunner, identity_keys: dict[int, bytes], keygen: KeygenFinality,
                  pairs: PairGuard, state: PartyState, reader: Any, lister: Callable[[], list[Any]],
-                 rng_factory: Callable[[], Any]) -> None:
+                 rng_factory: Callable[[], Any], threshold: Callable[[], int] | None = None) -> None:
         self.me, self.keyring, self.parties, self.t = me, keyring, parties, t
+        self.threshold = threshold  # the chain keyring's threshold, with which new keys are made
         self.store, self.sealer, self.runner = store, sealer, runner
         self.identity_keys, self.keygen, self.pairs, self.state = identity_keys, keygen, pairs, state
         self.reader, self.lister, self.rng_factory = reader, lister, rng_factory
@@ -160,7 +161,7 @@ class KeyRepair:
         group = group_of(key_type)
         others = [p for p in self.parties if p != self.me]
         failures = []
-        for helpers in itertools.combinations(others, self.t):
+        for helpers in self._helper_sets(others):
             invitation = repair.Invitation(public_key, self.me, tuple(helpers), secrets.token_bytes(repair.NONCE_LEN))
             session = repair.RepairTargetSession(group, invitation, public_key, self.identity_keys)
             try:
@@ -171,6 +172,15 @@ class KeyRepair:
             self._store(request_id, key_type, public_key, repaired)
             return public_key
         raise RuntimeError(f"no helper set gave our share: {'; '.join(failures)}")
+
+    def _helper_sets(self, others: list[int]) -> list[tuple[int, ...]]:
+        """Every set of t other parties, for t the chain's threshold (new keys are made with it) and
+        then the roster's (keys made before the chain named its parties)."""
+        sizes = []
+        for size in ((self.threshold() if self.threshold else self.t), self.t):
+            if size not in sizes and 1 <= size <= len(others):
+                sizes.append(size)
+        return [h for size in sizes for h in itertools.combinations(others, size)]
 
     def _store(self, request_id: int, key_type: str, public_key: bytes, repaired: repair.Repaired) -> None:
         share = repaired.dkls23_key(self.me) if is_dkls(key_type) else repaired.key_share(self.me)

@@ -40,3 +40,14 @@ def test_a_party_outside_the_keys_holders_gets_no_repair(caplog) -> None:
     assert opened == []
     assert "holds no share of this key" in caplog.text
 
+
+
+def test_the_target_asks_helper_sets_of_the_chains_threshold_first() -> None:
+    """A key made 3-of-4 after the chain raised the threshold (the roster still says 2) needs 3 helpers."""
+    h = KeyRepair(me=4, keyring="keyring1x", parties=[1, 2, 3, 4], t=2, store=None, sealer=None, runner=None,
+                  identity_keys={}, keygen=None, pairs=None, state=None, reader=None, lister=list,
+                  rng_factory=lambda: secrets.token_bytes, threshold=lambda: 3)
+    sets = h._helper_sets([1, 2, 3])
+    assert sets[0] == (1, 2, 3) and {len(s) for s in sets} == {3, 2}
+    h.threshold = None
+    assert {len(s) for s in h._helper_sets([1, 2, 3])} == {2}
