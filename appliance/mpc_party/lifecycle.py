@@ -243,18 +243,10 @@ class Refresher:
         if pending is not None:
             return self._settle_joined(run, pending)
         holdings = self._sync(run, "sync1", target.parties, Holding(), run.header)
-        agreed = next((h for h in holdings.values() if h.active != NONE), None)
-        if agreed is None:
+        learned = self._learn(run, target, holdings)
+        if learned is None:
             return "waiting"
-        plan = reshare_plan(agreed.holders, agreed.t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
-        if plan is None or self.me in agreed.holders or _syncing(agreed.holders, plan, agreed.t) != target.parties:
-            log.warning("party %d: key %d: holders %s (t=%d) cannot reshare to %s without parties outside it; "
-                        "waiting", self.me, run.label, list(agreed.holders), agreed.t, list(target.parties),
-                        extra=run.fields)
-            return "waiting"
-        joining = _joining(agreed.holders, plan)
-        if decide(self.me, holdings, allow_refresh=run.allow_refresh, joining=joining) is not Action.REFRESH:
-            return "waiting"
+        agreed, plan = learned
         spec = self._spec(run, run.key_type, agreed.holders, agreed.t, plan)
         record = self._receive(run, request_id, spec)
         with self.key_lock(run.public_key):
@@ -263,6 +255,28 @@ class Refresher:
             if decide(self.me, _among(holdings, new), allow_refresh=False) is Action.COMMIT:
                 return self._commit(run, record, "refreshed")
         return "waiting"
+
+    def _learn(self, run: Run, target: Membership,
+               holdings: dict[int, Holding]) -> tuple[Holding, ResharePlan] | None:
+        """The key's sharing and its resharing plan, from the holders' sync-1 reports, when every party
+        agrees to reshare now (`decide`, the same rule the holders apply); None means wait."""
+        agreed = next((h for h in holdings.values() if h.active != NONE), None)
+        if agreed is None:
+            return None
+        if self.me in agreed.holders:  # our index holds a point of the key: share repair gives it back
+            log.warning("party %d: key %d: the holders name this party, which holds nothing of the key; waiting "
+                        "for share repair", self.me, run.label, extra=run.fields)
+            return None
+        plan = reshare_plan(agreed.holders, agreed.t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
+        if plan is None or _syncing(agreed.holders, plan, agreed.t) != target.parties:
+            log.warning("party %d: key %d: holders %s (t=%d) cannot reshare to %s without parties outside it; "
+                        "waiting", self.me, run.label, list(agreed.holders), agreed.t, list(target.parties),
+                        extra=run.fields)
+            return None
+        joining = _joining(agreed.holders, plan)
+        if decide(self.me, holdings, allow_refresh=run.allow_refresh, joining=joining) is not Action.REFRESH:
+            return None
+        return agreed, plan
 
     def _joining_target(self, run: Run) -> Membership:
         """The chain's membership, read by this party itself, when it lists us; else the job is refused."""
