@@ -3,10 +3,12 @@ byte encodings via the daemon's `Session` face (no transport, no HSM sealing, no
 
 - lifecycle.refresh_100_keys_s: 100 keys of a 2-of-3 keyring (50 ECDSA, 50 Ed25519) each refreshed
   by a resharing to the same set (a quorum of 2 dealers, all 3 receive, fresh OT pairs for ECDSA);
-- lifecycle.reshare_100_keys_s: the same 100 keys reshared 2-of-3 -> 3-of-4.
+- lifecycle.reshare_100_keys_s: the same 100 keys reshared 2-of-3 -> 3-of-4, party 4 joining as a
+  receiver with no old share (the daemons' join, docs/protocols/reshare.md "Joining parties").
 
 Keys are made once by the DKG (not timed). Every tenth new key signs once and is verified with an
-independent library, so the figures are of resharings that work.
+independent library (a quorum of the last t parties, so the joiner signs), so the figures are of
+resharings that work.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def timed_pass(keys: list[tuple[str, dict]], new: tuple[int, ...], t: int) -> fl
     elapsed = time.perf_counter() - start
     for i, (kt, shares) in enumerate(out):
         if i % 10 in (0, 1):
-            spot_check(kt, shares, list(new[:t]))
+            spot_check(kt, shares, list(new[-t:]))
     return elapsed
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from appliance.cli.output import HelpFormatter, add_json_flag, emit, warn
-from appliance.cluster.bundle import ROSTER, fill_roster, init_cluster
+from appliance.cluster.bundle import ROSTER, add_party, fill_roster, init_cluster
 from appliance.cluster.rotate import PHASES, rotate_cluster
 from appliance.cluster.sealkey import seal_tls_key
 from appliance.rules.roster import Roster
@@ -52,6 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roster.add_argument("--chain-address", required=True, help="the party's chain account address (zen1…)")
     add_json_flag(roster)
     roster.set_defaults(handler=run_roster)
+
+    add = commands.add_parser(
+        "add-party", formatter_class=HelpFormatter,
+        epilog="example (on the machine holding ./cluster; then `cluster roster` for the new party):\n"
+        "  zrkeyring cluster add-party --bundle ./cluster --party 4 --host 10.0.0.14 --port 7004",
+        help="add a party (a new host) to the cluster: its certificate, the CA it comes from, the roster entry",
+        description="For a party joining the keyring after set-up (docs/operations.md, runbooks). The new "
+        "party's certificate comes from a new CA whose key is discarded; every party directory gains that "
+        "CA and the certificate (peers are pinned by the roster, so the CA vouches for this party only). "
+        "Fill the entry with `cluster roster`, copy party-<i>/ to every host and restart its daemons.",
+    )
+    add.add_argument("--bundle", required=True, help="directory written by `cluster init`")
+    add.add_argument("--party", type=int, required=True, help="the new party's index (not in the roster)")
+    add.add_argument("--host", required=True, help="the new host's IP or DNS name")
+    add.add_argument("--port", type=int, required=True, help="the port the new party listens on")
+    add.add_argument("--days", type=int, default=3650, help="certificate validity in days")
+    add_json_flag(add)
+    add.set_defaults(handler=run_add_party)
 
     seal = commands.add_parser(
         "seal-key", formatter_class=HelpFormatter,
@@ -128,6 +146,16 @@ def run_roster(args: argparse.Namespace) -> int:
                  f"roster complete, copied to every party bundle; digest {digest}")
     emit(args, {"party": args.party, "roster": str(Path(args.bundle) / ROSTER), "missing": todo,
                 "complete": not todo, "digest": digest}, lines)
+    return 0
+
+
+def run_add_party(args: argparse.Namespace) -> int:
+    made = add_party(args.bundle, args.party, args.host, args.port, args.days)
+    directory = made.party_dir(args.party)
+    emit(args, {"party": args.party, "bundle_dir": str(directory), "roster": str(made.out / ROSTER)},
+         [f"party {args.party} added to {made.out / ROSTER}; its bundle is {directory}",
+          f"next: zrkeyring cluster roster --bundle {made.out} --party {args.party} --identity-key … "
+          "--chain-address …, then copy every party-<i>/ to its host and restart the daemons"])
     return 0
 
 

@@ -18,7 +18,7 @@ every `out/party-<i>/`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.cluster.ca import DEFAULT_DAYS, ClusterCA, party_cn
@@ -120,3 +120,53 @@ def fill_roster(bundle: str | Path, index: int, identity_key: str, chain_address
             if party_dir.is_dir():
                 roster.write(party_dir / ROSTER)
     return roster
+
+
+def add_party(bundle: str | Path, index: int, host: str, port: int, days: int = DEFAULT_DAYS) -> ClusterBundle:
+    """Add party `index` to a cluster bundle after `cluster init` (issue 15: a party joins the keyring).
+
+    The cluster CA's key was discarded at init, so the new party's certificate comes from a CA of its
+    own, made here and discarded in turn; every party then trusts both CAs. That admits no one else:
+    transport.py pins each party's certificate from the roster, so the new CA's certificate for
+    `party-<index>` is the only one it can vouch for. Written: `bundle/ca.pem` and every
+    `party-<i>/ca.pem` gain the new CA, `certs/party-<index>.pem` is copied everywhere, the roster gets
+    the entry (identity key and chain address come with `cluster roster`, which then copies the
+    complete roster to every party directory), and `bundle/party-<index>/` holds the new host's files.
+    """
+    bundle = Path(bundle)
+    roster = Roster.load(bundle / ROSTER)
+    if index in roster.indices():
+        raise UserError(f"--party: party {index} is already in {bundle / ROSTER}")
+    if len(roster.parties) >= MAX_CLUSTER_PARTIES:
+        raise UserError(f"the cluster already has {MAX_CLUSTER_PARTIES} parties")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    split_address(address, f"--host {host} --port {port}")
+    ca = ClusterCA(f"{roster.cluster.name} party {index}", days)
+    cert = ca.issue_party(index, host)
+    cn = party_cn(index)
+    grown = replace(roster, parties=(*roster.parties, PartyEntry(index, cn, address, f"certs/{cn}.pem")))
+    grown.validate()
+    party_dir = bundle / cn
+    if party_dir.exists():
+        raise UserError(f"{party_dir}: exists; add-party never overwrites a bundle")
+    (bundle / "certs" / f"{cn}.pem").write_bytes(cert.cert_pem)
+    _append(bundle / "ca.pem", ca.cert_pem)
+    for p in roster.parties:
+        old_dir = bundle / party_cn(p.index)
+        if old_dir.is_dir():
+            _append(old_dir / "ca.pem", ca.cert_pem)
+            (old_dir / "certs" / f"{cn}.pem").write_bytes(cert.cert_pem)
+    (party_dir / "certs").mkdir(parents=True)
+    (party_dir / "ca.pem").write_bytes((bundle / "ca.pem").read_bytes())
+    (party_dir / "party.pem").write_bytes(cert.cert_pem)
+    write_private(party_dir / "party.key", cert.key_pem)
+    for pem in (bundle / "certs").iterdir():
+        (party_dir / "certs" / pem.name).write_bytes(pem.read_bytes())
+    grown.write(bundle / ROSTER)
+    grown.write(party_dir / ROSTER_TEMPLATE)
+    return ClusterBundle(bundle, Roster.load(bundle / ROSTER))
+
+
+def _append(path: Path, pem: bytes) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data + (b"" if data.endswith(b"\n") else b"\n") + pem)

@@ -81,11 +81,13 @@ class QuorumPicker:
         first = pick_signers(self.parties, self.threshold, request_id, attempt, self.live)
         return first is not None and self.me in first
 
-    def keygen_parties(self) -> tuple[int, ...]:
-        """The keygen participant set (sorted): every party not settled absent, if at least t."""
+    def keygen_parties(self, parties: Iterable[int] | None = None, threshold: int | None = None) -> tuple[int, ...]:
+        """The keygen participant set (sorted): every party not settled absent, if at least t. `parties`
+        and `threshold` are the chain keyring's (controller/service.py), the roster's by default."""
         now = self._clock()
-        present = {p for p in self.parties if now - self._last_live[p] < KEYGEN_ABSENT_S}
-        return keygen_participants(self.parties, self.threshold, present)
+        among = sorted(parties) if parties is not None else self.parties
+        present = {p for p in among if now - self._last_live.get(p, float("-inf")) < KEYGEN_ABSENT_S}
+        return keygen_participants(among, threshold or self.threshold, present)
 
     def forget(self, open_ids: set[int]) -> None:
         """Drop what was tried for requests that are no longer open."""

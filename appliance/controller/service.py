@@ -53,6 +53,7 @@ from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
 from appliance.rules.attempts import attempt_at
 from appliance.rules.lifecycle import RefreshSchedule
+from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
@@ -75,6 +76,7 @@ NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as nea
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 FUNDS_REFRESH_S = 5.0  # balance and keyring fees are re-read at least this often (every post reads the balance)
 FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about once per interval, not per tick
+MEMBERSHIP_REFRESH_S = 5.0  # the chain keyring's parties and threshold (who makes new keys) are re-read this often
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ class Controller:
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
         self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.members = KeyMembers(party)
+        self.membership: Membership | None = None  # the chain keyring's parties and threshold (None: roster)
+        self._membership_read = float("-inf")
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
         self.height = 0
@@ -225,6 +229,7 @@ class Controller:
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
         self.quorum.refresh(self.party)
+        self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
         for item in opened.values():
             self._consider(item)
@@ -240,6 +245,25 @@ class Controller:
         lag = now - block_time.timestamp() if block_time is not None else time.monotonic() - started
         metrics.CHAIN_POLL_LAG.set(max(0.0, lag))
         metrics.CHAIN_LAST_POLL.set(now)
+
+    def _read_membership(self) -> None:
+        """The chain keyring's parties (roster indices) and threshold, re-read every MEMBERSHIP_REFRESH_S:
+        new keys are made among them (each party checks the same against its own reading)."""
+        if time.monotonic() - self._membership_read < MEMBERSHIP_REFRESH_S:
+            return
+        try:
+            keyring = self.chain.keyring(self.keyring)
+            self.membership = (chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
+                               if keyring is not None and keyring.parties else None)
+        except Exception as exc:  # unreachable, or a party the roster lacks: keep the last reading
+            log.warning("keyring membership from the chain unusable (%s); new keys use the last reading", exc)
+            return
+        self._membership_read = time.monotonic()
+
+    def _keygen_members(self) -> tuple[list[int], int]:
+        if self.membership is None:
+            return self.parties, self.threshold
+        return list(self.membership.parties), self.membership.threshold
 
     def _count_pending(self, opened: dict[tuple[str, int], _Open]) -> None:
         """Open on chain and not yet answered by us (journal entry not done): how many, how many close to
@@ -331,7 +355,8 @@ class Controller:
             attempt = self._attempt(deadline)
             if self.quorum.eager(req.id, attempt):
                 self._eager.add(("key", req.id))  # every party makes the key; a quorum posts it first
-            job = KeygenJob(req.id, req.key_type, self.quorum.keygen_parties(), self.threshold, attempt)
+            parties, threshold = self._keygen_members()
+            job = KeygenJob(req.id, req.key_type, self.quorum.keygen_parties(parties, threshold), threshold, attempt)
             self._start(job, req.key_type, None)
 
     def _consider_sign(self, req: Any) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -261,6 +262,50 @@ class LocalKeyring:
         self.start_role(index, "party")
         self.wait_party_ready(index)
         self.start_role(index, "controller")
+
+    # --- what an operator does to grow or replace a host (docs/operations.md, runbooks) ---------------
+
+    def add_host(self, index: int, increase_threshold: bool = False, replacing: int | None = None) -> PartyHost:
+        """A new party host, set up the way an operator would: `hsm init` on its token, `cluster add-party`
+        (its certificate) and `cluster roster` (its entry) on the bundle, `cluster seal-key`, the new
+        roster on every host with its daemons restarted, its chain account funded, then the admin's
+        MsgAddKeyringParty (with MsgRemoveKeyringParty for the host it replaces, in the same tx)."""
+        assert self.client is not None and index == len(self.hosts) + 1
+        bundle = self.root / "cluster"
+        host = self._provision_host(index)
+        self.hosts.append(host)
+        self._zrkeyring(host, "cluster", "add-party", "--bundle", str(bundle), "--party", str(index),
+                        "--host", "127.0.0.1", "--port", str(free_port_range(1)))
+        self._zrkeyring(host, "cluster", "roster", "--bundle", str(bundle), "--party", str(index),
+                        "--identity-key", host.identity_key, "--chain-address", host.chain_address)
+        self._zrkeyring(host, "cluster", "seal-key", "--bundle-dir", str(bundle / f"party-{index}"),
+                        "--config", str(host.directory / "secrets" / f"party-{index}.toml"))
+        self._write_configs(host, bundle)
+        self.fund(index, FUNDS // 100)  # from the owner, whose genesis funds are FUNDS too
+        running = [h.index for h in self.hosts if "party" in h.procs]
+        for i in running:  # every host reads the new roster at start
+            self.stop_role(i, "controller")
+            self.stop_role(i, "party")
+        for i in [*running, index]:
+            self.start_role(i, "party")
+        for i in [*running, index]:
+            self.wait_party_ready(i)
+            self.start_role(i, "controller")
+        self.wait_all_live()
+        me = self.owner.address()
+        msgs: list = [identity_tx.MsgAddKeyringParty(creator=me, keyring_addr=self.keyring, party=host.chain_address,
+                                                     increase_threshold=increase_threshold)]
+        if replacing is not None:
+            msgs.append(remove_keyring_party(me, self.keyring, self.host(replacing).chain_address))
+        self.client.send(self.owner, msgs)
+        return host
+
+    def wipe_host(self, index: int) -> None:
+        """A host lost for good: both daemons killed, its HSM token and its data directory gone."""
+        self.kill_host(index)
+        host = self.host(index)
+        for gone in (host.directory / "softhsm", host.directory / "data"):
+            shutil.rmtree(gone, ignore_errors=True)
 
     def party_status(self, index: int) -> dict:
         """The party daemon's local `Status` (includes its liveness view, `live`)."""

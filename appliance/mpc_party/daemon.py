@@ -12,6 +12,7 @@ session already run (or joins the one in flight) instead of starting a second on
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -53,7 +54,9 @@ from appliance.runtime.paths import ensure_dir
 from appliance.runtime.readiness import cert_expiry, cert_reasons
 from chain_client.agreement import AgreeingReader
 from chain_client.client import ChainClient
+from chain_client.errors import ChainDisagreement, ChainUnavailable
 
+FULFILLED_KEY = "KEY_REQUEST_STATUS_FULFILLED"
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
@@ -173,7 +176,8 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, chain_id=config.chain.chain_id, store=self.store, sealer=hsm,
             runner=self.runner, reader=self.reader, height=self.chain.latest_height,
             schedule=RefreshSchedule(p.refresh_period_blocks, p.refresh_window_blocks, p.attempt_blocks),
-            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership)
+            rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership,
+            request_of=self._request_of)
         self.gate.on_unopened = self._on_unopened
         self.keygen = KeygenFinality(
             me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
@@ -183,8 +187,8 @@ class PartyDaemon:
             me=self.me, keyring=self.keyring, parties=self.roster.indices(), t=self.roster.cluster.threshold,
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
-            lister=lambda: self.chain.key_requests(self.keyring, status="KEY_REQUEST_STATUS_FULFILLED"),
-            rng_factory=lambda: mixed_rng(self.hsm))
+            lister=lambda: self.chain.key_requests(self.keyring, status=FULFILLED_KEY),
+            rng_factory=lambda: mixed_rng(self.hsm), threshold=self._repair_threshold)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  liveness=self.liveness_view)
@@ -202,6 +206,19 @@ class PartyDaemon:
         if keyring is None:
             return None
         return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
+
+    def _request_of(self, public_key: bytes) -> int | None:
+        """The id of this keyring's fulfilled key request that made `public_key` (the store keys shares
+        by request id): found in the listing, then confirmed by the agreed by-id reader."""
+        wanted = bytes(public_key)
+        for listed in self.chain.key_requests(self.keyring, status=FULFILLED_KEY):
+            if bytes(listed.public_key) != wanted:
+                continue
+            request = self.reader.key_request(int(listed.id))
+            if request is not None and request.keyring_addr == self.keyring and request.status == FULFILLED_KEY \
+                    and hmac.compare_digest(bytes(request.public_key), wanted):
+                return int(listed.id)
+        return None
 
     def _on_unopened(self, env: Any) -> None:
         """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help
@@ -330,8 +347,31 @@ class PartyDaemon:
 
     def _keygen(self, job: KeygenJob, sid: bytes) -> bytes:
         """Keygen among the job's participants, answered only once final (`finality.py`)."""
-        participants = self.keygen.participants(job, self.roster.indices())
+        members, t = self._keygen_members()
+        participants = self.keygen.participants(job, members, t)
         return self.keygen.run(job, sid, participants)
+
+    def _repair_threshold(self) -> int:
+        """The threshold new keys are made with (repair needs that many helpers); the roster's when the
+        chain cannot be read or mapped now."""
+        try:
+            return self._keygen_members()[1]
+        except JobFailed:
+            return self.roster.cluster.threshold
+
+    def _keygen_members(self) -> tuple[list[int], int]:
+        """Who may make a new key and with which threshold: the chain's keyring as this party reads it
+        (parties added, removed or a threshold changed since set-up), the roster's before the chain
+        names its parties. A keyring the roster cannot map refuses the job (ConfigError)."""
+        try:
+            membership = self._chain_membership()
+        except (ChainDisagreement, ChainUnavailable) as exc:
+            raise JobFailed(f"keyring membership unreadable on chain: {exc}", retryable=True) from None
+        except ConfigError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if membership is None or not membership.parties:
+            return self.roster.indices(), self.roster.cluster.threshold
+        return list(membership.parties), membership.threshold
 
     def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
         if self.me not in job.signers:

@@ -84,13 +84,16 @@ class KeygenFinality:
 
     # --- the job -----------------------------------------------------------------------------------
 
-    def participants(self, job: KeygenJob, roster: list[int]) -> tuple[int, ...]:
+    def participants(self, job: KeygenJob, members: list[int], t: int | None = None) -> tuple[int, ...]:
+        """The job's participants, checked against the keyring's parties and threshold as this party
+        read them (the chain's keyring once it names its parties; the roster's before)."""
+        t = self.t if t is None else t
         chosen = tuple(sorted(set(job.parties)))
-        if job.threshold != self.t or len(chosen) != len(job.parties):
-            raise JobFailed(f"refused: keygen threshold must be {self.t}, parties distinct")
-        if not set(chosen) <= set(roster) or len(chosen) < self.t or self.me not in chosen:
-            raise JobFailed(f"refused: keygen parties {list(job.parties)} must be at least {self.t} roster "
-                            f"parties including party {self.me}")
+        if job.threshold != t or len(chosen) != len(job.parties):
+            raise JobFailed(f"refused: keygen threshold must be {t}, parties distinct")
+        if not set(chosen) <= set(members) or len(chosen) < t or self.me not in chosen:
+            raise JobFailed(f"refused: keygen parties {list(job.parties)} must be at least {t} of the keyring's "
+                            f"parties {sorted(members)} including party {self.me}")
         return chosen
 
     def run(self, job: KeygenJob, sid: bytes, participants: tuple[int, ...]) -> bytes:
@@ -179,7 +182,7 @@ class KeygenFinality:
     def fresh(self, job: KeygenJob, sid: bytes, participants: tuple[int, ...]) -> bytes:
         ksid = phase_session_id(sid, "keygen", participants)
         csid = phase_session_id(sid, "confirm", participants)
-        session = protocols.keygen_session(job.key_type, ksid, self.me, self.n, self.t, self.rng_factory(),
+        session = protocols.keygen_session(job.key_type, ksid, self.me, self.n, job.threshold, self.rng_factory(),
                                            participants=participants)
         self.runner.gate.open_session(csid)  # peers' ABORT notes queue here while the keygen runs
         try:
@@ -266,7 +269,7 @@ class KeygenFinality:
 
     def _put_pending(self, job: KeygenJob, public_key: bytes, plaintext: bytes, own: bytes) -> ShareRecord:
         version = self.store.next_version(self.keyring, job.request_id, self.me)
-        meta = ShareMeta(self.keyring, job.request_id, job.key_type, self.t, self.me, public_key, version)
+        meta = ShareMeta(self.keyring, job.request_id, job.key_type, job.threshold, self.me, public_key, version)
         put_share(self.store, self.sealer, meta, plaintext)
         self.store.put_notes(self.keyring, job.request_id, self.me, version, confirm.encode_notes([own]))
         record = self.store.pending(self.keyring, job.request_id, self.me)

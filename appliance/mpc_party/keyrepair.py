@@ -33,6 +33,7 @@ from typing import Any
 from appliance.hsm.store import ShareMeta, ShareRecord, ShareState, ShareStore, put_share
 from appliance.mpc_party.envelope import Envelope
 from appliance.mpc_party.finality import KeygenFinality
+from appliance.mpc_party.members import share_holders
 from appliance.mpc_party.pairguard import PairGuard, PerPeerLimit, is_dkls
 from appliance.mpc_party.protocols import confirm, repair
 from appliance.mpc_party.protocols import dispatch as protocols
@@ -58,8 +59,9 @@ class KeyRepair:
     def __init__(self, *, me: int, keyring: str, parties: list[int], t: int, store: ShareStore, sealer: Any,
                  runner: SessionRunner, identity_keys: dict[int, bytes], keygen: KeygenFinality,
                  pairs: PairGuard, state: PartyState, reader: Any, lister: Callable[[], list[Any]],
-                 rng_factory: Callable[[], Any]) -> None:
+                 rng_factory: Callable[[], Any], threshold: Callable[[], int] | None = None) -> None:
         self.me, self.keyring, self.parties, self.t = me, keyring, parties, t
+        self.threshold = threshold  # the chain keyring's threshold, with which new keys are made
         self.store, self.sealer, self.runner = store, sealer, runner
         self.identity_keys, self.keygen, self.pairs, self.state = identity_keys, keygen, pairs, state
         self.reader, self.lister, self.rng_factory = reader, lister, rng_factory
@@ -159,7 +161,7 @@ class KeyRepair:
         group = group_of(key_type)
         others = [p for p in self.parties if p != self.me]
         failures = []
-        for helpers in itertools.combinations(others, self.t):
+        for helpers in self._helper_sets(others):
             invitation = repair.Invitation(public_key, self.me, tuple(helpers), secrets.token_bytes(repair.NONCE_LEN))
             session = repair.RepairTargetSession(group, invitation, public_key, self.identity_keys)
             try:
@@ -170,6 +172,15 @@ class KeyRepair:
             self._store(request_id, key_type, public_key, repaired)
             return public_key
         raise RuntimeError(f"no helper set gave our share: {'; '.join(failures)}")
+
+    def _helper_sets(self, others: list[int]) -> list[tuple[int, ...]]:
+        """Every set of t other parties, for t the chain's threshold (new keys are made with it) and
+        then the roster's (keys made before the chain named its parties)."""
+        sizes = []
+        for size in ((self.threshold() if self.threshold else self.t), self.t):
+            if size not in sizes and 1 <= size <= len(others):
+                sizes.append(size)
+        return [h for size in sizes for h in itertools.combinations(others, size)]
 
     def _store(self, request_id: int, key_type: str, public_key: bytes, repaired: repair.Repaired) -> None:
         share = repaired.dkls23_key(self.me) if is_dkls(key_type) else repaired.key_share(self.me)
@@ -211,6 +222,11 @@ class KeyRepair:
                 raise PermissionError(f"more than {MAX_REPAIRS_PER_MINUTE} repair invitations a minute")
             record, evidence = self._helpable(invitation.public_key)
             share = self.keygen.open_share(record)
+            if invitation.target not in share_holders(share):
+                # repair gives a holder back its own point; a party the key was never dealt to gets a
+                # share only by resharing (lifecycle.py), which moves the whole key to the chain's set
+                raise PermissionError(f"party {invitation.target} holds no share of this key (holders "
+                                      f"{share_holders(share)}): it joins by resharing, not by repair")
             session = repair.RepairHelperSession(group_of(record.meta.key_type), invitation, self.me,
                                                  repair.helper_secret(share), evidence, self.rng_factory())
             self.runner.gate.open_session(invitation.session_id)  # the target's resend then lands

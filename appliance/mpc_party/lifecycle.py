@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from appliance.hsm.store import ShareRecord, ShareStore, StoreError, open_share_checked, put_share
+from appliance.hsm.store import ShareMeta, ShareRecord, ShareStore, StoreError, open_share_checked, put_share
 from appliance.mpc_party.jobs import RequestRefused
 from appliance.mpc_party.local_api import JobFailed, RefreshJob, job_log_fields
 from appliance.mpc_party.members import share_holders
@@ -92,6 +92,7 @@ class Run:
     header: bytes  # the invitation header of an unscheduled run's first sync (else empty)
     sid: Callable[[str], bytes]
     fields: dict[str, Any]
+    key_type: str = ""  # the chain's key type (a joining party has no stored share to read it from)
 
 
 @dataclass
@@ -113,13 +114,15 @@ class Refresher:
     def __init__(self, *, me: int, keyring: str, chain_id: str, store: ShareStore, sealer: Any,
                  runner: SessionRunner, reader: Any, height: Callable[[], int], schedule: RefreshSchedule,
                  rng_factory: Callable[[], Rng], state: PartyState,
-                 membership: Callable[[], Membership | None] = lambda: None) -> None:
+                 membership: Callable[[], Membership | None] = lambda: None,
+                 request_of: Callable[[bytes], int | None] = lambda _pk: None) -> None:
         self.me, self.keyring, self.chain_id = me, keyring, chain_id
         self.store, self.sealer, self.runner, self.reader, self.state = store, sealer, runner, reader, state
         self._urgent_keys: dict[bytes, deque[float]] = {}
         self._invites: dict[int, deque[float]] = {}
         self.height, self.schedule, self.rng_factory = height, schedule, rng_factory
         self.membership = membership  # the chain keyring's parties and threshold (None: unknown)
+        self.request_of = request_of  # a key's request id on chain (the store's key id), by public key
         self._key_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self._job_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self.counts = RefreshCounts()
@@ -139,7 +142,8 @@ class Refresher:
             slot = self._check(job)
             fields = job_log_fields(job)
             run = Run(job.public_key, job.key_id, slot, slot.phase == PHASE_REFRESH, b"",
-                      lambda step: refresh_session_id(self.chain_id, self.keyring, slot, step), fields)
+                      lambda step: refresh_session_id(self.chain_id, self.keyring, slot, step), fields,
+                      job.key_type)
             outcome = self._run(run)
         except (SessionTimeout, ProtocolError) as exc:
             self.counts.failed += 1
@@ -175,7 +179,7 @@ class Refresher:
     def _run(self, run: Run) -> str:
         active = self.store.active_by_public_key(self.keyring, run.public_key, self.me)
         if active is None:
-            raise StoreError(f"no active share of key {run.label} on party {self.me}")
+            return self._join(run)
         old = self._open(active, run.public_key)
         parties = tuple(share_holders(old))
         plan = self._plan(run, parties, old.t)
@@ -186,9 +190,10 @@ class Refresher:
         syncing = tuple(share_holders(pending_share)) if pending_share else _syncing(parties, plan, old.t)
         if self.me not in syncing:
             return self._drop(run, active)
-        mine = Holding(self._digest(old), self._digest(pending_share) if pending_share else NONE)
+        mine = Holding(self._digest(old), self._digest(pending_share) if pending_share else NONE, old.t, parties)
         holdings = self._sync(run, "sync1", syncing, mine, run.header)
-        action = decide(self.me, _among(holdings, pending_share), allow_refresh=run.allow_refresh)
+        action = decide(self.me, _among(holdings, pending_share), allow_refresh=run.allow_refresh,
+                        joining=_joining(parties, plan))
         if action is Action.COMMIT and pending is not None:
             return self._commit(run, pending, "committed")
         if action is Action.RETIRE and pending is not None:
@@ -202,7 +207,7 @@ class Refresher:
         new_record = self._reshare(run, active, old, spec)
         with self.key_lock(run.public_key):  # signing of this key waits while we may commit
             new = self._open(new_record, run.public_key) if new_record is not None else None
-            holdings = self._sync(run, "sync2", syncing, Holding(mine.active, self._digest(new) if new else NONE))
+            holdings = self._sync(run, "sync2", syncing, replace(mine, pending=self._digest(new) if new else NONE))
             if new_record is None:
                 return self._leave(run, active, holdings, spec.new_parties)
             if decide(self.me, _among(holdings, new), allow_refresh=False) is Action.COMMIT:
@@ -220,13 +225,99 @@ class Refresher:
             return None
         if target is None:
             return None
-        plan = reshare_plan(parties, t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
-        if plan is not None and not set(plan.new_parties) <= set(parties):
-            log.warning("party %d: key %d: the chain adds parties %s; a party joining a key is not supported "
-                        "yet, refreshing with the key's own set", self.me, run.label,
-                        sorted(set(plan.new_parties) - set(parties)), extra=run.fields)
+        return reshare_plan(parties, t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
+
+    # --- joining a key: the chain added this party, which holds nothing of the key yet --------------
+
+    def _join(self, run: Run) -> str:
+        """Take part in the key's resharing as a receiver only: the chain's keyring (read by this party)
+        must list us, and the key must be a key of that keyring (`_check`). Holders report their sharing
+        in sync 1; we reshare to the chain's set when every holder agrees on it, store our share pending
+        and commit it like every holder, once every new holder reports it."""
+        target = self._joining_target(run)
+        request_id = self.request_of(run.public_key)
+        if request_id is None:
+            raise RequestRefused(f"key {run.label}: no fulfilled key request of {self.keyring} has this "
+                                 "public key on chain")
+        pending = self.store.pending_of(self.keyring, request_id, self.me)
+        if pending is not None:
+            return self._settle_joined(run, pending)
+        holdings = self._sync(run, "sync1", target.parties, Holding(), run.header)
+        learned = self._learn(run, target, holdings)
+        if learned is None:
+            return "waiting"
+        agreed, plan = learned
+        spec = self._spec(run, run.key_type, agreed.holders, agreed.t, plan)
+        record = self._receive(run, request_id, spec)
+        with self.key_lock(run.public_key):
+            new = self._open(record, run.public_key)
+            holdings = self._sync(run, "sync2", target.parties, Holding(NONE, self._digest(new)))
+            if decide(self.me, _among(holdings, new), allow_refresh=False) is Action.COMMIT:
+                return self._commit(run, record, "refreshed")
+        return "waiting"
+
+    def _learn(self, run: Run, target: Membership,
+               holdings: dict[int, Holding]) -> tuple[Holding, ResharePlan] | None:
+        """The key's sharing and its resharing plan, from the holders' sync-1 reports, when every party
+        agrees to reshare now (`decide`, the same rule the holders apply); None means wait."""
+        agreed = next((h for h in holdings.values() if h.active != NONE), None)
+        if agreed is None:
             return None
-        return plan
+        if self.me in agreed.holders:  # our index holds a point of the key: share repair gives it back
+            log.warning("party %d: key %d: the holders name this party, which holds nothing of the key; waiting "
+                        "for share repair", self.me, run.label, extra=run.fields)
+            return None
+        plan = reshare_plan(agreed.holders, agreed.t, target, run.label, run.slot.period * 1000 + run.slot.attempt)
+        if plan is None or _syncing(agreed.holders, plan, agreed.t) != target.parties:
+            log.warning("party %d: key %d: holders %s (t=%d) cannot reshare to %s without parties outside it; "
+                        "waiting", self.me, run.label, list(agreed.holders), agreed.t, list(target.parties),
+                        extra=run.fields)
+            return None
+        joining = _joining(agreed.holders, plan)
+        if decide(self.me, holdings, allow_refresh=run.allow_refresh, joining=joining) is not Action.REFRESH:
+            return None
+        return agreed, plan
+
+    def _joining_target(self, run: Run) -> Membership:
+        """The chain's membership, read by this party itself, when it lists us; else the job is refused."""
+        try:
+            target = self.membership()
+        except Exception as exc:
+            raise RequestRefused(f"key {run.label}: no share here and the chain's keyring is unusable: {exc}") \
+                from None
+        if target is None or self.me not in target.parties:
+            raise RequestRefused(f"no share of key {run.label} on party {self.me}, and the chain's keyring "
+                                 f"{self.keyring} does not list this party")
+        return target
+
+    def _settle_joined(self, run: Run, pending: ShareRecord) -> str:
+        """A share received earlier and not committed yet: commit it once every new holder holds it
+        (or retire it when nobody ever committed it and someone lacks it)."""
+        share = self._open(pending, run.public_key)
+        holdings = self._sync(run, "sync1", tuple(share_holders(share)), Holding(NONE, self._digest(share)),
+                              run.header)
+        action = decide(self.me, _among(holdings, share), allow_refresh=False)
+        if action is Action.COMMIT:
+            return self._commit(run, pending, "committed")
+        if action is Action.RETIRE:
+            self.store.retire(self.keyring, pending.meta.key_id, self.me, pending.meta.share_version)
+            return "retired"
+        return "waiting"
+
+    def _receive(self, run: Run, request_id: int, spec: ReshareSpec) -> ShareRecord:
+        """Run the resharing as a receiver; the share (checked by the protocol against the dealers'
+        commitments, which sum to the chain's public key) is sealed and stored pending."""
+        key_type = run.key_type
+        new = self.runner.run(spec.session_id, reshare_session(key_type, spec, self.me, None, self.rng_factory()))
+        _, plaintext = dispatch.export_share(key_type, new)
+        version = self.store.latest_version(self.keyring, request_id, self.me) + 1
+        meta = ShareMeta(self.keyring, request_id, key_type, spec.new_t, self.me, bytes(run.public_key), version)
+        put_share(self.store, self.sealer, meta, plaintext)
+        record = self.store.pending_of(self.keyring, request_id, self.me)
+        assert record is not None and record.meta.share_version == version
+        log.info("party %d: key %d: joined the key: share received from dealers %s, stored pending (version "
+                 "%d)", self.me, run.label, list(spec.dealers), version, extra=run.fields)
+        return record
 
     def _spec(self, run: Run, key_type: str, parties: tuple[int, ...], t: int,
               plan: ResharePlan | None) -> ReshareSpec:
@@ -394,10 +485,17 @@ def _among(holdings: dict[int, Holding], share: Any) -> dict[int, Holding]:
     return {p: h for p, h in holdings.items() if p in holders}
 
 
+def _joining(parties: tuple[int, ...], plan: ResharePlan | None) -> tuple[int, ...]:
+    """The parties a resharing adds to the key (they hold nothing of it yet)."""
+    return tuple(p for p in plan.new_parties if p not in parties) if plan is not None else ()
+
+
 def _syncing(parties: tuple[int, ...], plan: ResharePlan | None, t: int) -> tuple[int, ...]:
     """Who takes part in the version syncs: every holder, except that holders the chain removed are left
-    out when the staying ones are at least t (then they alone deal, and a lost host need not answer)."""
+    out when the staying ones are at least t (then they alone deal, and a lost host need not answer);
+    plus every party joining the key, whose report of nothing is part of the agreement to reshare and
+    whose report of the new sharing is needed before anybody commits it."""
     if plan is None:
         return parties
     staying = tuple(p for p in parties if p in plan.new_parties)
-    return staying if len(staying) >= t else parties
+    return tuple(sorted({*(staying if len(staying) >= t else parties), *_joining(parties, plan)}))

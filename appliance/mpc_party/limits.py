@@ -158,6 +158,11 @@ def _share_repair_rounds(n: int) -> dict[int, RoundSizes]:
     return {1: (4 + 33 + 2 + 1 + 2 * n + 32,), 2: (h + s,), 3: (h + s + 4 + _notes_max(n),)}
 
 
+def _version_report() -> int:
+    """A version report: two digests, then the active sharing's threshold and up to MAX_PARTIES ids."""
+    return header_len() + 2 * HASH_LEN + 4 + 2 * MAX_PARTIES
+
+
 def _frost_name(suite: object) -> str:
     return suite.context.decode().lower()  # type: ignore[attr-defined]  # as FrostSignSession names it
 
@@ -173,10 +178,9 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         "dkls23-ot-resetup": ProtocolLimits.of(_dkls23_ot_resetup_rounds()),
         "reshare-ed25519": ProtocolLimits.of(_reshare_rounds(ED25519, t)),
         "dkls23-reshare": ProtocolLimits.of(_dkls23_reshare_rounds(t)),
-        "share-version-sync": ProtocolLimits.of({1: (header_len() + 2 * HASH_LEN,)}),
+        "share-version-sync": ProtocolLimits.of({1: (_version_report(),)}),
         # the same behind the invitation header (u8 length, a secp256k1 or Ed25519 key, a 32-byte nonce)
-        "share-version-sync-invite": ProtocolLimits.of({1: (1 + SECP256K1.point_len + 32 + header_len()
-                                                            + 2 * HASH_LEN,)}),
+        "share-version-sync-invite": ProtocolLimits.of({1: (1 + SECP256K1.point_len + 32 + _version_report(),)}),
         confirm.PROTOCOL: ProtocolLimits.of(_keygen_confirm_rounds(t)),
         confirm.HOLDINGS_PROTOCOL: ProtocolLimits.of(_keygen_holdings_rounds(t)),
         repair.PROTOCOL: ProtocolLimits.of(_share_repair_rounds(t)),

@@ -21,7 +21,9 @@ quorum window that moves with the period and the attempt.
   ever commit it (a commit needs every party to hold it, and a pending sharing is never handed to a
   party afterwards), so it is dead weight that would block the next refresh;
 - REFRESH when every party has the same active sharing and nobody has a pending one (refresh phase
-  only);
+  only); parties *joining* the key (the chain added them, they hold nothing of it) must report
+  nothing at all, and every holder the same threshold and holder ids, which is how a joiner learns
+  the sharing it is about to receive (`agreed_sharing`);
 - WAIT otherwise (e.g. we committed and a peer still has our sharing pending: its own COMMIT comes).
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from appliance.mpc_party.protocols.versionsync import NONE, Holding
@@ -119,8 +121,25 @@ class Action(enum.Enum):
     WAIT = "wait"
 
 
-def decide(me: int, holdings: Mapping[int, Holding], allow_refresh: bool) -> Action:
-    """What party `me` does after a version sync (see the module docstring)."""
+def agreed_sharing(holdings: Mapping[int, Holding], joining: Collection[int] = ()) -> Holding | None:
+    """The one active sharing every holder reports (same digest, threshold and holder ids, nothing
+    pending anywhere), with every joiner reporting nothing and named by no holder; None otherwise."""
+    held = [h for p, h in holdings.items() if p not in joining]
+    if not held:
+        return None
+    ref = held[0]
+    if ref.active == NONE or any((h.active, h.pending, h.t, h.holders) != (ref.active, NONE, ref.t, ref.holders)
+                                 for h in held):
+        return None
+    if any(holdings[p] != Holding() or p in ref.holders for p in joining if p in holdings):
+        return None
+    return ref
+
+
+def decide(me: int, holdings: Mapping[int, Holding], allow_refresh: bool,
+           joining: Collection[int] = ()) -> Action:
+    """What party `me` does after a version sync (see the module docstring); `joining` are the parties
+    the resharing adds to the key (`me` may be one)."""
     mine = holdings[me]
     if mine.pending != NONE:
         if all(h.holds(mine.pending) for h in holdings.values()):
@@ -128,7 +147,7 @@ def decide(me: int, holdings: Mapping[int, Holding], allow_refresh: bool) -> Act
         if not any(h.active == mine.pending for h in holdings.values()):
             return Action.RETIRE  # someone lacks it (else COMMIT above) and will never get it
         return Action.WAIT
-    every_same = all(h.active == mine.active and h.pending == NONE for h in holdings.values())
-    if allow_refresh and mine.active != NONE and every_same:
+    agreed = agreed_sharing(holdings, joining)
+    if allow_refresh and agreed is not None and (me in joining or mine.active == agreed.active):
         return Action.REFRESH
     return Action.WAIT

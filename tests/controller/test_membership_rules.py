@@ -5,9 +5,13 @@ each step the keys sign with new quorums (verified independently) under the same
 from __future__ import annotations
 
 import itertools
+import time
+from types import SimpleNamespace
 
 import pytest
 
+from appliance.controller.quorum import QuorumPicker
+from appliance.controller.service import Controller
 from appliance.mpc_party.protocols.dkls23 import local as dkls_local
 from appliance.rules.membership import Membership, chain_membership, reshare_plan
 from appliance.rules.roster import ClusterSection, PartyEntry, Roster
@@ -79,3 +83,29 @@ def test_add_party_raise_threshold_remove_party_replace_host(kind):
     assert plan.dealers == (2, 4) and sorted(shares) == [2, 3, 4]
     signs([shares[3], shares[2]])
     signs([shares[4], shares[3]])
+
+
+def test_new_keys_are_proposed_among_the_chain_parties_with_its_threshold():
+    """The controller's keygen proposal (service.py `_read_membership`, `_keygen_members`): the chain's
+    keyring once it names its parties (party 4 added with the threshold raised), the roster's before,
+    and the last good reading while the chain cannot be mapped (a party the roster lacks)."""
+    chain_view = {"keyring": None}
+    c = Controller.__new__(Controller)
+    c.keyring, c.roster, c.parties, c.threshold = "keyring1x", roster(4), [1, 2, 3, 4], 2
+    c.chain = SimpleNamespace(keyring=lambda _addr: chain_view["keyring"])
+    c.membership, c._membership_read = None, float("-inf")
+    assert c._keygen_members() == ([1, 2, 3, 4], 2)  # nothing read yet: the roster
+    chain_view["keyring"] = SimpleNamespace(parties=[f"zen1party{i}" for i in (1, 2, 3, 4)], party_threshold=3)
+    c._read_membership()
+    assert c._keygen_members() == ([1, 2, 3, 4], 3)
+    c.quorum = QuorumPicker(1, [1, 2, 3, 4], 2)
+    assert c.quorum.keygen_parties(*c._keygen_members()) == (1, 2, 3, 4)
+    chain_view["keyring"] = SimpleNamespace(parties=["zen1party2", "zen1party9"], party_threshold=2)
+    c._membership_read = time.monotonic() - 60
+    c._read_membership()  # zen1party9 is in no roster: keep the last reading, say why
+    assert c._keygen_members() == ([1, 2, 3, 4], 3)
+    chain_view["keyring"] = SimpleNamespace(parties=["zen1party2", "zen1party3", "zen1party4"], party_threshold=3)
+    c._membership_read = time.monotonic() - 60
+    c._read_membership()
+    assert c._keygen_members() == ([2, 3, 4], 3)
+    assert c.quorum.keygen_parties(*c._keygen_members()) == (2, 3, 4)

@@ -63,6 +63,7 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller._lock = threading.Lock()
     controller.quorum = QuorumPicker(me, PARTIES, 2)  # every party live: no liveness view needed here
     controller.members = SimpleNamespace(of=lambda _public_key: (tuple(PARTIES), 2))  # every key: all hold it
+    controller.membership = None  # the chain keyring not read here: new keys among the roster's parties
     controller.height = world.client.latest_height()
     controller.started_jobs = []
     controller._start = lambda job, key_type, ctx: controller.started_jobs.append(job.request_id)

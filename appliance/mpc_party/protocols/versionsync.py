@@ -7,7 +7,8 @@ only) but a digest of the public sharing itself: H(group public key, every (id, 
 Two parties with the same digest hold shares of the same polynomial.
 
 One round: each participant broadcasts a `VersionReport` (active digest, pending digest; 32 zero
-bytes for "none"); the result is every participant's report, ours included. What to do with the
+bytes for "none"; and the threshold and holder ids of its active sharing, which a party joining the
+key has no share to read them from); the result is every participant's report, ours included. What to do with the
 reports is a pure rule of its own (`appliance/rules/lifecycle.py`, `decide`), so every party applies
 the same rule to the same reports.
 """
@@ -60,12 +61,19 @@ def sharing_digest(public_key: bytes, verification_shares: Mapping[int, Point]) 
     return transcript_hash(_DIGEST_DOMAIN, *parts)
 
 
+MAX_HOLDERS = 32  # as many as a resharing's party set (reshare.MAX_PARTIES)
+
+
 @dataclass(frozen=True)
 class Holding:
-    """What one party holds of one key: digests of its active and its pending sharing (NONE if none)."""
+    """What one party holds of one key: digests of its active and its pending sharing (NONE if none),
+    and the active sharing's threshold and holder ids (0 and () when it holds none). The last two are
+    claims: a joining party uses them only when every holder's report agrees (rules/lifecycle.py)."""
 
     active: bytes = NONE
     pending: bytes = NONE
+    t: int = 0
+    holders: tuple[int, ...] = ()
 
     def holds(self, digest: bytes) -> bool:
         return digest != NONE and digest in (self.active, self.pending)
@@ -73,19 +81,33 @@ class Holding:
 
 @dataclass(frozen=True)
 class VersionReport(WireMessage):
-    """The one message, broadcast: active digest 32 | pending digest 32."""
+    """The one message, broadcast: active digest 32 | pending digest 32 | t u16 | count u16 | count ids
+    u16 (the active sharing's threshold and holders)."""
 
     KIND: ClassVar[int] = KIND_VERSION_REPORT
     BROADCAST: ClassVar[bool] = True
     active: bytes
     pending: bytes
+    t: int = 0
+    holders: tuple[int, ...] = ()
 
     def _write_body(self, w: Writer) -> None:
-        w.fixed(self.active, 32).fixed(self.pending, 32)
+        if len(self.holders) > MAX_HOLDERS:
+            raise LocalProtocolError(f"version report: more than {MAX_HOLDERS} holders")
+        w.fixed(self.active, 32).fixed(self.pending, 32).u16(self.t).u16(len(self.holders))
+        for i in self.holders:
+            w.u16(i)
 
     @classmethod
     def _read_body(cls, r: Reader, group: Group) -> dict:
-        return {"active": r.fixed(32), "pending": r.fixed(32)}
+        active, pending, t, count = r.fixed(32), r.fixed(32), r.u16(), r.u16()
+        if count > MAX_HOLDERS:
+            raise ProtocolAbort(f"version report names {count} holders (at most {MAX_HOLDERS})", r.sender)
+        holders = tuple(r.u16() for _ in range(count))
+        if list(holders) != sorted(set(holders)) or (holders and not 1 <= t <= len(holders)):
+            raise ProtocolAbort("version report: holders not sorted and distinct, or threshold out of range",
+                                r.sender)
+        return {"active": active, "pending": pending, "t": t, "holders": holders}
 
 
 _KINDS: dict[int, type[WireMessage]] = {KIND_VERSION_REPORT: VersionReport}
@@ -109,7 +131,8 @@ class VersionSyncSession(Session):
         self._reports: dict[int, VersionReport] = {}
 
     def start(self) -> list[Outgoing]:
-        msg = VersionReport(ED25519, self.session_id, self.me, self._mine.active, self._mine.pending)
+        m = self._mine
+        msg = VersionReport(ED25519, self.session_id, self.me, m.active, m.pending, m.t, m.holders)
         return [Outgoing(BROADCAST, 1, self._header + msg.to_bytes())]
 
     def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
@@ -125,7 +148,7 @@ class VersionSyncSession(Session):
         return not self.waiting_for()
 
     def result(self) -> dict[int, Holding]:
-        out = {j: Holding(m.active, m.pending) for j, m in self._reports.items()}
+        out = {j: Holding(m.active, m.pending, m.t, m.holders) for j, m in self._reports.items()}
         out[self.me] = self._mine
         return out
 
