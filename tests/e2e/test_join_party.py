@@ -29,6 +29,8 @@ from appliance.local.localnet import LocalKeyring, LocalSettings
 from appliance.mpc_party.local_api import PartyClient
 from tests.e2e.test_reshare_chain import reshared, share_rows, sign_and_verify, wait_for
 
+pytestmark = pytest.mark.slow
+
 PERIOD, WINDOW = 80, 30
 TYPES = ("ecdsa", "bitcoin", "ed25519")
 RESHARE_TIMEOUT_S = 3 * PERIOD * 0.2 + 240  # three periods of 0.2 s blocks, plus a loaded host's slack
