@@ -170,6 +170,7 @@ class PartyDaemon:
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
         self.members = KeyMembers(self.store, hsm, self.keyring, self.me)
+        self._key_listing: dict[tuple[int, int, int], dict[str, Any]] = {}  # keys(): per versions
         self.pairs = PairGuard(me=self.me, keyring=self.keyring, store=self.store, state=self.state,
                                sealer=hsm, runner=self.runner, rng_factory=lambda: mixed_rng(self.hsm))
         self.refresher = Refresher(
@@ -476,18 +477,34 @@ class PartyDaemon:
                             f"(the chain height gives attempt {current})", retryable=True)
 
     def keys(self) -> list[dict[str, Any]]:
-        """Every key this party holds a share of: versions and when the active one was stored."""
-        out = []
-        for record in self.store.all_active():
-            m = record.meta
-            if m.keyring != self.keyring or m.party_index != self.me:
+        """Every key this party holds a share of: versions and when the active one was stored.
+
+        Every controller asks every 2 s, so the listing is built from the store's heads (authenticated
+        against the HSM-tagged root, no per-row HSM call) and a key's entry is read from its share row
+        (tag check, unseal for the holders) only when its (active, pending) versions are new to us."""
+        heads = [h for h in self.store.heads() if h.meta.keyring == self.keyring and h.meta.party_index == self.me]
+        listing: dict[tuple[int, int, int], dict[str, Any]] = {}
+        for head in heads:
+            if not head.active_version:
                 continue
-            pending = self.store.pending_of(m.keyring, m.key_id, m.party_index)
-            out.append({"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
-                        "pending_version": pending.meta.share_version if pending else 0,
-                        "threshold": m.threshold, "parties": list(self.members.of_record(record)[0]),
-                        "stored_at": record.created_at, "request_id": m.key_id})
-        return out
+            versions = (head.meta.key_id, head.active_version, head.pending_version)
+            entry = self._key_listing.get(versions)
+            if entry is None:
+                entry = self._key_entry(head)
+            if entry is not None:
+                listing[versions] = entry
+        self._key_listing = listing
+        return list(listing.values())
+
+    def _key_entry(self, head: Any) -> dict[str, Any] | None:
+        record = self.store.active(self.keyring, head.meta.key_id, self.me)
+        if record is None or record.meta.share_version != head.active_version:
+            return None  # changed between the two reads: the next listing has it
+        m = record.meta
+        return {"public_key": m.group_public_key.hex(), "key_type": m.key_type, "version": m.share_version,
+                "pending_version": head.pending_version, "threshold": m.threshold,
+                "parties": list(self.members.of_record(record)[0]), "stored_at": record.created_at,
+                "request_id": m.key_id}
     def liveness_view(self) -> dict[str, Any]:
         """The local API's `Liveness`: who can sign now. Being asked means our controller is active."""
         self.liveness.note_controller()
