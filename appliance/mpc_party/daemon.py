@@ -435,7 +435,7 @@ class PartyDaemon:
             raise
         finally:
             if isinstance(session, PoolSignSession):
-                self.presigner.settle(session, job.key_type, job.public_key)
+                self.presigner.settle(session, job.key_type, job.public_key, version)
 
     def _signing_share(self, job: SignJob) -> tuple[Any, int]:
         """The active share of the job's key and its version (lifecycle.py; see `_active_share`)."""
@@ -535,4 +535,7 @@ class PartyDaemon:
             "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
             "repaired_keys": self.repair.repaired,
             "orphans_destroyed": self.repair.destroyed,
+            # presignature pools (in memory only: 0 after a restart until refilled; presign.py)
+            "presign_pool": self.pool.size(),
+            "presign_fills": self.presigner.fills,
         }

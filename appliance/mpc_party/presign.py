@@ -101,6 +101,14 @@ class PresignPool:
         self._report()
         return burned
 
+    def drop(self, public_key: bytes, version: int, signers: tuple[int, ...]) -> int:
+        """Drop every entry of (key, version, set): the members are out of step, so both sides empty
+        the pool and refill it together rather than burning one stale entry per signature."""
+        with self._lock:
+            dropped = len(self._entries.pop((public_key, version, tuple(sorted(signers))), ()))
+        self._report()
+        return dropped
+
     def retain_version(self, public_key: bytes, version: int) -> int:
         """Drop the key's entries of every other share version (its refresh or resharing committed)."""
         with self._lock:
@@ -268,13 +276,16 @@ class Presigner:
         entry = self.pool.take(public_key, version, tuple(sorted(signers)))
         return PoolSignSession(session, entry, share, data)
 
-    def settle(self, session: PoolSignSession, key_type: str, public_key: bytes) -> None:
+    def settle(self, session: PoolSignSession, key_type: str, public_key: bytes, version: int) -> None:
         """After the session, whatever its end: burn every entry a peer named (we never open it for
-        anything else), count the outcome."""
+        anything else); when the signers were out of step (a miss or a mismatch), drop the set's whole
+        pool, as every member does, so the next fills start in step; count the outcome."""
         if session.named:
             burned = self.pool.burn(public_key, session.named)
             if burned:
                 log.info("party %d burned %d pool entries a peer named in a session", self.me, burned)
+        if session.outcome and session.outcome != HIT:
+            self.pool.drop(public_key, version, tuple(session.participants))
         if session.outcome:
             metrics.POOL_SIGNS.labels(metrics.pool_key_type(key_type),
                                       "hit" if session.outcome == HIT else session.outcome).inc()
