@@ -173,7 +173,8 @@ class PartyDaemon:
         self.gate = Gate(self.me, self.roster.identity_keys())
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
-        self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=metrics.peer_live)
+        self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
+        self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=self._peer_changed)
         self.server.controller_active = self.liveness.controller_active
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact,
@@ -200,7 +201,6 @@ class PartyDaemon:
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
             lister=lambda: self.chain.key_requests(self.keyring, status="KEY_REQUEST_STATUS_FULFILLED"),
             rng_factory=lambda: mixed_rng(self.hsm))
-        self.pool = PresignPool(p.presign_pool_max)
         self.presigner = Presigner(me=self.me, keyring=self.keyring, pool=self.pool, runner=self.runner,
                                    state=self.state, rng_factory=lambda: mixed_rng(self.hsm),
                                    load_share=self._active_share, busy=lambda: self.running_sessions() > 0)
@@ -221,6 +221,13 @@ class PartyDaemon:
         if keyring is None:
             return None
         return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
+
+    def _peer_changed(self, peer: int, live: bool) -> None:
+        """A peer that stops being live may come back restarted, with empty pools: our entries shared
+        with it would only mismatch, so they go now and are refilled with it once it is back."""
+        metrics.peer_live(peer, live)
+        if not live:
+            self.pool.drop_peer(peer)
 
     def _on_unopened(self, env: Any) -> None:
         """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help

@@ -109,6 +109,16 @@ class PresignPool:
         self._report()
         return dropped
 
+    def drop_peer(self, peer: int) -> int:
+        """Drop every entry shared with `peer` (it went away: when it returns its pool is empty)."""
+        with self._lock:
+            gone = [tag for tag in self._entries if peer in tag[2]]
+            dropped = sum(len(self._entries.pop(tag)) for tag in gone)
+        if dropped:
+            log.info("dropped %d presignature pool entries shared with party %d (not live)", dropped, peer)
+            self._report()
+        return dropped
+
     def retain_version(self, public_key: bytes, version: int) -> int:
         """Drop the key's entries of every other share version (its refresh or resharing committed)."""
         with self._lock:

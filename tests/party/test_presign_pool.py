@@ -83,7 +83,7 @@ def parties(tmp_path_factory):
         gate = Gate(i, roster.identity_keys())
         server = PeerServer.from_roster(roster, i, gate, tls).start()
         client = PeerClient.from_roster(roster, i, tls, timeout=2.0)
-        runner = SessionRunner(i, gate, Outbox(i, sign_with(keys[i])), client.send, RunnerConfig(10.0, 2.0))
+        runner = SessionRunner(i, gate, Outbox(i, sign_with(keys[i])), client.send, RunnerConfig(10.0, 4.0))
         state = PartyState(tmp_path_factory.mktemp(f"state{i}") / "party_state.sqlite")
         built[i] = Party(i, runner, state, {ECDSA: dkls[i], EDDSA: frost[i]})
         closers += [runner.close, client.close, lambda s=server: s.stop(grace=None), state.close]
@@ -106,10 +106,14 @@ def job(parties, key_type: str, signers: tuple[int, ...], count: int) -> Presign
 
 
 def fill(parties, key_type: str, signers: tuple[int, ...], count: int) -> None:
-    """What the controllers do in idle time: every member but the leader arms, then the leader fills."""
-    for i in signers[1:]:
-        parties[i].presigner.run(job(parties, key_type, signers, count))
-    parties[signers[0]].presigner.run(job(parties, key_type, signers, count))
+    """What the controllers do in idle time, round after round until the pools are full (a loaded host
+    may miss a join timeout): every member but the leader arms, then the leader fills."""
+    for _round in range(10):
+        for i in signers[1:]:
+            parties[i].presigner.run(job(parties, key_type, signers, count))
+        parties[signers[0]].presigner.run(job(parties, key_type, signers, count))
+        if len(ids(parties[signers[0]], key_type, signers)) >= count:
+            return
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:
@@ -205,6 +209,16 @@ def test_a_new_share_version_drops_the_pool(parties) -> None:
     parties[2].presigner.run(job(parties, ECDSA, signers, 2))  # armed at version 2
     parties[1].presigner.run(job(parties, ECDSA, signers, 4))  # leader still at version 1
     assert parties[2].pool.size() == 0
+
+
+def test_a_peer_that_goes_away_takes_its_sets_pools_with_it(parties) -> None:
+    """A peer no longer live may return restarted (empty pool): every entry shared with it is dropped
+    at once (the daemon calls drop_peer from its liveness view), entries of other sets stay."""
+    fill(parties, ECDSA, (1, 2), 1)
+    fill(parties, ECDSA, (1, 3), 1)
+    wait_for(lambda: len(ids(parties[3], ECDSA, (1, 3))) == 1 and len(ids(parties[2], ECDSA, (1, 2))) == 1)
+    assert parties[1].pool.drop_peer(2) == 1
+    assert ids(parties[1], ECDSA, (1, 2)) == [] and len(ids(parties[1], ECDSA, (1, 3))) == 1
 
 
 def test_a_fill_id_never_runs_twice(parties) -> None:
