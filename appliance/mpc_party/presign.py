@@ -38,6 +38,7 @@ from appliance.mpc_party.local_api import JobFailed, PresignJob
 from appliance.mpc_party.protocols.pool import (
     FILL_PROTOCOLS,
     HIT,
+    NO_ENTRY,
     FillHeader,
     FillSession,
     PoolEntry,
@@ -54,6 +55,12 @@ log = logging.getLogger("zrkeyring.party.presign")
 
 ARM_S = 10.0  # how long a member accepts fills after its controller's last PresignJob
 MAX_FILLS_PER_JOB = 64
+MAX_PER_SET = 64  # entries of one (key, version, set), whatever a job asks
+# A leader whose set's pool is full still runs one fill this often (the oldest entry is evicted on
+# every member): the members compare their newest entries in it, so a member that lost a fill (and
+# would otherwise wait forever for one) gets back in step.
+PROBE_S = 10.0
+JOINED_KEPT = 1024  # fill ids this party joined, remembered so a leader's late resends are ignored
 PoolTag = tuple[bytes, int, tuple[int, ...]]  # (public key, share version, signer set)
 
 
@@ -65,18 +72,27 @@ class PresignPool:
         self._entries: dict[PoolTag, deque[PoolEntry]] = {}
         self._lock = threading.Lock()
 
-    def add(self, entry: PoolEntry) -> bool:
-        """Keep a new entry; False (and the entry dropped) when the pool is full or the id is known."""
+    def add(self, entry: PoolEntry, keep: int = MAX_PER_SET) -> bool:
+        """Keep a new entry, the set's oldest evicted beyond `keep` (every member evicts alike: the
+        same count comes from every controller); False when the pool is full or the id is known."""
         tag = (entry.public_key, entry.version, tuple(entry.signers))
         with self._lock:
-            if self._total() >= self.capacity:
-                return False
             queue = self._entries.setdefault(tag, deque())
             if any(e.entry_id == entry.entry_id for e in queue):
+                return False
+            while queue and len(queue) >= keep:
+                queue.popleft()
+            if self._total() >= self.capacity:
                 return False
             queue.append(entry)
         self._report()
         return True
+
+    def newest(self, public_key: bytes, version: int, signers: tuple[int, ...]) -> bytes:
+        """The id of the set's newest entry (NO_ENTRY: none): what a fill compares between members."""
+        with self._lock:
+            queue = self._entries.get((public_key, version, tuple(sorted(signers))))
+            return queue[-1].entry_id if queue else NO_ENTRY
 
     def take(self, public_key: bytes, version: int, signers: tuple[int, ...]) -> PoolEntry | None:
         """Remove and return the oldest entry of (key, version, set): it is the caller's to open once."""
@@ -177,6 +193,8 @@ class Presigner:
         self.rng_factory, self.load_share, self.busy, self.now = rng_factory, load_share, busy, now
         self._armed: dict[tuple[bytes, tuple[int, ...]], _Armed] = {}
         self._filling: set[tuple[bytes, tuple[int, ...]]] = set()  # (key, set) with a fill running here
+        self._probed: dict[tuple[bytes, tuple[int, ...]], float] = {}  # (key, set) -> last probe fill
+        self._joined: dict[bytes, None] = {}  # fill ids joined here (newest last)
         self._lock = threading.Lock()
         self.fills = 0
 
@@ -209,18 +227,29 @@ class Presigner:
             self._filling.add(tag)
         try:
             for _ in range(min(job.count, MAX_FILLS_PER_JOB)):
-                if self.pool.count(job.public_key, version, signers) >= job.count or self.busy():
+                if self.busy() or not self._fill_due(tag, version, job.count):
                     return
-                if self.pool.size() >= self.pool.capacity:
-                    return
-                if not self._fill_once(job.key_type, share, version, signers, secrets.token_bytes(32)):
+                if not self._fill_once(job.key_type, share, version, signers, secrets.token_bytes(32),
+                                       keep=job.count):
                     return
         finally:
             with self._lock:
                 self._filling.discard(tag)
 
-    def _fill_once(self, key_type: str, share: Any, version: int, signers: tuple[int, ...], nonce: bytes) -> bool:
-        session = FillSession(self.keyring, key_type, share, version, signers, nonce, self.rng_factory())
+    def _fill_due(self, tag: tuple[bytes, tuple[int, ...]], version: int, count: int) -> bool:
+        """Below the count (and under the capacity), or full and due for its probe (PROBE_S)."""
+        if self.pool.count(tag[0], version, tag[1]) < count:
+            return self.pool.size() < self.pool.capacity
+        if self.now() - self._probed.get(tag, float("-inf")) < PROBE_S:
+            return False
+        self._probed[tag] = self.now()
+        return True
+
+    def _fill_once(self, key_type: str, share: Any, version: int, signers: tuple[int, ...], nonce: bytes,
+                   keep: int) -> bool:
+        public_key = FillSession.public_key_of(key_type, share)
+        session = FillSession(self.keyring, key_type, share, version, signers, nonce, self.rng_factory(),
+                              self.pool.newest(public_key, version, signers))
         if not self.state.claim_session(session.entry_id, "presign"):  # durable: a fill id never runs twice
             log.warning("party %d refuses fill %s: the id already ran", self.me, session.entry_id.hex()[:12])
             return False
@@ -231,7 +260,11 @@ class Presigner:
                      session.entry_id.hex()[:12], list(signers), exc)
             return False
         self.fills += 1
-        return self.pool.add(entry)
+        if session.out_of_step:  # a member's newest entry is not ours: start the set afresh, as it does
+            dropped = self.pool.drop(public_key, version, signers)
+            log.info("party %d: pool of signers %s out of step with a member; dropped %d entries", self.me,
+                     list(signers), dropped)
+        return self.pool.add(entry, keep)
 
     def on_unopened(self, env: Envelope) -> None:
         """Gate hook: the leader's first fill envelope. Joined only if our controller armed (key, set)
@@ -246,11 +279,14 @@ class Presigner:
         tag = (header.public_key, header.signers)
         with self._lock:
             armed = self._armed.get(tag)
-            if armed is None or armed.until < self.now() or tag in self._filling:
+            if armed is None or armed.until < self.now() or tag in self._filling or env.session_id in self._joined:
                 return
             if env.sender != leader(header.signers) or self.me not in header.signers or self.busy():
                 return
             self._filling.add(tag)
+            self._joined[env.session_id] = None
+            while len(self._joined) > JOINED_KEPT:
+                self._joined.pop(next(iter(self._joined)))
         threading.Thread(target=self._join_fill, args=(env, header, armed), daemon=True,
                          name=f"fill-from-{env.sender}").start()
 
@@ -265,11 +301,7 @@ class Presigner:
                 log.warning("party %d refuses a fill from party %d: it names version %d (ours %d) or another "
                             "id", self.me, env.sender, header.version, version, extra={"peer": env.sender})
                 return
-            if self.pool.count(header.public_key, version, header.signers) >= armed.count:
-                return
-            if self.pool.size() >= self.pool.capacity:
-                return
-            self._fill_once(armed.key_type, share, version, header.signers, header.nonce)
+            self._fill_once(armed.key_type, share, version, header.signers, header.nonce, keep=armed.count)
         except Exception as exc:  # noqa: BLE001 - a fill is best effort; the signing path does not need it
             log.warning("party %d: joining a fill from party %d failed: %s", self.me, env.sender, exc,
                         extra={"peer": env.sender})

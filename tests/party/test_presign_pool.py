@@ -98,6 +98,7 @@ def _clean(parties):
         p.pool = p.presigner.pool = PresignPool(64)
         p.version, p.busy = 1, False
         p.presigner._armed.clear()  # noqa: SLF001 - each test arms what it needs
+        p.presigner._probed.clear()  # noqa: SLF001
     yield
 
 
@@ -180,6 +181,21 @@ def test_a_peer_naming_another_entry_burns_both_and_the_full_protocol_signs(part
     assert lost and second
 
 
+def test_a_member_that_lost_a_fill_is_back_in_step_after_the_next_fill(parties) -> None:
+    """Party 2 lost its newest entry (a fill the leader finished and it did not): the leader's pool is
+    full, so only its probe fill runs; in it the members compare newest entries, both empty the set's
+    pool and refill it together."""
+    signers = (1, 2)
+    fill(parties, ECDSA, signers, 2)
+    wait_for(lambda: len(ids(parties[2], ECDSA, signers)) == 2)
+    newest = ids(parties[2], ECDSA, signers)[-1]
+    parties[2].pool.burn(public(ECDSA, parties[2].shares[ECDSA]), {newest})
+    fill(parties, ECDSA, signers, 2)
+    wait_for(lambda: len(ids(parties[2], ECDSA, signers)) == 2)
+    assert ids(parties[1], ECDSA, signers) == ids(parties[2], ECDSA, signers)
+    assert newest not in ids(parties[1], ECDSA, signers)
+
+
 def test_a_member_not_armed_makes_no_entry(parties) -> None:
     """No PresignJob from party 2's controller (busy, or never asked): the leader's fill finds no partner
     at the join timeout and nothing is kept on either side."""
@@ -228,7 +244,7 @@ def test_a_fill_id_never_runs_twice(parties) -> None:
     nonce = secrets.token_bytes(32)
     first = FillSession(KEYRING, ECDSA, share, 1, (1, 2), nonce, secrets.token_bytes)
     assert parties[1].presigner.state.claim_session(first.entry_id, "presign")
-    assert not parties[1].presigner._fill_once(ECDSA, share, 1, (1, 2), nonce)  # noqa: SLF001
+    assert not parties[1].presigner._fill_once(ECDSA, share, 1, (1, 2), nonce, keep=2)  # noqa: SLF001
     assert parties[1].pool.size() == 0
 
 

@@ -139,26 +139,37 @@ class PoolEntry:
 
 
 class _HeaderedFill(Session):
-    """A fill session: the inner session's first message from every member carries the FillHeader;
-    a member whose header differs from ours is aborted on (it would be another entry)."""
+    """A fill session: the inner session's first message from every member carries the FillHeader
+    and the id of the sender's newest entry of the set (NO_ENTRY: none). A member whose header differs
+    from ours is aborted on (it would be another entry); a member whose newest entry differs from ours
+    is out of step with us (one of us kept a fill the other lost): `out_of_step` tells the caller to
+    empty the set's pool before keeping this entry, as that member does too."""
 
-    def __init__(self, inner: Session, header: FillHeader) -> None:
-        self.inner, self.header = inner, header
+    def __init__(self, inner: Session, header: FillHeader, newest: bytes = NO_ENTRY) -> None:
+        if len(newest) != ENTRY_ID_LEN:
+            raise LocalProtocolError(f"newest entry id must be {ENTRY_ID_LEN} bytes")
+        self.inner, self.header, self.newest = inner, header, bytes(newest)
         self.me, self.participants = inner.me, inner.participants
         self._headed: set[int] = set()
         self._header_bytes = header.encode()
+        self.out_of_step = False
 
     def start(self) -> list[Outgoing]:
         out = self.inner.start()
         if len(out) != 1 or out[0].recipient != BROADCAST:
             raise LocalProtocolError("a fill's first step must be one broadcast")
-        return [Outgoing(BROADCAST, out[0].round, self._header_bytes + out[0].payload)]
+        return [Outgoing(BROADCAST, out[0].round, self._header_bytes + self.newest + out[0].payload)]
 
     def receive(self, sender: int, payload: bytes) -> list[Outgoing]:
         if sender not in self._headed:
             header, payload = FillHeader.split(payload, sender)
             if not ct_equal(header.encode(), self._header_bytes):
                 raise ProtocolAbort("fill header names another key, version, signer set or nonce", sender)
+            if len(payload) < ENTRY_ID_LEN:
+                raise ProtocolAbort("fill message too short for the newest entry id", sender)
+            if not ct_equal(payload[:ENTRY_ID_LEN], self.newest):
+                self.out_of_step = True
+            payload = payload[ENTRY_ID_LEN:]
             self._headed.add(sender)
         return self.inner.receive(sender, payload)
 
@@ -231,17 +242,21 @@ class FillSession(_HeaderedFill):
     """One member's run of one fill; `result()` is its PoolEntry."""
 
     def __init__(self, keyring: str, key_type: str, share: Any, version: int, signers: Sequence[int],
-                 nonce: bytes, rng: Rng) -> None:
+                 nonce: bytes, rng: Rng, newest: bytes = NO_ENTRY) -> None:
         ordered = tuple(sorted(set(signers)))
-        public_key = share.group_public_key if key_type == EDDSA else share.public_key
+        public_key = self.public_key_of(key_type, share)
         self.key_type, self.entry_id = key_type, fill_session_id(keyring, key_type, public_key, version,
                                                                  ordered, nonce)
         if key_type == EDDSA:
             inner: Session = _FrostPrecommit(share, self.entry_id, ordered, rng)
         else:
             inner = _DklsPresign(share, self.entry_id, ordered, rng)
-        super().__init__(inner, FillHeader(public_key, version, ordered, nonce))
+        super().__init__(inner, FillHeader(public_key, version, ordered, nonce), newest)
         self.protocol = inner.protocol
+
+    @staticmethod
+    def public_key_of(key_type: str, share: Any) -> bytes:
+        return share.group_public_key if key_type == EDDSA else share.public_key
 
     def result(self) -> PoolEntry:
         h = self.header
