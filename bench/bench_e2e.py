@@ -318,23 +318,18 @@ def _run(root: Path) -> list[Result]:
 
 def _run_main(root: Path) -> list[Result]:
     settings = LocalSettings(block_time=BLOCK_TIME_S)
-    keyring = LocalKeyring(root, settings).setup()
-    watcher: Watcher | None = None
-    try:
-        keyring.start()
-        assert keyring.node is not None
-        watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
-                          keyring.client.config.tls_ca_pem).start()
-        return _measure(Bench(keyring, watcher), keyring, settings)
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        keyring.close()
+    return _on_keyring(root, settings, lambda bench, keyring: _measure(bench, keyring, settings))
 
 
 def _run_pool(root: Path) -> list[Result]:
     """`e2e.ecdsa.pool_sign_latency_p50_s`: one ECDSA request at a time with warm presignature pools."""
     settings = LocalSettings(block_time=BLOCK_TIME_S, presign_pool_max=64, presign_pool_per_key=POOL_PER_KEY)
+    return _on_keyring(root, settings, _measure_pool)
+
+
+def _on_keyring(root: Path, settings: LocalSettings,
+                measure: Callable[[Bench, LocalKeyring], list[Result]]) -> list[Result]:
+    """Set up a local keyring with `settings`, start it and a watcher, measure, stop everything."""
     keyring = LocalKeyring(root, settings).setup()
     watcher: Watcher | None = None
     try:
@@ -342,7 +337,7 @@ def _run_pool(root: Path) -> list[Result]:
         assert keyring.node is not None
         watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
                           keyring.client.config.tls_ca_pem).start()
-        return _measure_pool(Bench(keyring, watcher), keyring)
+        return measure(Bench(keyring, watcher), keyring)
     finally:
         if watcher is not None:
             watcher.stop()

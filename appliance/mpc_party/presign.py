@@ -59,7 +59,7 @@ MAX_PER_SET = 64  # entries of one (key, version, set), whatever a job asks
 # A leader whose set's pool is full still runs one fill this often (the oldest entry is evicted on
 # every member): the members compare their newest entries in it, so a member that lost a fill (and
 # would otherwise wait forever for one) gets back in step.
-PROBE_S = 10.0
+PROBE_S = 60.0
 JOINED_KEPT = 1024  # fill ids this party joined, remembered so a leader's late resends are ignored
 PoolTag = tuple[bytes, int, tuple[int, ...]]  # (public key, share version, signer set)
 
