@@ -203,7 +203,8 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm))
         self.presigner = Presigner(me=self.me, keyring=self.keyring, pool=self.pool, runner=self.runner,
                                    state=self.state, rng_factory=lambda: mixed_rng(self.hsm),
-                                   load_share=self._active_share, busy=lambda: self.running_sessions() > 0)
+                                   load_share=self._active_share, busy=lambda: self.running_sessions() > 0,
+                                   version_of=self._active_version)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  liveness=self.liveness_view)
@@ -447,6 +448,16 @@ class PartyDaemon:
     def _signing_share(self, job: SignJob) -> tuple[Any, int]:
         """The active share of the job's key and its version (lifecycle.py; see `_active_share`)."""
         return self._active_share(job.key_type, job.public_key)
+
+    def _active_version(self, public_key: bytes) -> int:
+        """The share version of a key's active share here (the store row, no unseal)."""
+        try:
+            record = self.store.active_by_public_key(self.keyring, public_key, self.me)
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if record is None:
+            raise JobFailed(f"no share of key {public_key.hex()} on party {self.me}")
+        return record.meta.share_version
 
     def _active_share(self, key_type: str, public_key: bytes) -> tuple[Any, int]:
         """The active share of a key and its share version, read while no refresh of that key may be

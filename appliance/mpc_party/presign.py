@@ -180,6 +180,7 @@ class _Armed:
 
 
 LoadShare = Callable[[str, bytes], tuple[Any, int]]  # (key type, public key) -> (share, its version)
+VersionOf = Callable[[bytes], int]  # public key -> its active share version (no unseal)
 
 
 class Presigner:
@@ -188,9 +189,10 @@ class Presigner:
 
     def __init__(self, *, me: int, keyring: str, pool: PresignPool, runner: SessionRunner, state: PartyState,
                  rng_factory: Callable[[], Any], load_share: LoadShare, busy: Callable[[], bool],
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 version_of: VersionOf | None = None, now: Callable[[], float] = time.monotonic) -> None:
         self.me, self.keyring, self.pool, self.runner, self.state = me, keyring, pool, runner, state
         self.rng_factory, self.load_share, self.busy, self.now = rng_factory, load_share, busy, now
+        self.version_of = version_of
         self._armed: dict[tuple[bytes, tuple[int, ...]], _Armed] = {}
         self._filling: set[tuple[bytes, tuple[int, ...]]] = set()  # (key, set) with a fill running here
         self._probed: dict[tuple[bytes, tuple[int, ...]], float] = {}  # (key, set) -> last probe fill
@@ -210,25 +212,33 @@ class Presigner:
         if not self.enabled:
             raise JobFailed(f"presignature pools are off on party {self.me} ([party] presign_pool_max = 0)")
         signers = tuple(sorted(job.signers))
-        share, version = self.load_share(job.key_type, job.public_key)
+        if self.version_of is not None:  # the store's word, without unsealing the share every second
+            version = self.version_of(job.public_key)
+        else:
+            version = self.load_share(job.key_type, job.public_key)[1]
         self.pool.retain_version(job.public_key, version)
         if self.me == leader(signers):
-            self._fill(job, signers, share, version)
+            self._fill(job, signers, version)
         else:
             with self._lock:
                 self._armed[(job.public_key, signers)] = _Armed(job.key_type, job.count, self.now() + ARM_S)
         return min(self.pool.count(job.public_key, version, signers), 0xFFFF).to_bytes(2, "big")
 
-    def _fill(self, job: PresignJob, signers: tuple[int, ...], share: Any, version: int) -> None:
+    def _fill(self, job: PresignJob, signers: tuple[int, ...], version: int) -> None:
         tag = (job.public_key, signers)
         with self._lock:
             if tag in self._filling:
                 return  # the previous job's fills still run
             self._filling.add(tag)
+        share: Any = None
         try:
             for _ in range(min(job.count, MAX_FILLS_PER_JOB)):
                 if self.busy() or not self._fill_due(tag, version, job.count):
                     return
+                if share is None:  # unsealed only when a fill runs, once per job
+                    share, loaded = self.load_share(job.key_type, job.public_key)
+                    if loaded != version:
+                        return
                 if not self._fill_once(job.key_type, share, version, signers, secrets.token_bytes(32),
                                        keep=job.count):
                     return
