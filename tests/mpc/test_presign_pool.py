@@ -211,3 +211,25 @@ def test_entry_of_another_signer_set_is_refused(dkls_keys: dict[int, object]) ->
     entries = fill(ECDSA, dkls_keys, (1, 2))
     with pytest.raises(LocalProtocolError):
         online(ECDSA, dkls_keys, (1, 3), _message(ECDSA), {1: entries[1]})
+
+
+@pytest.mark.parametrize("key_type", [ECDSA, EDDSA])
+def test_a_peer_aborting_after_the_offers_gains_no_second_use(key_type: str, request: pytest.FixtureRequest) -> None:
+    """Selective abort: party 2 sees party 1's offer (entry id, share for message m) and stops. Party 1's
+    entry is spent (it cannot open again, for m or anything else); when party 2 later offers the entry it
+    kept, party 1 (with a newer entry) does not combine and names it for burning: the aborted entry never
+    completes a signature on either side."""
+    keys = request.getfixturevalue("dkls_keys" if key_type == ECDSA else "frost_keys")
+    signers = (1, 2)
+    entries, newer = fill(key_type, keys, signers), fill(key_type, keys, signers)
+    message = _message(key_type)
+    first = online(key_type, keys, signers, message, {1: entries[1]})[0]
+    first.start()  # the offer leaves; party 2 aborts here
+    for other in (message, _message(key_type)):
+        with pytest.raises(LocalProtocolError):
+            online(key_type, keys, signers, other, {1: entries[1]})[0].start()
+    sid = secrets.token_bytes(32)
+    later = online(key_type, keys, signers, message, {1: newer[1], 2: entries[2]}, sid)
+    offers = {s.me: s.start()[0].payload for s in later}
+    later[0].receive(2, offers[2])
+    assert later[0].outcome == MISMATCH and later[0].named == {entries[2].entry_id}
