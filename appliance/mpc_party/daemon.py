@@ -203,7 +203,7 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm))
         self.presigner = Presigner(me=self.me, keyring=self.keyring, pool=self.pool, runner=self.runner,
                                    state=self.state, rng_factory=lambda: mixed_rng(self.hsm),
-                                   load_share=self._active_share, busy=lambda: self.running_sessions() > 0,
+                                   load_share=self._active_share, busy=self._pool_busy,
                                    version_of=self._active_version)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
@@ -222,6 +222,10 @@ class PartyDaemon:
         if keyring is None:
             return None
         return chain_membership(list(keyring.parties), keyring.party_threshold, self.roster)
+
+    def _pool_busy(self) -> bool:
+        """No fills while a session runs here or the party drains (pools are for idle time)."""
+        return self.running_sessions() > 0 or self.drain.on
 
     def _peer_changed(self, peer: int, live: bool) -> None:
         """A peer that stops being live may come back restarted, with empty pools: our entries shared
