@@ -278,8 +278,8 @@ class Presigner:
 
     def on_unopened(self, env: Envelope) -> None:
         """Gate hook: the leader's first fill envelope. Joined only if our controller armed (key, set)
-        recently, the sender is the set's leader, we are a member, the version is our active one, there
-        is room, and no signing session runs here."""
+        recently, the sender is the set's leader, we are a member, the version is our active one, and no
+        signing session runs here (the set's count and the capacity are kept when the entry is added)."""
         if env.protocol not in FILL_PROTOCOLS or env.round != 1 or not self.enabled:
             return
         try:
