@@ -15,7 +15,6 @@ import coincurve
 import nacl.signing
 import pytest
 
-from appliance.cluster.bundle import fill_roster, init_cluster
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.local_api import JobFailed, PresignJob
@@ -28,10 +27,8 @@ from appliance.mpc_party.protocols.pool import HIT, MISMATCH, FillSession
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner
 from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
-from appliance.rules.roster import Roster
-from chain_client.address import account_address
-from tests.party.test_runner import run_parallel
-from tests.transport.conftest import free_base_port, sign_with
+from tests.party.test_runner import run_parallel, three_party_cluster
+from tests.transport.conftest import sign_with
 
 KEYRING = "keyring1presignpool"
 ECDSA, EDDSA = "KEY_TYPE_ECDSA_SECP256K1", dispatch.EDDSA
@@ -68,13 +65,7 @@ def public(key_type: str, share: object) -> bytes:
 
 @pytest.fixture(scope="module")
 def parties(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cluster") / "bundle"
-    made = init_cluster(out, 3, 2, "127.0.0.1", free_base_port(3), name="pool")
-    keys = {i: nacl.signing.SigningKey.generate() for i in (1, 2, 3)}
-    for i in (1, 2, 3):
-        fill_roster(out, i, keys[i].verify_key.encode().hex(),
-                    account_address(coincurve.PrivateKey().public_key.format()))
-    roster = Roster.load(made.out / "roster.toml")
+    made, roster, keys = three_party_cluster(tmp_path_factory, "pool")
     dkls = {k.party_id: k for k in dkls_local.run_dkg(3, 2)}
     frost = {k.party_id: k for k in frost_local.run_dkg(3, 2, FROST_ED25519)}
     built, closers = {}, []
