@@ -7,6 +7,7 @@ reused: every signature's nonce point (ECDSA r, Ed25519 R) is distinct across th
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 
@@ -14,6 +15,7 @@ import pytest
 
 from appliance.local.e2e_demo import verify_independently
 from appliance.local.localnet import LocalKeyring, LocalSettings
+from appliance.mpc_party.local_api import PartyClient
 from tests.e2e.test_metrics import metrics_url, scrape, total
 
 PER_KEY = 2
@@ -110,3 +112,54 @@ def test_a_restarted_party_starts_empty_is_refilled_and_reuses_nothing(keyring, 
     after = hits(keyring)
     assert all(after[t] - before[t] >= 2 for t in KEY_TYPES), (before, after)
     assert len(NONCES) >= 3 * 5
+
+
+@pytest.fixture(scope="module")
+def refreshing(tmp_path_factory):
+    """A second keyring with pools on and a scheduled refresh every 120 blocks (24 s at 0.2 s blocks)."""
+    settings = LocalSettings(presign_pool_max=256, presign_pool_per_key=PER_KEY, refresh_period_blocks=120,
+                             refresh_window_blocks=30, round_timeout_s=4.0)
+    net = LocalKeyring(tmp_path_factory.mktemp("pool-refresh"), settings).setup().start()
+    yield net
+    net.close()
+
+
+def active_versions(net: LocalKeyring) -> set[int]:
+    versions = set()
+    for host in net.hosts:
+        client = PartyClient(host.socket)
+        try:
+            versions |= {k["version"] for k in client.keys()}
+        finally:
+            client.close()
+    return versions
+
+
+def dropped_for_new_version(net: LocalKeyring) -> bool:
+    """Every party logged dropping pool entries because the key's share version moved past 1."""
+    return all(re.search(r"presignature pool entries of key \w+: share version is now ([2-9]|\d\d)",
+                         h.log("party").read_text()) for h in net.hosts)
+
+
+def test_a_refresh_destroys_the_pool_of_the_old_version(refreshing) -> None:
+    """Pools filled at one share version; the scheduled refresh commits the next one everywhere: every
+    party drops the old version's entries (its log says so), signatures keep verifying, none repeats a
+    nonce, and the pools refill at the new version and sign from it."""
+    key = keyring_key(refreshing, "ecdsa")
+    sign(refreshing, key, "ecdsa")
+    deadline = time.monotonic() + 300
+    while not dropped_for_new_version(refreshing):
+        assert time.monotonic() < deadline, (active_versions(refreshing), "old pool entries not dropped")
+        time.sleep(1.0)
+    before = sum(hits(refreshing).values())
+    for _ in range(4):
+        sign(refreshing, key, "ecdsa")
+        time.sleep(3.0)  # idle time: the pools refill at the new version
+    assert sum(hits(refreshing).values()) - before >= 2
+    assert min(active_versions(refreshing)) >= 2
+
+
+def keyring_key(net: LocalKeyring, key_type: str):
+    request_id = net.request_key(key_type)
+    net.wait_request("key", request_id)
+    return net.key_for_request(request_id)
