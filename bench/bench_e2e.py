@@ -56,8 +56,13 @@ RECOVERY_S = 15.0
 LOST_SLACK = 0.9  # a request is lost "with time left" if the keyring delivered less than this share of capacity
 # during its lifetime
 TIMED_OUT = "timed out"  # the chain's reject reason for a request past its mpc_btl
-# ZRKEYRING_BENCH_E2E_PHASES: comma-separated subset of latency,sustained,overload (default: all)
-PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,overload").split(","))
+# ZRKEYRING_BENCH_E2E_PHASES: comma-separated subset of latency,sustained,overload,pool (default: all)
+PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,overload,pool").split(","))
+# Pool phase: its own keyring with presignature pools on; ECDSA requests one at a time, each after the
+# pools are full again (what a keyring signing now and then sees).
+POOL_PER_KEY = 2
+POOL_SAMPLES = 20
+POOL_FILL_WAIT_S = 60.0
 MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
 DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
 LATENCY_TIMEOUT_S = 30.0
@@ -305,7 +310,26 @@ def run() -> list[Result]:
 
 
 def _run(root: Path) -> list[Result]:
+    results = _run_main(root) if PHASES - {"pool"} else []
+    if "pool" in PHASES:
+        results += _run_pool(root / "pool")
+    return results
+
+
+def _run_main(root: Path) -> list[Result]:
     settings = LocalSettings(block_time=BLOCK_TIME_S)
+    return _on_keyring(root, settings, lambda bench, keyring: _measure(bench, keyring, settings))
+
+
+def _run_pool(root: Path) -> list[Result]:
+    """`e2e.ecdsa.pool_sign_latency_p50_s`: one ECDSA request at a time with warm presignature pools."""
+    settings = LocalSettings(block_time=BLOCK_TIME_S, presign_pool_max=64, presign_pool_per_key=POOL_PER_KEY)
+    return _on_keyring(root, settings, _measure_pool)
+
+
+def _on_keyring(root: Path, settings: LocalSettings,
+                measure: Callable[[Bench, LocalKeyring], list[Result]]) -> list[Result]:
+    """Set up a local keyring with `settings`, start it and a watcher, measure, stop everything."""
     keyring = LocalKeyring(root, settings).setup()
     watcher: Watcher | None = None
     try:
@@ -313,11 +337,47 @@ def _run(root: Path) -> list[Result]:
         assert keyring.node is not None
         watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
                           keyring.client.config.tls_ca_pem).start()
-        return _measure(Bench(keyring, watcher), keyring, settings)
+        return measure(Bench(keyring, watcher), keyring)
     finally:
         if watcher is not None:
             watcher.stop()
         keyring.close()
+
+
+def _pools_full(keyring: LocalKeyring) -> bool:
+    """Every party holds POOL_PER_KEY entries for each of its signer sets of the one key (2-of-3: two)."""
+    return all(keyring.party_status(h.index).get("presign_pool", 0) >= 2 * POOL_PER_KEY for h in keyring.hosts)
+
+
+def _measure_pool(bench: Bench, keyring: LocalKeyring) -> list[Result]:
+    _latencies, keys = bench.keygen(("ecdsa",))
+    key_id = keys["ecdsa"]
+    bench.one_at_a_time(lambda: bench.submit_signs(key_id, "ecdsa", 1)[0], 1)  # the key becomes hot
+    latencies, warm, hits = [], 0, _pool_hits(keyring)
+    for _ in range(POOL_SAMPLES):
+        deadline = time.monotonic() + POOL_FILL_WAIT_S
+        while not _pools_full(keyring) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        warm += _pools_full(keyring)
+        latencies += bench.one_at_a_time(lambda: bench.submit_signs(key_id, "ecdsa", 1)[0], 1)
+    hits = _pool_hits(keyring) - hits
+    note = (f"{len(latencies)}/{POOL_SAMPLES} ECDSA requests one at a time, {warm} with every pool full before; "
+            f"{hits:.0f} party-side pool hits (2 per request signed from the pool); target <= one block + 0.05 s "
+            f"= {BLOCK_TIME_S + 0.05:.2f} s; 2-of-3, {BLOCK_TIME_S} s blocks")
+    return [Result("e2e.ecdsa.pool_sign_latency_p50_s", _quantile(latencies, 0.5), "s", note=note),
+            Result("e2e.ecdsa.pool_sign_latency_p99_s", _quantile(latencies, 0.99), "s", note=note)]
+
+
+def _pool_hits(keyring: LocalKeyring) -> float:
+    total = 0.0
+    for host in keyring.hosts:
+        with host.config("party").open("rb") as handle:
+            url = f"http://{tomllib.load(handle)['metrics']['address']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http://127.0.0.1 only
+            for line in response.read().decode().splitlines():
+                if line.startswith("zrkeyring_party_presignature_pool_signs_total{") and 'outcome="hit"' in line:
+                    total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> list[Result]:

@@ -46,6 +46,7 @@ from appliance.controller.planner import (
     plan_key_request,
     plan_sign_request,
 )
+from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
 from appliance.controller.scheduler import SHED_EXPIRING_ANSWER, BlockClock, EdfQueue, JobScheduler, ShedLog
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
@@ -102,6 +103,9 @@ class ControllerSection:
     # an answer is posted only if its request stays open this many blocks more
     post_margin_blocks: int = bounded(0, U64, 2)
     shed_log_interval_s: float = bounded(0.1, 86400.0, 60.0)  # shed jobs summarised at most this often
+    # presignature pool entries kept per (hot key, signer set) in idle time (0: no fill jobs; presign.py)
+    presign_pool_per_key: int = bounded(0, 64, 0)
+    presign_hot_keys: int = bounded(1, 1024, 8)  # the keys most recently signed with that are kept warm
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class Controller:
         self._funds_warned = float("-inf")  # monotonic time of the last "cannot pay" warning
         self._short_of_funds = False
         self.balance: int | None = None
+        self.presign = PoolFiller(party, self.me, c.presign_pool_per_key, c.presign_hot_keys, self.members.of)
         self.refresh = RefreshDriver(chain=chain, party=party, keyring=self.keyring, job_timeout_s=c.job_timeout_s,
                                      schedule=RefreshSchedule(c.refresh_period_blocks, c.refresh_window_blocks,
                                                               c.attempt_blocks))
@@ -238,6 +243,9 @@ class Controller:
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
         self._count_pending(opened)
+        with self._lock:
+            idle = not self._running and not self.scheduler.queued() and not self.drain.on
+        self.presign.tick(idle, self.quorum.live)  # presignature pools, only while nothing else is to do
         self.journal.flush()  # this tick's new "seen" rows and attempts, in one write
         metrics.JOBS_QUEUED.set(self.scheduler.queued())
         metrics.CHAIN_PROCESSED_HEIGHT.set(self.height)
@@ -386,6 +394,7 @@ class Controller:
         if self._adopt_posted_signature(req, public_key, data):
             return
         attempt = self._attempt(deadline)
+        self.presign.note_sign(key.id, req.key_type, public_key)  # a hot key: its pools are kept warm
         members = self.members.of(public_key)  # the key's own holders and threshold (members.py)
         run = self.quorum.signers(req.id, attempt, *members) if members else None
         if run is not None and self.me in run[0]:

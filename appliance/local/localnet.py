@@ -60,6 +60,8 @@ class LocalSettings:
     dev_chain_requests: bool = False  # the node may be asked to create signature requests itself (dev only)
     refresh_period_blocks: int = 0  # scheduled refresh (appliance/rules/lifecycle.py); 0: off
     refresh_window_blocks: int = 30
+    presign_pool_max: int = 0  # [party] presignature pool entries held (0: pools off)
+    presign_pool_per_key: int = 0  # [controller] entries kept per hot key and signer set in idle time
 
 
 @dataclass
@@ -166,7 +168,7 @@ class LocalKeyring:
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
             f"round_timeout_s = {s.round_timeout_s}\njoin_timeout_s = {s.join_timeout_s}\n"
             f"attempt_blocks = {s.attempt_blocks}\nrepair_interval_s = {s.repair_interval_s}\n"
-            f"{_refresh_fields(s)}\n"
+            f"presign_pool_max = {s.presign_pool_max}\n{_refresh_fields(s)}\n"
             f"{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(
@@ -174,6 +176,7 @@ class LocalKeyring:
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
             f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}\n"
+            f"presign_pool_per_key = {s.presign_pool_per_key}\n"
             f"{host.hsm_section}\n{chain}{_metrics_table()}")
 
     # --- processes ---------------------------------------------------------------------------------

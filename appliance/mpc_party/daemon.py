@@ -32,10 +32,21 @@ from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain, j
 from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
-from appliance.mpc_party.local_api import Job, JobFailed, KeygenJob, LocalServer, RefreshJob, SignJob, job_log_fields
+from appliance.mpc_party.local_api import (
+    Job,
+    JobFailed,
+    KeygenJob,
+    LocalServer,
+    PresignJob,
+    RefreshJob,
+    SignJob,
+    job_log_fields,
+)
 from appliance.mpc_party.members import KeyMembers
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
+from appliance.mpc_party.presign import Presigner, PresignPool
 from appliance.mpc_party.protocols import dispatch as protocols
+from appliance.mpc_party.protocols.pool import PoolSignSession
 from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
 from appliance.mpc_party.state import PartyState
@@ -86,6 +97,9 @@ class PartySection:
     refresh_period_blocks: int = bounded(0, 1 << 32, 0)
     # each phase of a key's refresh slot lasts this long; must equal the controllers'
     refresh_window_blocks: int = bounded(1, 1 << 32, 30)
+    # presignature pool entries held in memory, all keys together (0: pools off, every signature runs
+    # the full protocol); must be 0 on every party or on none (presign.py)
+    presign_pool_max: int = bounded(0, 4096, 0)
 
     def __post_init__(self) -> None:
         if self.listen:
@@ -161,7 +175,8 @@ class PartyDaemon:
         self.gate = Gate(self.me, self.roster.identity_keys())
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
-        self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=metrics.peer_live)
+        self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
+        self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=self._peer_changed)
         self.server.controller_active = self.liveness.controller_active
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
                                     RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact,
@@ -190,6 +205,10 @@ class PartyDaemon:
             keygen=self.keygen, pairs=self.pairs, state=self.state, reader=self.reader,
             lister=lambda: self.chain.key_requests(self.keyring, status=FULFILLED_KEY),
             rng_factory=lambda: mixed_rng(self.hsm), threshold=self._repair_threshold)
+        self.presigner = Presigner(me=self.me, keyring=self.keyring, pool=self.pool, runner=self.runner,
+                                   state=self.state, rng_factory=lambda: mixed_rng(self.hsm),
+                                   load_share=self._active_share, busy=self._pool_busy,
+                                   version_of=self._active_version)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  liveness=self.liveness_view)
@@ -221,12 +240,24 @@ class PartyDaemon:
                 return int(listed.id)
         return None
 
+    def _pool_busy(self) -> bool:
+        """No fills while a session runs here or the party drains (pools are for idle time)."""
+        return self.running_sessions() > 0 or self.drain.on
+
+    def _peer_changed(self, peer: int, live: bool) -> None:
+        """A peer that stops being live may come back restarted, with empty pools: our entries shared
+        with it would only mismatch, so they go now and are refilled with it once it is back."""
+        metrics.peer_live(peer, live)
+        if not live:
+            self.pool.drop_peer(peer)
+
     def _on_unopened(self, env: Any) -> None:
         """Sessions a peer starts with us: an OT re-setup, a refresh at once, or a share repair we help
         with."""
         self.pairs.on_unopened(env)
         self.refresher.on_unopened(env)
         self.repair.on_unopened(env)
+        self.presigner.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -283,6 +314,8 @@ class PartyDaemon:
         """Check the job on chain, then run it once per session id (joining a run in flight)."""
         if isinstance(job, RefreshJob):
             return self.refresher.run(job)
+        if isinstance(job, PresignJob):
+            return self._presign(job)
         try:
             request = check_on_chain(job, self.checked, self.keyring)
         except RequestRefused as exc:
@@ -412,13 +445,34 @@ class PartyDaemon:
             while len(self._signer_sets) > RESULT_CACHE:
                 self._signer_sets.popitem(last=False)
 
+    def _presign(self, job: PresignJob) -> bytes:
+        """A pool fill job from our controller: the key must be our keyring's on chain (same public key
+        and type) and the signers `threshold` distinct holders of it including us, as for signing."""
+        try:
+            key = self.checked.key(job.key_id)
+        except (ChainDisagreement, ChainUnavailable) as exc:
+            raise JobFailed(f"refused: no agreed chain answer for key {job.key_id}: {exc}", retryable=True) from None
+        if key is None or key.keyring_addr != self.keyring or bytes(key.public_key) != job.public_key \
+                or key.type != job.key_type:
+            raise JobFailed(f"refused: key {job.key_id} is not a {job.key_type} key of keyring {self.keyring} "
+                            "with that public key")
+        self._check_signers(job.public_key, job.signers, f"presign for key {job.key_id}")
+        try:
+            self.pairs.check_signers(job.key_type, job.public_key, job.signers)
+        except PairBurned as exc:
+            raise JobFailed(f"refused: {exc}", retryable=True) from None
+        return self.presigner.run(job)
+
     def _sign_session(self, job: SignJob, sid: bytes) -> bytes:
         try:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
             raise JobFailed(f"refused: {exc}", retryable=True) from None
-        share = self._signing_share(job)
+        share, version = self._signing_share(job)
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
+        if self.presigner.enabled:  # one round from our oldest entry, or the full protocol (protocols/pool.py)
+            session = self.presigner.wrap(session, job.key_type, job.public_key, version, job.signers, share,
+                                          job.data)
         # Durable before the first message leaves: a restart never runs this session id again.
         if not self.state.claim_session(sid, "sign"):
             log.warning("party %d refuses signing session %s already ran (a restart or a replay)", self.me,
@@ -431,22 +485,55 @@ class PartyDaemon:
             self.pairs.on_abort(exc, job.public_key)
             self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once
             raise
+        finally:
+            if isinstance(session, PoolSignSession):
+                self.presigner.settle(session, job.key_type, job.public_key, version)
 
-    def _signing_share(self, job: SignJob) -> Any:
-        """The active share of the job's key, read while no refresh of that key may be committing (so
-        all signers load the same version; lifecycle.py)."""
-        lock = self.refresher.key_lock(job.public_key)
+    def _signing_share(self, job: SignJob) -> tuple[Any, int]:
+        """The active share of the job's key and its version (lifecycle.py; see `_active_share`)."""
+        return self._active_share(job.key_type, job.public_key)
+
+    def _active_version(self, public_key: bytes) -> int:
+        """The share version of a key's active share here (the store row, no unseal)."""
+        try:
+            record = self.store.active_by_public_key(self.keyring, public_key, self.me)
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if record is None:
+            raise JobFailed(f"no share of key {public_key.hex()} on party {self.me}")
+        return record.meta.share_version
+
+    def _active_share(self, key_type: str, public_key: bytes) -> tuple[Any, int]:
+        """The active share of a key and its share version, read while no refresh of that key may be
+        committing (so all signers load the same version; lifecycle.py)."""
+        lock = self.refresher.key_lock(public_key)
         if not lock.acquire(timeout=LOCK_WAIT_S):
-            raise JobFailed(f"key {job.public_key.hex()[:16]} busy committing a refresh", retryable=True)
+            raise JobFailed(f"key {public_key.hex()[:16]} busy committing a refresh", retryable=True)
         try:  # the store's state and the share's own key are checked against the HSM and the job
-            record = self.store.active_by_public_key(self.keyring, job.public_key, self.me)
+            record = self.store.active_by_public_key(self.keyring, public_key, self.me)
             if record is None:
-                raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
-            return protocols.import_share(job.key_type, open_share_checked(self.hsm, record, job.public_key))
+                raise JobFailed(f"no share of key {public_key.hex()} on party {self.me}")
+            share = protocols.import_share(key_type, open_share_checked(self.hsm, record, public_key))
+            return share, record.meta.share_version
         except StoreError as exc:
             raise JobFailed(f"refused: {exc}") from None
         finally:
             lock.release()
+
+    def _check_signers(self, public_key: bytes, signers: tuple[int, ...], what: str) -> None:
+        """`signers` must be the key's threshold of distinct holders, this party among them."""
+        try:
+            members = self.members.of(public_key)
+        except StoreError as exc:
+            raise JobFailed(f"refused: {exc}") from None
+        if members is None:
+            raise JobFailed(f"no share of key {public_key.hex()} on party {self.me}")
+        holders, t = list(members[0]), members[1]
+        ordered = sorted(set(signers))
+        if len(ordered) != len(signers) or len(ordered) != t or not set(ordered) <= set(holders) \
+                or self.me not in ordered:
+            raise JobFailed(f"refused: signers {list(signers)} are not {t} distinct parties among the "
+                            f"key's holders {holders} ({what})")
 
     def _check_attempt(self, job: SignJob, mpc_btl: int) -> None:
         """The signer set must be `threshold` distinct holders of the key including this one, with the
@@ -455,17 +542,8 @@ class PartyDaemon:
         such set is a candidate of every attempt (attempts.candidate_sets); with MAX_SIGNER_SETS per
         (request, attempt) and the signer set bound into the session id, the local socket cannot mint
         more than a few sessions per attempt."""
-        try:  # the key's own holders and threshold, from its authenticated active share (members.py)
-            members = self.members.of(job.public_key)
-        except StoreError as exc:
-            raise JobFailed(f"refused: {exc}") from None
-        if members is None:
-            raise JobFailed(f"no share of key {job.public_key.hex()} on party {self.me}")
-        holders, t = list(members[0]), members[1]
-        signers = sorted(set(job.signers))
-        if len(signers) != len(job.signers) or len(signers) != t or not set(signers) <= set(holders):
-            raise JobFailed(f"refused: signers {list(job.signers)} are not {t} distinct parties among the "
-                            f"key's holders {holders} (request {job.request_id} attempt {job.attempt})")
+        # the key's own holders and threshold, from its authenticated active share (members.py)
+        self._check_signers(job.public_key, job.signers, f"request {job.request_id} attempt {job.attempt}")
         if not 0 <= job.retry < MAX_SET_RETRIES:
             raise JobFailed(f"refused: retry {job.retry} of a signer set (at most {MAX_SET_RETRIES - 1})")
         if self._default_btl is None:
@@ -535,4 +613,7 @@ class PartyDaemon:
             "missing_keys": {str(k): why for k, why in sorted(self.keygen.missing.items())},
             "repaired_keys": self.repair.repaired,
             "orphans_destroyed": self.repair.destroyed,
+            # presignature pools (in memory only: 0 after a restart until refilled; presign.py)
+            "presign_pool": self.pool.size(),
+            "presign_fills": self.presigner.fills,
         }

@@ -25,7 +25,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from appliance.mpc_party.protocols import confirm, repair
+from appliance.mpc_party.protocols import confirm, pool, repair
 from appliance.mpc_party.protocols.dkg import MAX_PARTIES, write_header
 from appliance.mpc_party.protocols.dkls23 import mul
 from appliance.mpc_party.protocols.dkls23.common import M_OT, NONCE_LEN, OT_WIDTH
@@ -112,6 +112,30 @@ def _frost_rounds(group: Group) -> dict[int, RoundSizes]:
     return {1: (h + 2 * group.point_len,), 2: (h + group.scalar_len + HASH_LEN,)}
 
 
+def _fill_prefix(public_key_len: int, t: int) -> int:
+    """A pool fill's first message carries the FillHeader (key, u32 version, up to t signers, nonce)
+    and the sender's newest entry id (protocols/pool.py)."""
+    return 4 + public_key_len + 4 + 2 + 2 * t + pool.NONCE_LEN + pool.ENTRY_ID_LEN
+
+
+def _dkls23_presign_rounds(t: int) -> dict[int, RoundSizes]:
+    """A DKLs23 pool fill: signing rounds 1-3 (no digest round), the first behind the fill prefix."""
+    rounds = _dkls23_sign_rounds()
+    return {1: (rounds[1][0] + _fill_prefix(SECP256K1.point_len, t),), 2: rounds[2], 3: rounds[3]}
+
+
+def _frost_precommit_rounds(t: int) -> dict[int, RoundSizes]:
+    """A FROST pool fill: the commitments of round 1 behind the fill prefix."""
+    return {1: (_frost_rounds(ED25519)[1][0] + _fill_prefix(ED25519.point_len, t),)}
+
+
+def _pool_sign_rounds(full: dict[int, RoundSizes], share: int) -> dict[int, RoundSizes]:
+    """Signing with pools on: round 1 is the offer (entry id, the share from the entry, the full
+    protocol's first message); later rounds are the full protocol's, used after a miss."""
+    offer = pool.ENTRY_ID_LEN + 4 + share + 4 + full[1][0]
+    return {1: (offer,), **{r: sizes for r, sizes in full.items() if r != 1}}
+
+
 def _reshare_rounds(group: Group, t: int) -> dict[int, RoundSizes]:
     """Resharing (`protocols/reshare.py`): 1 the deal (key id, epoch, old t, up to MAX_PARTIES old ids
     and verification shares, t' commitments) and a sub-share; 2 the echo. The old set may be larger than
@@ -187,6 +211,12 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         _frost_name(FROST_ED25519): ProtocolLimits.of(_frost_rounds(ED25519)),
         _frost_name(FROST_SECP256K1): ProtocolLimits.of(_frost_rounds(SECP256K1)),
         _frost_name(FROST_SECP256K1_BIP340): ProtocolLimits.of(_frost_rounds(SECP256K1)),
+        "dkls23-presign": ProtocolLimits.of(_dkls23_presign_rounds(t)),
+        "frost-ed25519-precommit": ProtocolLimits.of(_frost_precommit_rounds(t)),
+        "dkls23-sign-pool": ProtocolLimits.of(_pool_sign_rounds(_dkls23_sign_rounds(),
+                                                                _dkls23_sign_rounds()[4][0])),
+        _frost_name(FROST_ED25519) + "-pool": ProtocolLimits.of(_pool_sign_rounds(_frost_rounds(ED25519),
+                                                                                  _frost_rounds(ED25519)[2][0])),
     }
 
 

@@ -103,7 +103,26 @@ class RefreshJob:
         return "refresh"
 
 
-Job = KeygenJob | SignJob | RefreshJob
+@dataclass(frozen=True)
+class PresignJob:
+    """Keep up to `count` presignature pool entries of one key for one signer set (docs/protocols/
+    presign-pool.md). Sent by the controller in idle time. The set's leader (lowest index) runs fill
+    sessions until its pool holds `count`; every other member accepts fills from the leader for a while
+    (the controller's consent, given only when it is idle). Answered with the entries held (u16)."""
+
+    key_id: int
+    key_type: str
+    public_key: bytes
+    signers: tuple[int, ...]
+    count: int
+
+    @property
+    def kind(self) -> str:
+        return "presign"
+
+
+Job = KeygenJob | SignJob | RefreshJob | PresignJob
+MAX_PRESIGN_COUNT = 64  # entries per (key, signer set) one job may ask for
 
 
 def encode_job(job: Job) -> bytes:
@@ -119,6 +138,7 @@ U32, U64 = (1 << 32) - 1, (1 << 64) - 1
 _KEYGEN_FIELDS = {"kind", "request_id", "key_type", "parties", "threshold", "attempt"}
 _SIGN_FIELDS = {"kind", "request_id", "key_type", "key_id", "public_key", "data", "signers", "attempt", "retry"}
 _REFRESH_FIELDS = {"kind", "key_id", "key_type", "public_key", "period", "phase", "attempt"}
+_PRESIGN_FIELDS = {"kind", "key_id", "key_type", "public_key", "signers", "count"}
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -156,6 +176,10 @@ def decode_job(data: bytes) -> Job:
         phase = _text(body, "phase")
         return RefreshJob(_int(body, "key_id", U64), _text(body, "key_type"), _hex(body, "public_key"),
                           _int(body, "period", U64), phase, _int(body, "attempt", U32, default=0))
+    if kind == "presign":
+        _only_fields(body, _PRESIGN_FIELDS)
+        return PresignJob(_int(body, "key_id", U64), _text(body, "key_type"), _hex(body, "public_key"),
+                          _indices(body, "signers"), _int(body, "count", MAX_PRESIGN_COUNT))
     raise ValueError(f"malformed job: unknown job kind {kind!r}"[:200])
 
 
@@ -212,10 +236,10 @@ def _indices(body: dict[str, Any], name: str) -> tuple[int, ...]:
 
 def job_log_fields(job: Job, sid: bytes | None = None) -> dict[str, Any]:
     """The structured journal fields (appliance.runtime.logs.STRUCTURED_FIELDS) of one job's log lines."""
-    fields: dict[str, Any] = {} if isinstance(job, RefreshJob) else {"request_id": job.request_id}
+    fields: dict[str, Any] = {} if isinstance(job, RefreshJob | PresignJob) else {"request_id": job.request_id}
     if sid is not None:
         fields["session_id"] = sid.hex()
-    if isinstance(job, SignJob | RefreshJob):
+    if isinstance(job, SignJob | RefreshJob | PresignJob):
         fields["key_id"] = job.key_id
     return fields
 
@@ -299,8 +323,8 @@ class LocalServer:
             return _answer({"ok": False, "error": exc.error, "retryable": exc.retryable,
                             "culprit": exc.culprit, "missing": exc.missing})
         except Exception as exc:  # noqa: BLE001 - the controller must hear the cause, not "unreachable"
-            log_failure(log, f"{job.kind} request {job.request_id} failed inside the party daemon", exc,
-                        extra={"request_id": job.request_id})
+            what = f"{job.kind} request {job.request_id}" if hasattr(job, "request_id") else f"{job.kind} job"
+            log_failure(log, f"{what} failed inside the party daemon", exc, extra=job_log_fields(job))
             return _answer({"ok": False, "error": internal_error(exc), "retryable": True})
 
     def _handle_status(self, _request: bytes, context: grpc.ServicerContext) -> bytes:

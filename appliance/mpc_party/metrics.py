@@ -20,7 +20,8 @@ from appliance.runtime.metrics_http import SESSION_BUCKETS, HsmMeters, daemon_re
 __all__ = [
     "REGISTRY", "HSM", "HSM_ERRORS", "HSM_OPERATION_SECONDS", "hsm_operation", "prepare_for_cluster",
     "PROTOCOLS", "PHASES", "ABORT_REASONS", "SESSIONS_STARTED", "SESSIONS_ACTIVE", "SESSION_SECONDS",
-    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL_NAME", "TLS_CERT_EXPIRY",
+    "SESSIONS_ABORTED", "PEER_UP", "PEER_LAST_SEEN", "PRESIGNATURE_POOL_NAME", "PRESIGNATURE_POOL",
+    "POOL_SIGNS", "pool_key_type", "POOL_KEY_TYPES", "TLS_CERT_EXPIRY",
     "set_cert_expiry", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
     "chain_disagreement", "PEER_LIVE", "peer_live",
@@ -139,11 +140,31 @@ def set_cert_expiry(expiry: dict[str, float]) -> None:
         TLS_CERT_EXPIRY.labels(name).set(when)
 
 
-# Reserved, not registered: `zrkeyring_party_presignature_pool_size{key_type}` (unused DKLs23
-# presignatures held, sealed, per key type). This version presigns inside each signing session, so there
-# is no pool and the series would be a constant 0 that looks like an empty pool. Whoever adds pools
-# registers it here under this name, with the dashboard panel and docs/metrics-and-status.md row.
+# key_type of the presignature pool series: zrChain's KeyType names, lower-cased without KEY_TYPE_.
+POOL_KEY_TYPES = ("ecdsa_secp256k1", "bitcoin_secp256k1", "eddsa_ed25519")
+POOL_OUTCOMES = ("hit", "miss", "mismatch")  # a signing session from the pool (protocols/pool.py)
 PRESIGNATURE_POOL_NAME = "zrkeyring_party_presignature_pool_size"
+PRESIGNATURE_POOL = Gauge(
+    PRESIGNATURE_POOL_NAME,
+    "Unused presignature pool entries held in memory (DKLs23 presignatures, FROST nonce commitments), per "
+    "key type; 0 after a restart until the controllers refill them in idle time.",
+    ["key_type"],
+    registry=REGISTRY,
+)
+POOL_SIGNS = Counter(
+    "zrkeyring_party_presignature_pool_signs_total",
+    "Signing sessions with pools on, by outcome: hit (one round from an entry), miss (some signer had no "
+    "entry: full protocol), mismatch (signers named different entries: all burned, full protocol).",
+    ["key_type", "outcome"],
+    registry=REGISTRY,
+)
+
+
+def pool_key_type(key_type: str) -> str:
+    """`KEY_TYPE_ECDSA_SECP256K1` -> `ecdsa_secp256k1`, the pool series' label."""
+    label = key_type.lower().removeprefix("key_type_")
+    return label if label in POOL_KEY_TYPES else POOL_KEY_TYPES[0]
+
 
 for _protocol in PROTOCOLS:
     SESSIONS_ACTIVE.labels(_protocol)
@@ -152,6 +173,10 @@ for _protocol in PROTOCOLS:
         SESSION_SECONDS.labels(_protocol, _phase)
     for _reason in ABORT_REASONS:
         SESSIONS_ABORTED.labels(_protocol, _reason, NO_CULPRIT)
+for _label in POOL_KEY_TYPES:
+    PRESIGNATURE_POOL.labels(_label)
+    for _outcome in POOL_OUTCOMES:
+        POOL_SIGNS.labels(_label, _outcome)
 for _query in QUERIES:
     for _refused in ("true", "false"):
         CHAIN_DISAGREEMENTS.labels(_query, _refused)

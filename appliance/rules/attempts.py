@@ -117,6 +117,21 @@ def pick_run(parties: Iterable[int], threshold: int, request_id: int, attempt: i
     return None
 
 
+def likely_signer_sets(parties: Iterable[int], threshold: int, live: Collection[int]) -> list[tuple[int, ...]]:
+    """Every signer set `pick_signers` can choose first for some request while `live` are live: the first
+    `threshold` live parties of each rotation start (a request's start comes from its id, so every start
+    occurs). At most n sets, in the order of the starts; what presignature pools are filled for."""
+    ordered = sorted(parties)
+    if not 1 <= threshold <= len(ordered):
+        raise ValueError(f"threshold {threshold} out of range for {len(ordered)} parties")
+    found: list[tuple[int, ...]] = []
+    for start in range(len(ordered)):
+        alive = [p for p in ordered[start:] + ordered[:start] if p in live]
+        if len(alive) >= threshold and (first := tuple(sorted(alive[:threshold]))) not in found:
+            found.append(first)
+    return found
+
+
 def keygen_participants(parties: Iterable[int], threshold: int, live: Collection[int]) -> tuple[int, ...]:
     """Who takes part in a key generation: every live party when at least `threshold` are live, else
     every party (the DKG then waits for the absent ones as before). Sorted."""

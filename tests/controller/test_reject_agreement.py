@@ -19,6 +19,7 @@ from google.protobuf.any_pb2 import Any as AnyMsg
 
 from appliance.controller.deadlines import Deadlines
 from appliance.controller.journal import Journal, State
+from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
 from appliance.controller.service import Controller, ControllerSection, _Open
 from appliance.mpc_party.local_api import JobFailed, SignJob
@@ -64,6 +65,7 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller.quorum = QuorumPicker(me, PARTIES, 2)  # every party live: no liveness view needed here
     controller.members = SimpleNamespace(of=lambda _public_key: (tuple(PARTIES), 2))  # every key: all hold it
     controller.membership = None  # the chain keyring not read here: new keys among the roster's parties
+    controller.presign = PoolFiller(None, me, 0, 1, controller.members.of)  # presignature pools off
     controller.height = world.client.latest_height()
     controller.started_jobs = []
     controller._start = lambda job, key_type, ctx: controller.started_jobs.append(job.request_id)

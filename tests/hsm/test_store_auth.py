@@ -211,6 +211,7 @@ def daemon_sign(store: ShareStore, hsm, job: SignJob) -> None:
                             state=SimpleNamespace(claim_session=unreachable),
                             refresher=SimpleNamespace(key_lock=lambda _public_key: threading.Lock()))
     party._signing_share = lambda signing_job: PartyDaemon._signing_share(party, signing_job)
+    party._active_share = lambda *args: PartyDaemon._active_share(party, *args)
     PartyDaemon._sign_session(party, job, b"\x00" * 32)
 
 

@@ -224,9 +224,12 @@ def test_address_forms() -> None:
     assert shared_metrics.parse_address("[::1]:9810") == ("::1", 9810)
 
 
-def test_no_presignature_pool_series_while_there_is_no_pool() -> None:
-    """The party presigns inside each session: a pool-size gauge would be a fake constant 0. The name
-    stays reserved (PRESIGNATURE_POOL_NAME) for the engineer who adds pools; nothing queries it."""
-    assert party_metrics.PRESIGNATURE_POOL_NAME not in _families()
-    for path in (ROOT / "packaging" / "monitoring").iterdir():
-        assert "presignature" not in path.read_text(), path
+def test_presignature_pool_series_are_registered_per_key_type() -> None:
+    """Pools exist (mpc_party/presign.py): the size gauge and the hit/miss counter are real series, one
+    per key type (and outcome) from the start, so a dashboard shows 0 rather than nothing."""
+    families = _families()
+    assert party_metrics.PRESIGNATURE_POOL_NAME in families
+    assert "zrkeyring_party_presignature_pool_signs" in families
+    for label in party_metrics.POOL_KEY_TYPES:
+        assert party_metrics.REGISTRY.get_sample_value(party_metrics.PRESIGNATURE_POOL_NAME,
+                                                       {"key_type": label}) is not None

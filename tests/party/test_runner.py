@@ -23,15 +23,20 @@ from chain_client.address import account_address
 from tests.transport.conftest import free_base_port, sign_with
 
 
-@pytest.fixture(scope="module")
-def runners(tmp_path_factory):
+def three_party_cluster(tmp_path_factory, name: str):
+    """A 2-of-3 cluster bundle with a fresh identity key per party: (bundle, roster, identity keys)."""
     out = tmp_path_factory.mktemp("cluster") / "bundle"
-    made = init_cluster(out, 3, 2, "127.0.0.1", free_base_port(3), name="runner")
+    made = init_cluster(out, 3, 2, "127.0.0.1", free_base_port(3), name=name)
     keys = {i: nacl.signing.SigningKey.generate() for i in (1, 2, 3)}
     for i in (1, 2, 3):
         fill_roster(out, i, keys[i].verify_key.encode().hex(),
                     account_address(coincurve.PrivateKey().public_key.format()))
-    roster = Roster.load(made.out / "roster.toml")
+    return made, Roster.load(made.out / "roster.toml"), keys
+
+
+@pytest.fixture(scope="module")
+def runners(tmp_path_factory):
+    made, roster, keys = three_party_cluster(tmp_path_factory, "runner")
     built, closers = {}, []
     for i in (1, 2, 3):
         tls = TlsCredentials.from_bundle(made.party_dir(i))

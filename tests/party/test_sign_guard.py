@@ -67,7 +67,8 @@ def test_party_module_bounds_retries_like_the_rule() -> None:
 
 def test_signer_sets_must_be_t_distinct_roster_parties_and_retries_bounded() -> None:
     # the key's holders and threshold come from its stored share (mpc_party/members.py): here 1..3, t = 2
-    party = SimpleNamespace(members=SimpleNamespace(of=lambda _public_key: ((1, 2, 3), 2)))
+    party = SimpleNamespace(me=1, members=SimpleNamespace(of=lambda _public_key: ((1, 2, 3), 2)))
+    party._check_signers = lambda *args: PartyDaemon._check_signers(party, *args)
     for signers in ((1, 2, 3), (1, 1), (1, 4), (1,)):
         with pytest.raises(JobFailed, match="distinct parties"):
             PartyDaemon._check_attempt(party, job(signers), 100)

@@ -170,3 +170,35 @@ def test_new_drop_reasons_are_exported_by_the_envelope_metric():
     (family,) = collector.collect()
     values = {s.labels["reason"]: s.value for s in family.samples if s.labels["result"] == "dropped"}
     assert values["bad_round"] == 1 and values["oversize"] == 1 and values["over_budget"] == 0
+
+
+@pytest.mark.parametrize("n,t", [(3, 2), (5, 3)])
+@pytest.mark.parametrize("key_type", [protocols.EDDSA, protocols.ECDSA_TYPES[0]])
+def test_presignature_pool_sessions_stay_within_the_table(key_type, n, t):
+    """Fills, a signing from the pool (one round) and one after a miss (every round of the full protocol
+    behind the offer): every message fits, and the table is tight."""
+    from appliance.mpc_party.protocols.pool import FillSession, PoolSignSession
+
+    keygen_sid = secrets.token_bytes(32)
+    shares, _seen = run_recording([protocols.keygen_session(key_type, keygen_sid, i, n, t, default_rng)
+                                   for i in range(1, n + 1)])
+    signers = list(range(1, 1 + t))
+
+    def fill() -> tuple[list, list]:
+        nonce = secrets.token_bytes(32)
+        return run_recording([FillSession("keyring1limits", key_type, shares[i - 1], 1, signers, nonce,
+                                          default_rng, secrets.token_bytes(32)) for i in signers])
+
+    def pool_sign(entry_of) -> list:
+        sid, data = secrets.token_bytes(32), secrets.token_bytes(32)
+        return run_recording([PoolSignSession(protocols.sign_session(key_type, shares[i - 1], sid, signers, data,
+                                                                     default_rng), entry_of(i), shares[i - 1], data)
+                              for i in signers])[1]
+
+    (first, seen), (second, _), (third, _) = fill(), fill(), fill()
+    check_within(seen, n, t)
+    table = limits.round_table(t)
+    for protocol, round_, _sender, _recipient, size in pool_sign(lambda i: first[i - 1]):  # a hit: round 1
+        assert round_ == 1 and size == table[protocol].max_payload(1)
+    # a mismatch: full offers, then every round of the full protocol
+    check_within(pool_sign(lambda i: second[i - 1] if i == 1 else third[i - 1]), n, t)

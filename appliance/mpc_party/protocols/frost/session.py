@@ -128,6 +128,34 @@ class FrostSigner:
         self._package: core.SigningPackage | None = None
         self._view = b""
 
+    @classmethod
+    def from_precommitted(cls, suite: Ciphersuite, key_share: KeyShare, session_id: bytes, signers: Sequence[int],
+                          message: bytes, nonces: core.SigningNonces,
+                          commitments: dict[int, core.Commitment]) -> FrostSigner:
+        """A signer whose round 1 ran ahead (a presignature pool entry, `protocols/pool.py`): its own
+        single-use nonces and every signer's commitments, all bound to `session_id` (the entry id),
+        now meet the message. Round 2 (`sign`) is all that is left; the nonces are consumed there."""
+        signer = cls(suite, key_share, session_id, signers, message)
+        if set(commitments) != set(signer.signers) or nonces.commitment is None or \
+                commitments[key_share.party_id] != nonces.commitment:
+            raise LocalProtocolError("precommitted nonces do not match the signer set's commitments")
+        signer._nonces, signer._commitments = nonces, dict(commitments)
+        signer._commit_msgs = {j: SigningCommitment(suite.group, signer.session_id, j, c.hiding, c.binding)
+                               for j, c in commitments.items() if j != key_share.party_id}
+        signer.state = SignState.WAITING_COMMITMENTS
+        return signer
+
+    def precommitted(self) -> tuple[core.SigningNonces, dict[int, core.Commitment]]:
+        """Round 1 done and every commitment in: hand out the nonces and commitments (once) for a later
+        `from_precommitted`; this signer is finished with them."""
+        self._require(SignState.WAITING_COMMITMENTS, "precommitted")
+        if missing := self.missing()["commitments"]:
+            raise LocalProtocolError(f"precommitted needs commitments from parties {missing}")
+        assert self._nonces is not None
+        nonces, self._nonces = self._nonces, None
+        self.state = SignState.DONE
+        return nonces, dict(self._commitments)
+
     def _require(self, state: SignState, what: str) -> None:
         if self.state is not state:
             raise LocalProtocolError(f"{what} called in state '{self.state.value}'")
