@@ -196,23 +196,25 @@ class Bench:
 
     # --- phases ------------------------------------------------------------------------------------
 
-    def one_at_a_time(self, submit: Callable[[], Tracked], samples: int) -> list[float]:
+    def one_at_a_time(self, submit: Callable[[], Tracked], samples: int,
+                      timeout_s: float = LATENCY_TIMEOUT_S) -> list[float]:
         latencies = []
         for _ in range(samples):
             item = submit()
-            if not item.done.wait(LATENCY_TIMEOUT_S):
-                raise TimeoutError(f"{item.kind} request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if not item.done.wait(timeout_s):
+                raise TimeoutError(f"{item.kind} request {item.request_id} not closed in {timeout_s} s")
             if item.fulfilled:
                 latencies.append(item.latency)
         return latencies
 
-    def keygen(self, types: tuple[str, ...] = KEYGEN_TYPES) -> tuple[list[float], dict[str, int]]:
+    def keygen(self, types: tuple[str, ...] = KEYGEN_TYPES,
+               timeout_s: float = LATENCY_TIMEOUT_S) -> tuple[list[float], dict[str, int]]:
         """Key requests one at a time; returns latencies and a key id per type for the signing phases."""
         latencies, keys = [], {}
         for key_type in types:
             item = self.submit_keys(key_type)
-            if not item.done.wait(LATENCY_TIMEOUT_S):
-                raise TimeoutError(f"key request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if not item.done.wait(timeout_s):
+                raise TimeoutError(f"key request {item.request_id} not closed in {timeout_s} s")
             if item.fulfilled:
                 latencies.append(item.latency)
                 keys.setdefault(key_type, self.keyring.key_for_request(item.request_id).id)
