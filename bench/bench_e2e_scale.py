@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,28 +58,34 @@ def run() -> list[Result]:
     return results
 
 
-def measure_shape(root: Path, settings: LocalSettings, label: str = "") -> list[Result]:
+def measure_shape(root: Path, settings: LocalSettings, label: str = "", plan: Plan | None = None,
+                  launch_prefix: Callable[[int], list[str]] | None = None,
+                  before_start: Callable[[LocalKeyring], Callable[[], None]] | None = None) -> list[Result]:
     """Keygen and signing latency of one freshly started keyring; `label` names the figures
-    (default "NxT")."""
+    (default "NxT"). `launch_prefix` places each party's daemons (LocalKeyring); `before_start` runs
+    after set-up, before the daemons start, and returns what undoes it (the WAN bench's delay lines)."""
     label = label or f"{settings.parties}x{settings.threshold}"
     started = time.monotonic()
-    keyring = LocalKeyring(root, settings).setup()
+    keyring = LocalKeyring(root, settings, launch_prefix).setup()
     watcher: Watcher | None = None
+    undo: Callable[[], None] = lambda: None  # noqa: E731
     try:
+        if before_start is not None:
+            undo = before_start(keyring)
         keyring.start()
         ready_s = time.monotonic() - started
         assert keyring.node is not None and keyring.client is not None
         watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
                           keyring.client.config.tls_ca_pem).start()
-        return _latencies(Bench(keyring, watcher), settings, label, ready_s)
+        return _latencies(Bench(keyring, watcher), settings, label, ready_s, plan or plan_for(settings.parties))
     finally:
         if watcher is not None:
             watcher.stop()
         keyring.close()
+        undo()
 
 
-def _latencies(bench: Bench, settings: LocalSettings, label: str, ready_s: float) -> list[Result]:
-    plan = plan_for(settings.parties)
+def _latencies(bench: Bench, settings: LocalSettings, label: str, ready_s: float, plan: Plan) -> list[Result]:
     block = settings.block_time
     how = (f"{settings.threshold}-of-{settings.parties}, all {settings.parties * 2} daemons on this machine, "
            f"{block} s blocks, rounds {settings.round_timeout_s} s, controller poll {settings.poll_interval_s} s; "
