@@ -58,6 +58,8 @@ LOST_SLACK = 0.9  # a request is lost "with time left" if the keyring delivered 
 TIMED_OUT = "timed out"  # the chain's reject reason for a request past its mpc_btl
 # ZRKEYRING_BENCH_E2E_PHASES: comma-separated subset of latency,sustained,overload (default: all)
 PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,overload").split(","))
+# ZRKEYRING_BENCH_ADMISSION_PER_BLOCK: the controllers' keyring-wide admission rate (0: off, the default)
+ADMISSION_PER_BLOCK = float(os.environ.get("ZRKEYRING_BENCH_ADMISSION_PER_BLOCK", "0"))
 MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
 DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
 LATENCY_TIMEOUT_S = 30.0
@@ -307,7 +309,7 @@ def run() -> list[Result]:
 
 
 def _run(root: Path) -> list[Result]:
-    settings = LocalSettings(block_time=BLOCK_TIME_S)
+    settings = LocalSettings(block_time=BLOCK_TIME_S, admission_per_block=ADMISSION_PER_BLOCK)
     keyring = LocalKeyring(root, settings).setup()
     watcher: Watcher | None = None
     try:
@@ -323,7 +325,8 @@ def _run(root: Path) -> list[Result]:
 
 
 def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> list[Result]:
-    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s; inclusion = block "
+    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s, admission "
+           f"{settings.admission_per_block or 'off'}; inclusion = block "
            f"time of the request's block, FULFILLED seen by a {POLL_S * 1000:.0f} ms poll")
     results: list[Result] = []
     capacity = 0.0

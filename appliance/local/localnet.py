@@ -66,6 +66,7 @@ class LocalSettings:
     party_hosts: tuple[str, ...] = ()
     chain_host: str = "127.0.0.1"
     listen_on_loopback: bool = False
+    admission_per_block: float = 0.0  # [controller] admission_per_block (keyring-wide admission; 0: off)
 
 
 @dataclass
@@ -187,7 +188,8 @@ class LocalKeyring:
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
-            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}\n"
+            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}"
+            f"admission_per_block = {s.admission_per_block}\n\n"
             f"{host.hsm_section}\n{chain}{_metrics_table()}")
 
     def party_port(self, index: int) -> int:
