@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 from appliance.mpc_party.protocols.dkls23 import local
 from bench import peer_dkls23
@@ -39,23 +40,30 @@ def _online_ms(keys, t: int, runs: int = ONLINE_RUNS) -> float:
     return (time.perf_counter() - start) * 1000 / runs
 
 
+def _peer_row(n: int, t: int) -> dict:
+    """The peer's figures for one shape, measured right before ours: the host's load drifts over the
+    minutes a large shape takes, and a ratio means something only for figures taken close together."""
+    large = n >= LARGE
+    rows, why = peer_dkls23.measure([(n, t)], timeout=LARGE_PEER_TIMEOUT_S if large else 900,
+                                    runs=(1, LARGE_SIGN_RUNS) if large else None)
+    if why:
+        print(f"   reference peer: {why}", flush=True)
+    return rows.get((n, t), {})
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def run() -> list[Result]:
-    small = [s for s in SHAPES if s[0] < LARGE]
-    peer, why = peer_dkls23.measure(small)
-    reasons = [why]
-    for shape in (s for s in SHAPES if s[0] >= LARGE):  # one peer run each: a slow 16x11 cannot lose 8x5
-        large_peer, large_why = peer_dkls23.measure([shape], timeout=LARGE_PEER_TIMEOUT_S,
-                                                    runs=(1, LARGE_SIGN_RUNS))
-        peer.update(large_peer)
-        reasons.append(large_why)
-    for reason in reasons:
-        if reason:
-            print(f"   reference peer: {reason}", flush=True)
     digest = hashlib.sha256(b"bench").digest()
     results = []
     for n, t in SHAPES:
         shape = f"{n}x{t}"
-        row = peer.get((n, t), {})
+        row = _peer_row(n, t)
         large = n >= LARGE
         if large:  # one DKG, timed, whose keys the signing runs use
             started = time.perf_counter()
@@ -67,11 +75,12 @@ def run() -> list[Result]:
         runs = LARGE_SIGN_RUNS if large else SIGN_RUNS
         sign = mean_ms(lambda keys=keys, t=t: local.sign_now(keys[:t], digest), runs, warmup=0 if large else 1)
         online = _online_ms(keys, t, LARGE_SIGN_RUNS if large else ONLINE_RUNS)
+        load = f"; peer measured just before; load average after {_loadavg()}"
         results += [
             Result(f"ecdsa_dkls23.dkg_ms.{shape}", round(dkg, 3), "ms",
-                   note=f"{t}-of-{n} keygen, all {n} parties in one process").with_peer(row.get("dkg_ms")),
+                   note=f"{t}-of-{n} keygen, all {n} parties in one process{load}").with_peer(row.get("dkg_ms")),
             Result(f"ecdsa_dkls23.sign_ms.{shape}", round(sign, 3), "ms",
-                   note=f"{t} signers, presign + sign, verified").with_peer(row.get("sign_ms")),
+                   note=f"{t} signers, presign + sign, verified{load}").with_peer(row.get("sign_ms")),
             Result(f"ecdsa_dkls23.online_sign_ms.{shape}", round(online, 3), "ms",
                    note="round 3 + combine from a presignature"),
         ]
