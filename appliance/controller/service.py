@@ -389,11 +389,14 @@ class Controller:
     def _admission(self, opened: dict[tuple[str, int], _Open]) -> set[int] | None:
         """The keyring-wide admission decision at this height (None: the rule is off). Only chain data
         goes in (ids, deadlines, whether a signature is already on chain, parents), so every party
-        that reads the same height decides alike (scheduler.admitted)."""
+        that reads the same height decides alike (scheduler.admitted). A request's deadline here is the
+        end of its current attempt: one admitted must be reached while the quorum that admitted it is
+        still its quorum, or its session starts after the rotation and meets nobody; the backlog taken
+        on is then at most an attempt deep, not a lifetime."""
         c = self.config.controller
         if c.admission_per_block <= 0:
             return None
-        signs = [OpenSign(req.id, self.deadlines.of("sign", req),
+        signs = [OpenSign(req.id, self._attempt_end(self.deadlines.of("sign", req)),
                           not (req.signed_data or req.child_req_ids))
                  for (kind, _), item in opened.items() if kind == "sign" for req in (item.request,)]
         self._not_admitted &= {s.request_id for s in signs}
@@ -493,9 +496,17 @@ class Controller:
         hundred) and post a second answer that races the first."""
         if not queued.deadline or queued.job.kind == "key":
             return queued.deadline  # every party runs every keygen attempt: only the request's deadline
+        return self._attempt_end(queued.deadline, queued.job.attempt)
+
+    def _attempt_end(self, deadline: int, attempt: int | None = None) -> int:
+        """The height at which `attempt` (default: the current one) of a request with this deadline
+        ends, or the deadline if sooner; 0 for no deadline. Chain data and shared settings only."""
+        if not deadline:
+            return 0
         c = self.config.controller
-        created = max(0, queued.deadline - c.default_btl)
-        return min(queued.deadline, created + (queued.job.attempt + 1) * max(1, c.attempt_blocks))
+        attempt = self._attempt(deadline) if attempt is None else attempt
+        created = max(0, deadline - c.default_btl)
+        return min(deadline, created + (attempt + 1) * max(1, c.attempt_blocks))
 
     def _run_queued(self, queued: _QueuedJob) -> bool:
         return self._run_job(queued.job, queued.key_type, queued.sign_ctx)

@@ -70,15 +70,24 @@ def test_every_party_decides_alike_whatever_order_it_listed_the_requests_in(
         assert len(taken) <= per_block * max(0, max(r.deadline for r in taken) - height - margin)
 
 
-def controller_at(height: int, per_block: float, deadlines: dict[int, int]):
+def controller_at(height: int, per_block: float, deadlines: dict[int, int], default_btl: int = 20,
+                  attempt_blocks: int = 10):
+    """The real Controller's admission methods over stand-in state (no chain, HSM or party)."""
     from types import SimpleNamespace
 
+    from appliance.controller.service import Controller
+
     shed: list[str] = []
-    return SimpleNamespace(
-        config=SimpleNamespace(controller=SimpleNamespace(admission_per_block=per_block, post_margin_blocks=2)),
+    ns = SimpleNamespace(
+        config=SimpleNamespace(controller=SimpleNamespace(
+            admission_per_block=per_block, post_margin_blocks=2, default_btl=default_btl,
+            attempt_blocks=attempt_blocks)),
         height=height, deadlines=SimpleNamespace(of=lambda kind, req: deadlines[req.id]), _not_admitted=set(),
         scheduler=SimpleNamespace(queue=SimpleNamespace(shed_log=SimpleNamespace(
-            shed=lambda kind, reason, now: shed.append(reason))))), shed
+            shed=lambda kind, reason, now: shed.append(reason)))))
+    for name in ("_attempt", "_attempt_at", "_attempt_end"):
+        setattr(ns, name, getattr(Controller, name).__get__(ns))
+    return ns, shed
 
 
 def open_sign(request_id: int, signed: bool = False, parent: bool = False):
@@ -107,3 +116,15 @@ def test_the_controller_feeds_the_rule_chain_data_only_and_counts_a_drop_once() 
     assert shed == ["admission"]
     off, _ = controller_at(100, 0.0, deadlines)
     assert Controller._admission(off, opened) is None
+
+
+def test_a_request_is_admitted_only_if_reached_within_its_current_attempt() -> None:
+    """Past its attempt the quorum rotates: a session started then meets nobody. Created at 90 with a
+    40-block lifetime and 10-block attempts, at height 100 the current attempt ends at 110, so one
+    session a block takes on 8 requests (2 blocks of margin), not the 28 the lifetime would allow."""
+    from appliance.controller.service import Controller
+
+    ids = range(1, 31)
+    controller, _ = controller_at(100, 1.0, dict.fromkeys(ids, 130), default_btl=40, attempt_blocks=10)
+    opened = dict(open_sign(i) for i in ids)
+    assert Controller._admission(controller, opened) == set(range(1, 9))
