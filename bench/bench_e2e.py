@@ -63,6 +63,8 @@ PHASES = set(os.environ.get("ZRKEYRING_BENCH_E2E_PHASES", "latency,sustained,ove
 POOL_PER_KEY = 2
 POOL_SAMPLES = 20
 POOL_FILL_WAIT_S = 60.0
+# ZRKEYRING_BENCH_ADMISSION_PER_BLOCK: the controllers' keyring-wide admission rate (0: off, the default)
+ADMISSION_PER_BLOCK = float(os.environ.get("ZRKEYRING_BENCH_ADMISSION_PER_BLOCK", "0"))
 MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
 DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
 LATENCY_TIMEOUT_S = 30.0
@@ -201,23 +203,25 @@ class Bench:
 
     # --- phases ------------------------------------------------------------------------------------
 
-    def one_at_a_time(self, submit: Callable[[], Tracked], samples: int) -> list[float]:
+    def one_at_a_time(self, submit: Callable[[], Tracked], samples: int,
+                      timeout_s: float = LATENCY_TIMEOUT_S) -> list[float]:
         latencies = []
         for _ in range(samples):
             item = submit()
-            if not item.done.wait(LATENCY_TIMEOUT_S):
-                raise TimeoutError(f"{item.kind} request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if not item.done.wait(timeout_s):
+                raise TimeoutError(f"{item.kind} request {item.request_id} not closed in {timeout_s} s")
             if item.fulfilled:
                 latencies.append(item.latency)
         return latencies
 
-    def keygen(self, types: tuple[str, ...] = KEYGEN_TYPES) -> tuple[list[float], dict[str, int]]:
+    def keygen(self, types: tuple[str, ...] = KEYGEN_TYPES,
+               timeout_s: float = LATENCY_TIMEOUT_S) -> tuple[list[float], dict[str, int]]:
         """Key requests one at a time; returns latencies and a key id per type for the signing phases."""
         latencies, keys = [], {}
         for key_type in types:
             item = self.submit_keys(key_type)
-            if not item.done.wait(LATENCY_TIMEOUT_S):
-                raise TimeoutError(f"key request {item.request_id} not closed in {LATENCY_TIMEOUT_S} s")
+            if not item.done.wait(timeout_s):
+                raise TimeoutError(f"key request {item.request_id} not closed in {timeout_s} s")
             if item.fulfilled:
                 latencies.append(item.latency)
                 keys.setdefault(key_type, self.keyring.key_for_request(item.request_id).id)
@@ -317,7 +321,7 @@ def _run(root: Path) -> list[Result]:
 
 
 def _run_main(root: Path) -> list[Result]:
-    settings = LocalSettings(block_time=BLOCK_TIME_S)
+    settings = LocalSettings(block_time=BLOCK_TIME_S, admission_per_block=ADMISSION_PER_BLOCK)
     return _on_keyring(root, settings, lambda bench, keyring: _measure(bench, keyring, settings))
 
 
@@ -381,7 +385,8 @@ def _pool_hits(keyring: LocalKeyring) -> float:
 
 
 def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> list[Result]:
-    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s; inclusion = block "
+    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s, admission "
+           f"{settings.admission_per_block or 'off'}; inclusion = block "
            f"time of the request's block, FULFILLED seen by a {POLL_S * 1000:.0f} ms poll")
     results: list[Result] = []
     capacity = 0.0

@@ -36,8 +36,11 @@ def measure(shapes: list[tuple[int, int]], timeout: float = 900,
             return {}, f"npm install failed: {done.stderr.strip()[-300:]}"
     spec = ",".join(f"{n}x{t}" for n, t in shapes)
     extra = ["--dkg-runs", str(runs[0]), "--sign-runs", str(runs[1])] if runs else []
-    done = subprocess.run([node, "bench.js", "--shapes", spec, *extra], cwd=WORKDIR, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    try:
+        done = subprocess.run([node, "bench.js", "--shapes", spec, *extra], cwd=WORKDIR, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {}, f"peer did not finish {spec} within {timeout:.0f} s"
     if done.returncode != 0:
         return {}, f"peer run failed: {done.stderr.strip()[-300:]}"
     figures = {}

@@ -41,7 +41,7 @@ class NodeTls:
 class LocalNode:
     def __init__(
         self, directory: Path, genesis: Genesis, block_time: float = 0.1, port: int | None = None,
-        tls: NodeTls | None = None,
+        tls: NodeTls | None = None, host: str = "127.0.0.1",
     ) -> None:
         self.directory = directory
         self.genesis_path = directory / "genesis.json"
@@ -49,7 +49,8 @@ class LocalNode:
         self.data_dir = directory / "data"
         self.block_time = block_time
         self.port = port or free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
+        self.host = host  # loopback, or an address of a bench's network namespace lab
+        self.endpoint = f"{host}:{self.port}"
         self.log_path = directory / "node.log"
         self.tls = tls
         self.proc: subprocess.Popen | None = None
@@ -75,7 +76,7 @@ class LocalNode:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chain node exited early:\n{self.log_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)

@@ -109,11 +109,12 @@ PARTY_UP = Gauge(
     registry=REGISTRY,
 )
 # Load shedding (controller/scheduler.py): work not started because it could not finish in time.
-SHED_REASONS = ("deadline", "queue_full", "stale", "answer_expiring")
+SHED_REASONS = ("deadline", "queue_full", "stale", "answer_expiring", "admission")
 JOBS_SHED = Counter(
     "zrkeyring_controller_jobs_shed_total",
     "Jobs not started (or answers not posted) because their request would time out first, by reason: "
-    "deadline (too few blocks left), queue_full, stale (attempt passed), answer_expiring (not posted).",
+    "deadline (too few blocks left), queue_full, stale (attempt passed), answer_expiring (not posted), "
+    "admission (the keyring-wide admission rule: the backlog ahead fills the request's lifetime).",
     ["kind", "reason"],
     registry=REGISTRY,
 )

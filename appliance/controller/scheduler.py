@@ -36,7 +36,8 @@ SHED_DEADLINE = "deadline"  # too few blocks left to run the job and include its
 SHED_QUEUE_FULL = "queue_full"  # the queue holds `max_queued` jobs; the latest deadline goes
 SHED_STALE = "stale"  # the caller's own check said the job is no longer worth running (attempt passed)
 SHED_EXPIRING_ANSWER = "answer_expiring"  # a ready answer whose request expires before a tx could land
-SHED_REASONS = (SHED_DEADLINE, SHED_QUEUE_FULL, SHED_STALE, SHED_EXPIRING_ANSWER)
+SHED_ADMISSION = "admission"  # the keyring-wide rule (`admitted`): the backlog ahead fills its lifetime
+SHED_REASONS = (SHED_DEADLINE, SHED_QUEUE_FULL, SHED_STALE, SHED_EXPIRING_ANSWER, SHED_ADMISSION)
 
 DEFAULT_JOB_ESTIMATE_S = 0.5  # until a job of the kind has been measured
 ESTIMATE_WEIGHT = 0.2  # exponentially weighted moving average of job durations
@@ -258,3 +259,40 @@ class JobScheduler:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()  # a running job ends within the caller's own job timeout
+
+
+@dataclass(frozen=True)
+class OpenSign:
+    """What the admission rule reads of one open signature request: chain data only."""
+
+    request_id: int
+    deadline: int  # mpc_btl (0: the chain reported none)
+    needs_session: bool  # False when a signature is already on chain (only posts remain) or a parent
+
+
+def admitted(requests: list[OpenSign], height: int, per_block: float, margin_blocks: int) -> set[int]:
+    """The signature requests the keyring takes on at `height` when it serves `per_block` a block.
+
+    Why: each controller's own queue sheds by its own estimate and its own backlog, so past capacity
+    the members of a quorum shed different jobs and a session one of them starts waits for a partner
+    that dropped it. This rule reads only what every controller reads alike at one height (the open
+    requests, their ids and deadlines) and one shared setting, so every party takes the same
+    decision: the requests go in deadline order (ties by id), and one is taken when the keyring, at
+    `per_block` sessions a block on the requests already taken before it, reaches it with
+    `margin_blocks` left for its answer to be included. The others are doomed by the backlog ahead
+    of them and are left to time out, by every party alike. `per_block` <= 0 turns the rule off (all
+    admitted). Requests that need no session count for nothing and are always admitted.
+    """
+    if per_block <= 0:
+        return {r.request_id for r in requests}
+    taken = 0
+    out: set[int] = set()
+    for r in sorted(requests, key=lambda r: (r.deadline or NO_DEADLINE, r.request_id)):
+        if not r.needs_session or not r.deadline:
+            out.add(r.request_id)
+            continue
+        # blocks until the keyring has done this one too (whole blocks: `<=` an integer is `ceil <=`)
+        if (taken + 1) / per_block <= r.deadline - height - margin_blocks:
+            out.add(r.request_id)
+            taken += 1
+    return out

@@ -48,7 +48,16 @@ from appliance.controller.planner import (
 )
 from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
-from appliance.controller.scheduler import SHED_EXPIRING_ANSWER, BlockClock, EdfQueue, JobScheduler, ShedLog
+from appliance.controller.scheduler import (
+    SHED_ADMISSION,
+    SHED_EXPIRING_ANSWER,
+    BlockClock,
+    EdfQueue,
+    JobScheduler,
+    OpenSign,
+    ShedLog,
+    admitted,
+)
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
@@ -106,6 +115,9 @@ class ControllerSection:
     # presignature pool entries kept per (hot key, signer set) in idle time (0: no fill jobs; presign.py)
     presign_pool_per_key: int = bounded(0, 64, 0)
     presign_hot_keys: int = bounded(1, 1024, 8)  # the keys most recently signed with that are kept warm
+    # keyring-wide admission (scheduler.admitted): signing sessions a block the keyring takes on; 0: off.
+    # Must equal the other parties' (every party then drops the same requests past capacity).
+    admission_per_block: float = bounded(0.0, 100000.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,8 @@ class Controller:
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
         self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
+        self._admitted: set[int] | None = None  # sign requests the admission rule takes at this height
+        self._not_admitted: set[int] = set()  # counted as shed (once per request)
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
@@ -236,6 +250,7 @@ class Controller:
         self.quorum.refresh(self.party)
         self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
+        self._admitted = self._admission(opened)
         for item in opened.values():
             self._consider(item)
         self._post(opened)
@@ -393,6 +408,9 @@ class Controller:
         public_key, data = bytes(key.public_key), view.data_for_signing[0]
         if self._adopt_posted_signature(req, public_key, data):
             return
+        if self._admitted is not None and req.id not in self._admitted:
+            self._shed_by_admission(req.id)
+            return
         attempt = self._attempt(deadline)
         self.presign.note_sign(key.id, req.key_type, public_key)  # a hot key: its pools are kept warm
         members = self.members.of(public_key)  # the key's own holders and threshold (members.py)
@@ -401,6 +419,30 @@ class Controller:
             self._eager.add(("sign", req.id))
             job = SignJob(req.id, req.key_type, key.id, public_key, data, run[0], attempt, run[1])
             self._start(job, req.key_type, (public_key, data))
+
+    def _admission(self, opened: dict[tuple[str, int], _Open]) -> set[int] | None:
+        """The keyring-wide admission decision at this height (None: the rule is off). Only chain data
+        goes in (ids, deadlines, whether a signature is already on chain, parents), so every party
+        that reads the same height decides alike (scheduler.admitted). A request's deadline here is the
+        end of its current attempt: one admitted must be reached while the quorum that admitted it is
+        still its quorum, or its session starts after the rotation and meets nobody; the backlog taken
+        on is then at most an attempt deep, not a lifetime."""
+        c = self.config.controller
+        if c.admission_per_block <= 0:
+            return None
+        signs = [OpenSign(req.id, self._attempt_end(self.deadlines.of("sign", req)),
+                          not (req.signed_data or req.child_req_ids))
+                 for (kind, _), item in opened.items() if kind == "sign" for req in (item.request,)]
+        self._not_admitted &= {s.request_id for s in signs}
+        return admitted(signs, self.height, c.admission_per_block, c.post_margin_blocks)
+
+    def _shed_by_admission(self, request_id: int) -> None:
+        if request_id in self._not_admitted:
+            return
+        self._not_admitted.add(request_id)
+        self.scheduler.queue.shed_log.shed(KIND_LABELS["sign"], SHED_ADMISSION, time.monotonic())
+        log.debug("sign request %d: not admitted (the backlog ahead fills its lifetime)", request_id,
+                  extra={"request_id": request_id})
 
     def _adopt_posted_signature(self, req: Any, public_key: bytes, data: bytes) -> bool:
         """A PARTIAL request carries the first party's signature: verify it and post the same."""
@@ -488,9 +530,17 @@ class Controller:
         hundred) and post a second answer that races the first."""
         if not queued.deadline or queued.job.kind == "key":
             return queued.deadline  # every party runs every keygen attempt: only the request's deadline
+        return self._attempt_end(queued.deadline, queued.job.attempt)
+
+    def _attempt_end(self, deadline: int, attempt: int | None = None) -> int:
+        """The height at which `attempt` (default: the current one) of a request with this deadline
+        ends, or the deadline if sooner; 0 for no deadline. Chain data and shared settings only."""
+        if not deadline:
+            return 0
         c = self.config.controller
-        created = max(0, queued.deadline - c.default_btl)
-        return min(queued.deadline, created + (queued.job.attempt + 1) * max(1, c.attempt_blocks))
+        attempt = self._attempt(deadline) if attempt is None else attempt
+        created = max(0, deadline - c.default_btl)
+        return min(deadline, created + (attempt + 1) * max(1, c.attempt_blocks))
 
     def _run_queued(self, queued: _QueuedJob) -> bool:
         return self._run_job(queued.job, queued.key_type, queued.sign_ctx)

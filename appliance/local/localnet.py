@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,13 @@ class LocalSettings:
     refresh_window_blocks: int = 30
     presign_pool_max: int = 0  # [party] presignature pool entries held (0: pools off)
     presign_pool_per_key: int = 0  # [controller] entries kept per hot key and signer set in idle time
+    # Placement (the WAN bench, appliance/local/netns.py): each party's roster address (default: all on
+    # loopback), the address the chain node binds, and whether each daemon listens on its own loopback
+    # at its roster port (a delay line in front of it holds the roster address).
+    party_hosts: tuple[str, ...] = ()
+    chain_host: str = "127.0.0.1"
+    listen_on_loopback: bool = False
+    admission_per_block: float = 0.0  # [controller] admission_per_block (keyring-wide admission; 0: off)
 
 
 @dataclass
@@ -88,9 +96,14 @@ class PartyHost:
 class LocalKeyring:
     """Build with `setup()`, then `start()`; `close()` stops every process."""
 
-    def __init__(self, root: Path, settings: LocalSettings | None = None) -> None:
+    def __init__(self, root: Path, settings: LocalSettings | None = None,
+                 launch_prefix: Callable[[int], list[str]] | None = None) -> None:
+        """`launch_prefix(index)` is put before every daemon command of party `index` (e.g. `ip netns
+        exec NS`, to run the host in its own network namespace)."""
         self.root = Path(root)
         self.settings = settings or LocalSettings()
+        self.launch_prefix = launch_prefix or (lambda _index: [])
+        self.base_port = 0
         self.owner = SoftwareSigner()
         self.hosts: list[PartyHost] = []
         self.node: LocalNode | None = None
@@ -104,7 +117,9 @@ class LocalKeyring:
         for i in range(1, s.parties + 1):
             self.hosts.append(self._provision_host(i))
         bundle = self.root / "cluster"
-        init_cluster(bundle, s.parties, s.threshold, "127.0.0.1", free_port_range(s.parties), name="local")
+        self.base_port = free_port_range(s.parties)
+        init_cluster(bundle, s.parties, s.threshold, list(s.party_hosts) or "127.0.0.1", self.base_port,
+                     name="local")
         for host in self.hosts:
             fill_roster(bundle, host.index, host.identity_key, host.chain_address)
         for host in self.hosts:  # the TLS key leaves the disk: sealed by the party's own HSM
@@ -115,8 +130,9 @@ class LocalKeyring:
         params = Params(default_btl=s.default_btl, dev_chain_requests=s.dev_chain_requests)
         genesis = Genesis(CHAIN_ID, params, accounts)
         (self.root / "chain").mkdir(parents=True, exist_ok=True)
-        tls = make_dev_tls(self.root / "chain" / "tls") if s.chain_tls else None
-        self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time, tls=tls)
+        names = tuple(dict.fromkeys((s.chain_host, "127.0.0.1", "localhost")))
+        tls = make_dev_tls(self.root / "chain" / "tls", names) if s.chain_tls else None
+        self.node = LocalNode(self.root / "chain", genesis, block_time=s.block_time, tls=tls, host=s.chain_host)
         self.node.start()
         self.client = ChainClient(ClientConfig(endpoints=[self.node.endpoint], chain_id=CHAIN_ID,
                                                poll_interval_s=0.05, tls_ca_pem=tls.ca_pem() if tls else b""))
@@ -168,16 +184,26 @@ class LocalKeyring:
             f'data_dir = "{host.directory / "data"}"\nlocal_socket = "{host.socket}"\n'
             f"round_timeout_s = {s.round_timeout_s}\njoin_timeout_s = {s.join_timeout_s}\n"
             f"attempt_blocks = {s.attempt_blocks}\nrepair_interval_s = {s.repair_interval_s}\n"
-            f"presign_pool_max = {s.presign_pool_max}\n{_refresh_fields(s)}\n"
+            f"presign_pool_max = {s.presign_pool_max}\n{self._listen_field(host)}{_refresh_fields(s)}\n"
             f"{host.hsm_section}\n"
             f"{chain}{_metrics_table()}")
         host.config("controller").write_text(
             f'[controller]\nindex = {host.index}\nroster = "{party_dir / "roster.toml"}"\n'
             f'party_socket = "{host.socket}"\ndata_dir = "{host.directory / "data"}"\n'
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
-            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}\n"
+            f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}"
             f"presign_pool_per_key = {s.presign_pool_per_key}\n"
+            f"admission_per_block = {s.admission_per_block}\n\n"
             f"{host.hsm_section}\n{chain}{_metrics_table()}")
+
+    def party_port(self, index: int) -> int:
+        """Party `index`'s roster port (consecutive from `base_port`, as `cluster init` assigns)."""
+        return self.base_port + index - 1
+
+    def _listen_field(self, host: PartyHost) -> str:
+        if not self.settings.listen_on_loopback:
+            return ""
+        return f'listen = "127.0.0.1:{self.party_port(host.index)}"\n'
 
     # --- processes ---------------------------------------------------------------------------------
 
@@ -221,7 +247,8 @@ class LocalKeyring:
         host = self.host(index)
         with host.log(role).open("a") as log:
             host.procs[role] = subprocess.Popen(
-                [sys.executable, "-m", module, role, "run", "--config", str(host.config(role))],
+                [*self.launch_prefix(index), sys.executable, "-m", module, role, "run", "--config",
+                 str(host.config(role))],
                 cwd=ROOT, env={**host.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_party_ready(self, index: int, timeout_s: float = 90.0) -> None:

@@ -56,14 +56,16 @@ def _row_oracle(pair: bytes):
 
 
 _MASK384 = (1 << 384) - 1
+_SHIFTS = tuple(384 * (W - 1 - c) for c in range(W))
+_ROW_INDEX = tuple(k.to_bytes(2, "big") for k in range(XI))  # the fixed-width index of every row
 
 
 def _pads(base, idx: int, row: bytes) -> list[int]:
     """H(pair, idx, row) as W scalars (48 bytes each, reduced), from one XOF call and one int."""
     h = base.copy()
-    h.update(idx.to_bytes(2, "big") + row)
+    h.update(_ROW_INDEX[idx] + row)
     x = int.from_bytes(h.digest(_RO_LEN), "big")
-    return [(x >> (384 * (W - 1 - c)) & _MASK384) % Q for c in range(W)]
+    return [(x >> shift & _MASK384) % Q for shift in _SHIFTS]
 
 
 def _gadget_sum(values: list[int]) -> int:
