@@ -60,10 +60,12 @@ def run() -> list[Result]:
 
 def measure_shape(root: Path, settings: LocalSettings, label: str = "", plan: Plan | None = None,
                   launch_prefix: Callable[[int], list[str]] | None = None,
-                  before_start: Callable[[LocalKeyring], Callable[[], None]] | None = None) -> list[Result]:
+                  before_start: Callable[[LocalKeyring], Callable[[], None]] | None = None,
+                  measure: Callable[[Bench, LocalKeyring], list[Result]] | None = None) -> list[Result]:
     """Keygen and signing latency of one freshly started keyring; `label` names the figures
     (default "NxT"). `launch_prefix` places each party's daemons (LocalKeyring); `before_start` runs
-    after set-up, before the daemons start, and returns what undoes it (the WAN bench's delay lines)."""
+    after set-up, before the daemons start, and returns what undoes it (the WAN bench's delay lines);
+    `measure` replaces the keygen-and-sign figures (the WAN bench's pool phase)."""
     label = label or f"{settings.parties}x{settings.threshold}"
     started = time.monotonic()
     keyring = LocalKeyring(root, settings, launch_prefix).setup()
@@ -77,7 +79,10 @@ def measure_shape(root: Path, settings: LocalSettings, label: str = "", plan: Pl
         assert keyring.node is not None and keyring.client is not None
         watcher = Watcher(keyring.node.endpoint, keyring.client.config.chain_id, keyring.keyring,
                           keyring.client.config.tls_ca_pem).start()
-        return _latencies(Bench(keyring, watcher), settings, label, ready_s, plan or plan_for(settings.parties))
+        bench = Bench(keyring, watcher)
+        if measure is not None:
+            return measure(bench, keyring)
+        return _latencies(bench, settings, label, ready_s, plan or plan_for(settings.parties))
     finally:
         if watcher is not None:
             watcher.stop()
