@@ -468,7 +468,7 @@ class PartyDaemon:
             self.pairs.check_signers(job.key_type, job.public_key, job.signers)
         except PairBurned as exc:
             raise JobFailed(f"refused: {exc}", retryable=True) from None
-        share, version = self._signing_share(job)
+        share, version = self._active_share(job.key_type, job.public_key)
         session = protocols.sign_session(job.key_type, share, sid, job.signers, job.data, mixed_rng(self.hsm))
         if self.presigner.enabled:  # one round from our oldest entry, or the full protocol (protocols/pool.py)
             session = self.presigner.wrap(session, job.key_type, job.public_key, version, job.signers, share,
@@ -488,10 +488,6 @@ class PartyDaemon:
         finally:
             if isinstance(session, PoolSignSession):
                 self.presigner.settle(session, job.key_type, job.public_key, version)
-
-    def _signing_share(self, job: SignJob) -> tuple[Any, int]:
-        """The active share of the job's key and its version (lifecycle.py; see `_active_share`)."""
-        return self._active_share(job.key_type, job.public_key)
 
     def _active_version(self, public_key: bytes) -> int:
         """The share version of a key's active share here (the store row, no unseal)."""

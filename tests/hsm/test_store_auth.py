@@ -210,7 +210,6 @@ def daemon_sign(store: ShareStore, hsm, job: SignJob) -> None:
                             pairs=SimpleNamespace(check_signers=lambda *_args: None),
                             state=SimpleNamespace(claim_session=unreachable),
                             refresher=SimpleNamespace(key_lock=lambda _public_key: threading.Lock()))
-    party._signing_share = lambda signing_job: PartyDaemon._signing_share(party, signing_job)
     party._active_share = lambda *args: PartyDaemon._active_share(party, *args)
     PartyDaemon._sign_session(party, job, b"\x00" * 32)
 
