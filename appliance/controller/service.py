@@ -38,14 +38,6 @@ from appliance.controller.journal import Entry, Journal, State
 from appliance.controller.lifecycle import RefreshDriver
 from appliance.controller.members import KeyMembers
 from appliance.controller.outbox import answers_to_post
-from appliance.controller.planner import (
-    Decision,
-    SignRequestView,
-    clip_reason,
-    key_matches_request,
-    plan_key_request,
-    plan_sign_request,
-)
 from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
 from appliance.controller.scheduler import (
@@ -64,6 +56,7 @@ from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient
 from appliance.rules.attempts import attempt_at
 from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.membership import Membership, chain_membership
+from appliance.rules.requests import Decision, clip_reason, plan_key_request, plan_sign
 from appliance.rules.roster import MAX_INDEX, Roster
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
@@ -356,8 +349,6 @@ class Controller:
             return
         if item.kind == "key":
             self._consider_key(req)
-        elif reason := ica.reject_reason(req):  # an ICA transaction's request not matching its ICA record
-            self._reject("sign", req.id, reason)
         else:
             self._consider_sign(req)
 
@@ -384,28 +375,17 @@ class Controller:
 
     def _consider_sign(self, req: Any) -> None:
         c = self.config.controller
-        data = tuple(bytes(d) for d in req.data_for_signing)
         deadline = self.deadlines.of("sign", req)
-        view = SignRequestView(req.id, req.key_type, tuple(req.key_ids), data, tuple(req.child_req_ids),
-                               deadline)
-        plan = plan_sign_request(view, self.height, c.start_margin_blocks)
+        # the ICA rule, the request's shape and timing, its key: rules/requests.py (the party daemon
+        # applies the same before joining a session a peer opened)
+        key = self._key(req.key_ids[0]) if len(req.key_ids) == 1 and not req.child_req_ids else None
+        plan = plan_sign(req, key, self.keyring, self.height, c.start_margin_blocks, mpc_btl=deadline)
         if plan.decision is Decision.SKIP:
             return
         if plan.decision is Decision.REJECT:
             self._reject("sign", req.id, plan.reason)
             return
-        key = self._key(view.key_ids[0])
-        if key is None:
-            self._reject("sign", req.id, f"unknown key {view.key_ids[0]}")
-            return
-        if key.keyring_addr != self.keyring:
-            self._reject("sign", req.id, f"key {key.id} belongs to keyring {key.keyring_addr}")
-            return
-        mismatch = key_matches_request(key.type, req.key_type, key.id)
-        if mismatch:
-            self._reject("sign", req.id, mismatch)  # chain data only: every party rejects alike, at once
-            return
-        public_key, data = bytes(key.public_key), view.data_for_signing[0]
+        public_key, data = bytes(key.public_key), bytes(req.data_for_signing[0])
         if self._adopt_posted_signature(req, public_key, data):
             return
         if self._admitted is not None and req.id not in self._admitted:

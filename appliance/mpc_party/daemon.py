@@ -28,7 +28,8 @@ from appliance.hsm.store import ShareStore, StoreError, open_share_checked
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.finality import KeygenFinality
-from appliance.mpc_party.jobs import KeyCache, RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.jobs import OPEN_SIGN_STATUSES, KeyCache, RequestRefused, check_on_chain, job_session_id
+from appliance.mpc_party.join import JoinRefused, PeerJoiner
 from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
@@ -46,6 +47,7 @@ from appliance.mpc_party.members import KeyMembers
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.presign import Presigner, PresignPool
 from appliance.mpc_party.protocols import dispatch as protocols
+from appliance.mpc_party.protocols.hello import HELLO_PROTOCOL, HELLO_ROUND, Hello
 from appliance.mpc_party.protocols.pool import PoolSignSession
 from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
@@ -55,6 +57,7 @@ from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
 from appliance.rules.keytypes import protocol_label
 from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.membership import Membership, chain_membership
+from appliance.rules.requests import Decision, plan_sign
 from appliance.rules.roster import MAX_INDEX, Roster, split_address
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
@@ -90,6 +93,8 @@ class PartySection:
     round_timeout_s: float = bounded(0.01, 3600.0, 10.0)
     # a signing session no peer has joined by then is given up (runner.py)
     join_timeout_s: float = bounded(0.0, 3600.0, 3.0)
+    # signing sessions a peer opened that this party joins at once, without its controller (join.py); 0: off
+    join_workers: int = bounded(0, 256, 8)
     # how often missing shares are looked for on chain and orphans swept (keyrepair.py)
     repair_interval_s: float = bounded(0.1, 86400.0, 30.0)
     attempt_blocks: int = bounded(1, 1 << 32, 10)  # must equal the controllers' [controller] attempt_blocks
@@ -172,7 +177,7 @@ class PartyDaemon:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
         self._check_identity()
         tls = TlsCredentials.from_bundle(p.tls_dir, sealer=self.hsm)
-        self.gate = Gate(self.me, self.roster.identity_keys())
+        self.gate = Gate(self.me, self.roster.identity_keys(), announcements=(HELLO_PROTOCOL,))
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
@@ -195,6 +200,8 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership,
             request_of=self._request_of)
         self.gate.on_unopened = self._on_unopened
+        self.joiner = PeerJoiner(self.me, config.chain.chain_id, self.keyring, self._join_peer_session,
+                                 p.join_workers, max_age_s=p.join_timeout_s or p.round_timeout_s)
         self.keygen = KeygenFinality(
             me=self.me, keyring=self.keyring, n=len(self.roster.parties), t=self.roster.cluster.threshold,
             store=self.store, sealer=hsm, runner=self.runner, identity_keys=self.roster.identity_keys(),
@@ -258,6 +265,7 @@ class PartyDaemon:
         self.refresher.on_unopened(env)
         self.repair.on_unopened(env)
         self.presigner.on_unopened(env)
+        self.joiner.on_unopened(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -301,6 +309,7 @@ class PartyDaemon:
         self.repair.stop()
         self.local.stop()
         self.server.stop(grace=1.0)
+        self.joiner.close()
         self.runner.close()
         self.client.close()
         self.store.close()
@@ -310,8 +319,9 @@ class PartyDaemon:
 
     # --- jobs --------------------------------------------------------------------------------------
 
-    def run_job(self, job: Job) -> bytes:
-        """Check the job on chain, then run it once per session id (joining a run in flight)."""
+    def run_job(self, job: Job, peer: int | None = None) -> bytes:
+        """Check the job on chain, then run it once per session id (joining a run in flight). `peer`: the
+        party whose hello brought the job (join.py), None for a job from our controller."""
         if isinstance(job, RefreshJob):
             return self.refresher.run(job)
         if isinstance(job, PresignJob):
@@ -338,12 +348,12 @@ class PartyDaemon:
                     self._sessions.popitem(last=False)
         if owner:
             try:
-                future.set_result(self._execute(job, sid, request))
+                future.set_result(self._execute(job, sid, request, peer))
             except BaseException as exc:
                 future.set_exception(exc)
         return future.result()
 
-    def _execute(self, job: Job, sid: bytes, request: Any) -> bytes:
+    def _execute(self, job: Job, sid: bytes, request: Any, peer: int | None = None) -> bytes:
         extra = job_log_fields(job, sid)
         protocol, phase = protocol_label(job.key_type), "keygen" if isinstance(job, KeygenJob) else "sign"
         log.info("party %d runs %s request %d attempt %d (session %s)", self.me, job.kind, job.request_id,
@@ -357,7 +367,7 @@ class PartyDaemon:
             if isinstance(job, KeygenJob):
                 result = self._keygen(job, sid)
             else:
-                result = self._sign(job, sid, request.mpc_btl)
+                result = self._sign(job, sid, request.mpc_btl, peer)
             metrics.SESSION_SECONDS.labels(protocol, phase).observe(time.monotonic() - started)
             reason = ""
             return result
@@ -407,7 +417,7 @@ class PartyDaemon:
             return self.roster.indices(), self.roster.cluster.threshold
         return list(membership.parties), membership.threshold
 
-    def _sign(self, job: SignJob, sid: bytes, mpc_btl: int) -> bytes:
+    def _sign(self, job: SignJob, sid: bytes, mpc_btl: int, peer: int | None = None) -> bytes:
         if self.me not in job.signers:
             raise JobFailed(f"party {self.me} is not in the signer set {list(job.signers)}")
         self._check_attempt(job, mpc_btl)
@@ -417,7 +427,7 @@ class PartyDaemon:
                 log.info("party %d already signed request %d: same signature again", self.me, job.request_id,
                          extra=job_log_fields(job, sid))
                 return made
-            self._join_signer_set(job)
+            self._join_signer_set(job, peer)
             signature = self._sign_session(job, sid)
             self.state.record_signature(self.keyring, job.request_id, signature)
             return signature
@@ -432,15 +442,22 @@ class PartyDaemon:
                 lock = self._request_locks[request_id] = threading.Lock()
             return lock
 
-    def _join_signer_set(self, job: SignJob) -> None:
-        """Count the job's signer set against MAX_SIGNER_SETS for its (request, attempt)."""
-        tag, run = (job.request_id, job.attempt), (tuple(sorted(job.signers)), job.retry)
+    def _join_signer_set(self, job: SignJob, peer: int | None = None) -> None:
+        """Count the job's signer set against its budget: MAX_SIGNER_SETS per (request, attempt) for our
+        controller's jobs; one signer set (and its retries) per (request, attempt) for each peer whose
+        hello we act on (join.py), kept apart so that a peer naming sets cannot use up our controller's."""
+        run = (tuple(sorted(job.signers)), job.retry)
+        tag = (job.request_id, job.attempt) if peer is None else (job.request_id, job.attempt, peer)
         with self._lock:
             joined = self._signer_sets.setdefault(tag, set())
-            if run not in joined and len(joined) >= MAX_SIGNER_SETS:
+            if peer is None:
+                over = run not in joined and len(joined) >= MAX_SIGNER_SETS
+            else:
+                over = any(signers != run[0] for signers, _ in joined)
+            if over:
+                whose = f"(at most {MAX_SIGNER_SETS})" if peer is None else f"from party {peer} (one set each)"
                 raise JobFailed(f"refused: party {self.me} already joined {len(joined)} signing sessions of "
-                                f"request {job.request_id} attempt {job.attempt} (at most {MAX_SIGNER_SETS})",
-                                retryable=True)
+                                f"request {job.request_id} attempt {job.attempt} {whose}", retryable=True)
             joined.add(run)
             while len(self._signer_sets) > RESULT_CACHE:
                 self._signer_sets.popitem(last=False)
@@ -479,8 +496,9 @@ class PartyDaemon:
                         sid.hex()[:12], extra=job_log_fields(job, sid))
             raise JobFailed(f"refused: signing session {sid.hex()[:12]} already ran on party {self.me} "
                             "(a restart or a replay); a session id is never run twice", retryable=True)
+        hello = Hello(job.request_id, job.attempt, job.retry, tuple(sorted(job.signers))).encode()
         try:
-            return self.runner.run(sid, session, join_timeout=True)
+            return self.runner.run(sid, session, join_timeout=True, hello=(HELLO_PROTOCOL, HELLO_ROUND, hello))
         except ProtocolError as exc:
             self.pairs.on_abort(exc, job.public_key)
             self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once
@@ -488,6 +506,29 @@ class PartyDaemon:
         finally:
             if isinstance(session, PoolSignSession):
                 self.presigner.settle(session, job.key_type, job.public_key, version)
+
+    def _join_peer_session(self, hello: Hello, sender: int) -> None:
+        """A peer opened a signing session and announced it (join.py): build the job from the chain
+        alone and run it like one from our controller, if our own rules would sign the request (the
+        checks of rules/requests.plan_sign, then run_job's). Nothing of the job comes from the peer
+        but the session id's fields."""
+        try:
+            request = self.checked.sign_request(hello.request_id)
+            if request is None or request.status not in OPEN_SIGN_STATUSES:
+                raise JoinRefused(f"sign request {hello.request_id} is not open on chain")
+            if request.signed_data:
+                raise JoinRefused("a signature is on chain already (our controller repeats that one)")
+            key = self.checked.key(request.key_ids[0]) if len(request.key_ids) == 1 else None
+            plan = plan_sign(request, key, self.keyring, self.chain.latest_height(), margin=0)
+        except (ChainDisagreement, ChainUnavailable) as exc:
+            raise JoinRefused(f"no agreed chain answer: {exc}") from None
+        if plan.decision is not Decision.RUN:
+            raise JoinRefused(plan.reason)
+        job = SignJob(hello.request_id, request.key_type, key.id, bytes(key.public_key),
+                      bytes(request.data_for_signing[0]), hello.signers, hello.attempt, hello.retry)
+        log.debug("party %d joins party %d's session of sign request %d attempt %d", self.me, sender,
+                 hello.request_id, hello.attempt, extra=job_log_fields(job))
+        self.run_job(job, peer=sender)
 
     def _active_version(self, public_key: bytes) -> int:
         """The share version of a key's active share here (the store row, no unseal)."""

@@ -237,8 +237,11 @@ class Gate:
         max_queued_per_sender: int = 64,
         max_per_session_sender: int = 4096,
         closed_memory: int = 4096,
+        announcements: Iterable[str] = (),
     ) -> None:
         self.me = me
+        # protocols whose envelopes only announce a session (join.py's hello): never queued in an inbox
+        self._announcements = frozenset(announcements)
         self._keys = {index: VerifyKey(bytes(key)) for index, key in identity_keys.items()}
         self._parties = len(self._keys)
         self._unknown_protocols: set[str] = set()
@@ -313,6 +316,8 @@ class Gate:
         return self._enqueue(env)
 
     def _enqueue(self, env: Envelope) -> Verdict:
+        if env.protocol in self._announcements:
+            return self._announced(env)
         with self._cond:
             session = self._sessions.get(env.session_id)
             if session is None:
@@ -336,12 +341,33 @@ class Gate:
                     self._cond.notify_all()
                     return Verdict(True, envelope=env)
         verdict = self.drop(reason, f"sender {env.sender} session {env.session_id.hex()[:16]} round {env.round}")
-        if reason is DropReason.SESSION_NOT_OPEN and self.on_unopened is not None:
-            try:
-                self.on_unopened(env)
-            except Exception:  # a hook failure must not break the transport
-                log.exception("party %d: handling an envelope for an unopened session failed", self.me)
+        if reason is DropReason.SESSION_NOT_OPEN:
+            self._unopened(env)
         return verdict
+
+    def _announced(self, env: Envelope) -> Verdict:
+        """An announcement: size-checked like any envelope, then handed to the unopened-session hook if
+        the session has neither opened nor ended here. It never enters an inbox (so it takes nothing
+        from the session's byte budget and no protocol round ever reads it)."""
+        limits, _ = limits_for(env.protocol, self._parties)
+        largest = limits.max_payload(env.round)
+        if largest is None or len(env.payload) > largest:
+            reason = DropReason.BAD_ROUND if largest is None else DropReason.OVERSIZE
+            return self.drop(reason, f"sender {env.sender} announcement round {env.round}")
+        with self._cond:
+            self.accepted += 1
+            known = env.session_id in self._sessions or env.session_id in self._closed
+        if not known:
+            self._unopened(env)
+        return Verdict(True, envelope=env)
+
+    def _unopened(self, env: Envelope) -> None:
+        if self.on_unopened is None:
+            return
+        try:
+            self.on_unopened(env)
+        except Exception:  # a hook failure must not break the transport
+            log.exception("party %d: handling an envelope for an unopened session failed", self.me)
 
     def _size_check(self, session: _Session, env: Envelope) -> DropReason | None:
         """bad_round, oversize or over_budget for `env` in `session` (lock held), or None if it fits."""

@@ -25,7 +25,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from appliance.mpc_party.protocols import confirm, pool, repair
+from appliance.mpc_party.protocols import confirm, hello, pool, repair
 from appliance.mpc_party.protocols.dkg import MAX_PARTIES, write_header
 from appliance.mpc_party.protocols.dkls23 import mul
 from appliance.mpc_party.protocols.dkls23.common import M_OT, NONCE_LEN, OT_WIDTH
@@ -217,6 +217,8 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
                                                                 _dkls23_sign_rounds()[4][0])),
         _frost_name(FROST_ED25519) + "-pool": ProtocolLimits.of(_pool_sign_rounds(_frost_rounds(ED25519),
                                                                                   _frost_rounds(ED25519)[2][0])),
+        # an announcement (envelope.Gate never queues it): one hello naming up to every party
+        hello.HELLO_PROTOCOL: ProtocolLimits.of({hello.HELLO_ROUND: (hello.MAX_HELLO_LEN,)}),
     }
 
 

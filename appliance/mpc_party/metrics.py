@@ -24,7 +24,7 @@ __all__ = [
     "POOL_SIGNS", "pool_key_type", "POOL_KEY_TYPES", "TLS_CERT_EXPIRY",
     "set_cert_expiry", "ENVELOPES", "culprit_label",
     "peer_contact", "OT_PAIRS_BURNED", "OT_PAIR_BURNS", "OT_RESETUPS", "CHAIN_DISAGREEMENTS", "QUERIES",
-    "chain_disagreement", "PEER_LIVE", "peer_live",
+    "chain_disagreement", "PEER_LIVE", "peer_live", "PEER_JOINS", "PEER_JOIN_OUTCOMES",
 ]
 
 # protocol: the protocol family a session runs (the planner's KeyType.protocol values); "unknown" only
@@ -158,6 +158,17 @@ POOL_SIGNS = Counter(
     ["key_type", "outcome"],
     registry=REGISTRY,
 )
+# outcome of a peer's hello (join.py): joined (the session ran to a result), failed (it ran and failed, or the
+# job was refused by the checks every job passes), refused (the hello's request fails our own rules), busy
+# (every join worker and queue slot taken), stale (waited longer than the opener waits), invalid (bad hello)
+PEER_JOIN_OUTCOMES = ("joined", "failed", "refused", "busy", "stale", "invalid")
+PEER_JOINS = Counter(
+    "zrkeyring_party_peer_session_joins_total",
+    "Signing sessions a peer opened and announced with a hello, by what this party did: joined, failed, "
+    "refused (the request fails this party's own rules), busy (join workers full), stale, invalid.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 def pool_key_type(key_type: str) -> str:
@@ -177,6 +188,8 @@ for _label in POOL_KEY_TYPES:
     PRESIGNATURE_POOL.labels(_label)
     for _outcome in POOL_OUTCOMES:
         POOL_SIGNS.labels(_label, _outcome)
+for _outcome in PEER_JOIN_OUTCOMES:
+    PEER_JOINS.labels(_outcome)
 for _query in QUERIES:
     for _refused in ("true", "false"):
         CHAIN_DISAGREEMENTS.labels(_query, _refused)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.mpc_party.envelope import BROADCAST, DropReason, Envelope, Gate, Outbox
@@ -34,6 +34,7 @@ DOWN_CHECK_S = 0.25  # how often a waiting round looks at the liveness view
 RESEND_PAUSE_S = 0.02  # first pause before re-sending to a peer that has not opened the session yet
 ABANDONED_KEPT = 4096  # session ids given up at the join timeout, remembered so their sends stop
 RESEND_PAUSE_MAX_S = 0.1  # the pause doubles up to this: a peer that never opens it costs ~10 sends/s, not 50
+HELLO_RESEND_S = 0.5  # a peer still not in the session after this long is sent the session's hello again
 SendFn = Callable[[int, Envelope, float], Any]  # PeerClient.send: (party, envelope, timeout) -> Ack
 ContactFn = Callable[[int, bool], None]  # (party, reached?) after each delivery attempt, e.g. for metrics
 DownFn = Callable[[int], bool]  # is this peer's daemon gone (liveness.Liveness.is_down)?
@@ -57,6 +58,17 @@ class RunnerConfig:
     join_timeout_s: float = 0.0
 
 
+@dataclass
+class _Hello:
+    """A running session's announcement and when each peer was last sent it."""
+
+    protocol: str
+    round: int
+    payload: bytes
+    envelope: Envelope | None = None
+    sent: dict[int, float] = field(default_factory=dict)
+
+
 class SessionRunner:
     """Drives sessions for one party; safe to use from several threads at once."""
 
@@ -70,16 +82,23 @@ class SessionRunner:
         self._pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-send")
         self._abandoned: dict[bytes, None] = {}  # sessions given up at the join timeout (newest last)
         self._abandon_lock = threading.Lock()
+        self._hellos: dict[bytes, _Hello] = {}  # running sessions that announce themselves (join.py)
 
     def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
-            round_timeout_s: float | None = None, record: list[Envelope] | None = None) -> Any:
+            round_timeout_s: float | None = None, record: list[Envelope] | None = None,
+            hello: tuple[str, int, bytes] | None = None) -> Any:
         """Run `session` to completion; returns its result or raises ProtocolAbort / SessionTimeout.
         With `join_timeout`, give up after RunnerConfig.join_timeout_s if no peer has sent anything.
         `round_timeout_s` overrides the configured round deadline (the keygen confirmation waits
-        longer, so a peer's abort sent at the end of its own round deadline still arrives)."""
+        longer, so a peer's abort sent at the end of its own round deadline still arrives).
+        `hello` (protocol, round, payload) is sent to a peer that answers `session_not_open`, at most
+        every HELLO_RESEND_S, so it can join the session without its controller (join.py)."""
         short = session_id.hex()[:12]
         timeout = self.config.round_timeout_s if round_timeout_s is None else round_timeout_s
         self.gate.open_session(session_id)
+        if hello is not None:
+            with self._abandon_lock:
+                self._hellos[session_id] = _Hello(*hello)
         try:
             started = time.monotonic()
             deadline = started + timeout
@@ -118,6 +137,8 @@ class SessionRunner:
                     raise SessionTimeout(short, round_, sorted(arrival.missing))
             return session.result()
         finally:
+            with self._abandon_lock:
+                self._hellos.pop(session_id, None)
             self.gate.close_session(session_id)
             self.outbox.forget(session_id)
 
@@ -160,8 +181,25 @@ class SessionRunner:
                             self.me, target, env.round, ack.reason,
                             extra={"peer": target, "session_id": env.session_id.hex()})
                 return
+            self._announce(env.session_id, target, deadline)
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, RESEND_PAUSE_MAX_S)
+
+    def _announce(self, session_id: bytes, target: int, deadline: float) -> None:
+        """Send the session's hello to `target` (sealed once, on first need), unless it had one within
+        HELLO_RESEND_S. The answer does not matter: the target joins, or our resends keep waiting."""
+        now = time.monotonic()
+        with self._abandon_lock:
+            hello = self._hellos.get(session_id)
+            if hello is None or now - hello.sent.get(target, float("-inf")) < HELLO_RESEND_S:
+                return
+            hello.sent[target] = now
+        if hello.envelope is None:  # two threads may both seal it: the same payload, either is fine
+            hello.envelope = self.outbox.seal(session_id, hello.protocol, hello.round, BROADCAST, hello.payload)
+        try:
+            self._send(target, hello.envelope, max(0.0, deadline - time.monotonic()))
+        except PeerUnavailable as exc:
+            log.debug("party %d: hello not delivered: %s", self.me, exc, extra={"peer": target})
 
     def _abandon(self, session_id: bytes) -> None:
         with self._abandon_lock:

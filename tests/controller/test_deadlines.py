@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.controller.deadlines import Deadlines
-from appliance.controller.planner import key_matches_request
+from appliance.rules.requests import key_matches_request
 from tests.chain.conftest import open_world
 
 world = pytest.fixture(scope="module", name="world")(open_world)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from appliance.controller.journal import Journal, State
-from appliance.controller.planner import (
+from appliance.rules.requests import (
     Decision,
     SignRequestView,
     clip_reason,

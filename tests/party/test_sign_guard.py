@@ -22,7 +22,7 @@ def fake_party(tmp_path, sessions: list[tuple[int, ...]]):
                             _request_locks={}, state=PartyState(tmp_path / "party_state.sqlite"))
     party._check_attempt = lambda job, mpc_btl: None
     party._request_lock = lambda rid: PartyDaemon._request_lock(party, rid)
-    party._join_signer_set = lambda job: PartyDaemon._join_signer_set(party, job)
+    party._join_signer_set = lambda job, peer=None: PartyDaemon._join_signer_set(party, job, peer)
 
     def session(job, sid):
         sessions.append(job.signers)

@@ -1,4 +1,4 @@
-"""Planning a request the same way on every party, without talking to the others.
+"""Which requests a party answers, decided the same way on every party from chain data alone.
 
 Every controller of a keyring sees the same requests on chain, so each derives the same session id
 and the same signing quorum from the request alone. The quorum rotates with the attempt number: if a
@@ -6,14 +6,22 @@ party does not answer in time, every controller moves to attempt k+1 and the nex
 
 Validation here decides which requests are rejected on chain (with a reason an operator can read)
 and which are skipped (parents of split signature requests; requests too close to their timeout).
+Both daemons apply it: the controller to plan, the party daemon before it joins a signing session a
+peer opened (mpc_party/join.py: no controller of ours vetted that request, so the party checks
+everything the controller would, `plan_sign`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from appliance.rules.keytypes import KeyType, parse_key_type
+from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest
 
 MAX_REJECT_REASON = 512
 
@@ -87,3 +95,59 @@ def key_matches_request(key_type: str, request_key_type: str, key_id: int) -> st
 def clip_reason(reason: str) -> str:
     """The chain refuses reject reasons over 512 characters."""
     return reason if len(reason) <= MAX_REJECT_REASON else reason[: MAX_REJECT_REASON - 3] + "..."
+
+
+ICA_TYPE_URL = "/" + ICATransactionRequest.DESCRIPTOR.full_name
+
+
+def is_ica(request: Any) -> bool:
+    """A signature request the chain made for an ICA transaction (read from the request's metadata)."""
+    return request.HasField("metadata") and request.metadata.type_url == ICA_TYPE_URL
+
+
+def ica_reject_reason(request: Any) -> str:
+    """Why an ICA signature request must be rejected ("" if it may be signed); chain data only.
+
+    zrChain's FulfilICATransactionRequest (x/treasury/keeper/msg_server_fulfil_ica_transaction_request.go)
+    answers a signature request whose data is a single 32-byte hash; the data must be exactly SHA-256
+    of the ICA request's input_msg for the key the ICA request names (controller/ica.py)."""
+    if not is_ica(request):
+        return ""
+    try:
+        record = ICATransactionRequest.FromString(request.metadata.value)
+    except DecodeError:
+        return "ICA transaction request metadata does not decode"
+    if list(request.key_ids) != [record.key_id]:
+        return (f"ICA transaction request {record.id} is for key {record.key_id}, "
+                f"the request names {list(request.key_ids)}")
+    expected = hashlib.sha256(record.input_msg).digest()
+    if len(request.data_for_signing) != 1 or bytes(request.data_for_signing[0]) != expected:
+        return f"data_for_signing is not SHA-256 of ICA transaction request {record.id}'s input_msg"
+    return ""
+
+
+def sign_view(request: Any, mpc_btl: int) -> SignRequestView:
+    """The planner's view of a chain SignReqResponse (`mpc_btl`: its deadline, controller/deadlines.py)."""
+    return SignRequestView(request.id, request.key_type, tuple(request.key_ids),
+                           tuple(bytes(d) for d in request.data_for_signing), tuple(request.child_req_ids),
+                           mpc_btl)
+
+
+def plan_sign(request: Any, key: Any | None, keyring: str, height: int, margin: int,
+              mpc_btl: int | None = None) -> Plan:
+    """Everything either daemon checks before a signature request is signed, in the controller's order:
+    the ICA rule, the request's own shape and timing (`plan_sign_request`), then its key (known, ours,
+    of the request's type). `key` is the chain's key of the request's first key id (None: unknown)."""
+    if reason := ica_reject_reason(request):
+        return Plan(Decision.REJECT, reason)
+    view = sign_view(request, request.mpc_btl if mpc_btl is None else mpc_btl)
+    plan = plan_sign_request(view, height, margin)
+    if plan.decision is not Decision.RUN:
+        return plan
+    if key is None:
+        return Plan(Decision.REJECT, f"unknown key {view.key_ids[0]}")
+    if key.keyring_addr != keyring:
+        return Plan(Decision.REJECT, f"key {key.id} belongs to keyring {key.keyring_addr}")
+    if mismatch := key_matches_request(key.type, request.key_type, key.id):
+        return Plan(Decision.REJECT, mismatch)  # chain data only: every party rejects alike, at once
+    return Plan(Decision.RUN)

@@ -1,0 +1,254 @@
+"""Joining a peer's signing session (mpc_party/join.py, protocols/hello.py, envelope.Gate announcements,
+daemon._join_peer_session): the hello's wire format, what the gate does with it, the bounded pool, and
+the rules a joiner applies before it signs anything a peer asked for. The attacks: a hello naming
+another session or leaving out its sender, a hello for a request its own controller would reject (or
+one already signed, closed, or of another keyring), a peer naming signer set after signer set to use up
+the party's own budget, a flood of hellos beyond the pool. Real sessions over gRPC: tests/e2e/test_join_session.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import nacl.signing
+import pytest
+
+from appliance.mpc_party.daemon import MAX_SIGNER_SETS, PartyDaemon
+from appliance.mpc_party.envelope import BROADCAST, DropReason, Envelope, Gate
+from appliance.mpc_party.join import JoinRefused, PeerJoiner, hello_session_id, parse_hello
+from appliance.mpc_party.local_api import JobFailed, SignJob
+from appliance.mpc_party.protocols.hello import HELLO_PROTOCOL, HELLO_ROUND, MAX_HELLO_LEN, Hello, HelloError
+from appliance.rules.requests import ICA_TYPE_URL
+from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest
+
+CHAIN, KEYRING = "zrkeyring-test-1", "keyring1join"
+KEYS = {i: nacl.signing.SigningKey.generate() for i in (1, 2, 3)}
+ECDSA = "KEY_TYPE_ECDSA_SECP256K1"
+PENDING = "SIGN_REQUEST_STATUS_PENDING"
+
+
+def hello_envelope(hello: Hello, sender: int = 2, sid: bytes | None = None, payload: bytes | None = None,
+                   protocol: str = HELLO_PROTOCOL, round_: int = HELLO_ROUND) -> Envelope:
+    sid = hello_session_id(hello, CHAIN, KEYRING) if sid is None else sid
+    return Envelope.create(lambda m: KEYS[sender].sign(m).signature, session_id=sid, protocol=protocol,
+                           round=round_, sender=sender, recipient=BROADCAST, seq=0,
+                           payload=hello.encode() if payload is None else payload)
+
+
+HELLO = Hello(7, 0, 0, (1, 2))
+
+
+# --- the wire format ------------------------------------------------------------------------------
+
+def test_hello_round_trips_and_is_fixed_width() -> None:
+    for hello in (HELLO, Hello(2**64 - 1, 2**32 - 1, 1, tuple(range(1, 17)))):
+        raw = hello.encode()
+        assert Hello.decode(raw) == hello and len(raw) == 16 + 2 * len(hello.signers) <= MAX_HELLO_LEN
+
+
+@pytest.mark.parametrize("raw", [b"", bytes(15), HELLO.encode()[:-1], HELLO.encode() + b"\0",
+                                 Hello(7, 0, 0, (2, 1)).encode()[:16] + b"\x00\x02\x00\x01",  # unsorted
+                                 HELLO.encode()[:16] + b"\x00\x01\x00\x01",  # repeated
+                                 HELLO.encode()[:14] + b"\x00\x00",  # no signers
+                                 HELLO.encode()[:12] + b"\xff\xff" + HELLO.encode()[14:]])  # retry out of range
+def test_malformed_hellos_are_refused(raw: bytes) -> None:
+    with pytest.raises(HelloError):
+        Hello.decode(raw)
+
+
+def test_random_bytes_never_decode_to_anything_but_a_hello_error() -> None:
+    for _ in range(2000):
+        raw = secrets.token_bytes(secrets.randbelow(64))
+        try:
+            Hello.decode(raw)
+        except HelloError:
+            pass
+
+
+def test_a_hello_must_name_its_own_session_its_sender_and_us() -> None:
+    assert parse_hello(hello_envelope(HELLO), 1, CHAIN, KEYRING) == HELLO
+    with pytest.raises(HelloError, match="another session"):  # fields of one session, id of another
+        parse_hello(hello_envelope(HELLO, sid=hello_session_id(Hello(8, 0, 0, (1, 2)), CHAIN, KEYRING)), 1,
+                    CHAIN, KEYRING)
+    with pytest.raises(HelloError, match="another session"):  # another keyring's session
+        parse_hello(hello_envelope(HELLO), 1, CHAIN, "keyring1other")
+    with pytest.raises(HelloError, match="do not include"):  # the sender is not a signer
+        parse_hello(hello_envelope(Hello(7, 0, 0, (1, 3))), 1, CHAIN, KEYRING)
+    with pytest.raises(HelloError, match="do not include"):  # we are not a signer
+        parse_hello(hello_envelope(Hello(7, 0, 0, (2, 3))), 1, CHAIN, KEYRING)
+
+
+# --- the gate ---------------------------------------------------------------------------------------
+
+def gate_with_hook() -> tuple[Gate, list[Envelope]]:
+    gate = Gate(1, {i: k.verify_key.encode() for i, k in KEYS.items()}, announcements=(HELLO_PROTOCOL,))
+    seen: list[Envelope] = []
+    gate.on_unopened = seen.append
+    return gate, seen
+
+
+def test_the_gate_hands_a_hello_for_an_unopened_session_to_the_hook_and_never_queues_one() -> None:
+    gate, seen = gate_with_hook()
+    env = hello_envelope(HELLO)
+    assert gate.offer(env.encode(), tls_party=2).accepted and [e.session_id for e in seen] == [env.session_id]
+    gate.open_session(env.session_id)  # open (our controller's job got there first): no hook, no inbox
+    assert gate.offer(hello_envelope(HELLO).encode(), tls_party=2).accepted and len(seen) == 1
+    arrival = gate.wait_for(env.session_id, HELLO_ROUND, [2], timeout=0.01)
+    assert not arrival.arrived  # a protocol round never reads it (and it takes nothing from the budget)
+    gate.close_session(env.session_id)  # ended here: a late hello starts nothing
+    assert gate.offer(hello_envelope(HELLO).encode(), tls_party=2).accepted and len(seen) == 1
+
+
+def test_the_gate_checks_a_hello_like_any_envelope_first() -> None:
+    gate, seen = gate_with_hook()
+    forged = hello_envelope(HELLO)
+    forged = Envelope(**{**forged.__dict__, "signature": bytes(64)})
+    assert gate.offer(forged.encode(), tls_party=2).reason is DropReason.BAD_SIGNATURE
+    assert gate.offer(hello_envelope(HELLO).encode(), tls_party=3).reason is DropReason.PEER_MISMATCH
+    big = hello_envelope(HELLO, payload=bytes(MAX_HELLO_LEN + 1))
+    assert gate.offer(big.encode(), tls_party=2).reason is DropReason.OVERSIZE
+    assert gate.offer(hello_envelope(HELLO, round_=2).encode(), tls_party=2).reason is DropReason.BAD_ROUND
+    assert seen == []
+
+
+# --- the pool ---------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_joiner_acts_once_per_session_and_bounds_its_queue() -> None:
+    release = threading.Event()
+    started: list[Hello] = []
+
+    def join(hello: Hello, sender: int) -> None:
+        started.append(hello)
+        release.wait(5)
+
+    joiner = PeerJoiner(1, CHAIN, KEYRING, join, workers=1, max_age_s=10.0)
+    try:
+        hellos = [Hello(100 + k, 0, 0, (1, 2)) for k in range(10)]
+        for hello in hellos:
+            joiner.on_unopened(hello_envelope(hello))
+            joiner.on_unopened(hello_envelope(hello))  # a re-sent hello: acted on once
+        assert joiner._pending == 5  # 1 worker + 4 queued; the other five were busy (not remembered)
+        release.set()
+        joiner._pool.shutdown(wait=True)
+        assert [h.request_id for h in started] == [100, 101, 102, 103, 104]
+    finally:
+        joiner.close()
+
+
+def test_a_hello_that_waited_longer_than_its_opener_waits_is_dropped() -> None:
+    clock, ran = Clock(), []
+    joiner = PeerJoiner(1, CHAIN, KEYRING, lambda hello, sender: ran.append(hello), workers=1, max_age_s=1.5,
+                        clock=clock)
+    gate_open = threading.Event()
+    joiner._pool.submit(gate_open.wait, 5)  # the only worker is busy
+    joiner.on_unopened(hello_envelope(HELLO))
+    clock.now = 2.0  # the opener gave up at 1.5 s
+    gate_open.set()
+    joiner._pool.shutdown(wait=True)
+    assert ran == []
+
+
+def test_a_disabled_joiner_ignores_hellos() -> None:
+    ran: list[Hello] = []
+    joiner = PeerJoiner(1, CHAIN, KEYRING, lambda hello, sender: ran.append(hello), workers=0, max_age_s=1.0)
+    joiner.on_unopened(hello_envelope(HELLO))
+    joiner._pool.shutdown(wait=True)
+    assert ran == []
+
+
+# --- what the daemon checks before joining ------------------------------------------------------------
+
+def chain_request(**changes):
+    fields = dict(id=7, status=PENDING, key_type=ECDSA, key_ids=[3], data_for_signing=[bytes(32)],
+                  child_req_ids=[], mpc_btl=1000, signed_data=[], metadata=None)
+    fields.update(changes)
+    request = SimpleNamespace(**fields)
+    request.HasField = lambda name: getattr(request, name) is not None
+    return request
+
+
+def fake_daemon(request, key=None):
+    """What _join_peer_session touches: the agreed chain reader, the height, run_job (recorded)."""
+    key = key or SimpleNamespace(id=3, keyring_addr=KEYRING, type=ECDSA, public_key=b"\x02" * 33)
+    ran: list[tuple[SignJob, int]] = []
+    daemon = SimpleNamespace(me=1, keyring=KEYRING,
+                             checked=SimpleNamespace(sign_request=lambda rid: request, key=lambda kid: key),
+                             chain=SimpleNamespace(latest_height=lambda: 10),
+                             run_job=lambda job, peer=None: ran.append((job, peer)))
+    return daemon, ran
+
+
+def test_a_join_builds_the_job_from_the_chain_alone() -> None:
+    daemon, ran = fake_daemon(chain_request())
+    PartyDaemon._join_peer_session(daemon, Hello(7, 1, 1, (1, 2)), 2)
+    assert ran == [(SignJob(7, ECDSA, 3, b"\x02" * 33, bytes(32), (1, 2), 1, 1), 2)]
+
+
+def ica_metadata(input_msg: bytes, key_id: int = 3):
+    record = ICATransactionRequest(id=5, key_id=key_id, input_msg=input_msg)
+    return SimpleNamespace(type_url=ICA_TYPE_URL, value=record.SerializeToString())
+
+
+@pytest.mark.parametrize(("request_", "key", "reason"), [
+    (None, None, "not open"),
+    (chain_request(status="SIGN_REQUEST_STATUS_FULFILLED"), None, "not open"),
+    (chain_request(signed_data=[SimpleNamespace(signed_data=b"sig")]), None, "on chain already"),
+    (chain_request(child_req_ids=[8, 9]), None, "parent request"),
+    (chain_request(key_ids=[3, 4]), None, "exactly one key"),
+    (chain_request(data_for_signing=[bytes(31)]), None, "32-byte digest"),
+    (chain_request(mpc_btl=10), None, "too close to timeout"),
+    (chain_request(), SimpleNamespace(id=3, keyring_addr="keyring1other", type=ECDSA, public_key=b"\x02" * 33),
+     "belongs to keyring"),
+    (chain_request(), SimpleNamespace(id=3, keyring_addr=KEYRING, type="KEY_TYPE_EDDSA_ED25519",
+                                      public_key=b"\x02" * 33), "request is for"),
+    (chain_request(metadata=ica_metadata(b"transfer")), None, "SHA-256 of ICA"),
+    (chain_request(metadata=ica_metadata(b"transfer", key_id=4),
+                   data_for_signing=[hashlib.sha256(b"transfer").digest()]), None, "is for key 4"),
+])
+def test_a_join_is_refused_for_what_our_own_controller_would_not_sign(request_, key, reason: str) -> None:
+    daemon, ran = fake_daemon(request_, key)
+    with pytest.raises(JoinRefused, match=reason):
+        PartyDaemon._join_peer_session(daemon, HELLO, 2)
+    assert ran == []
+
+
+def test_a_valid_ica_request_is_joined() -> None:
+    data = hashlib.sha256(b"transfer").digest()
+    daemon, ran = fake_daemon(chain_request(metadata=ica_metadata(b"transfer"), data_for_signing=[data]))
+    PartyDaemon._join_peer_session(daemon, HELLO, 2)
+    assert len(ran) == 1
+
+
+def sign_guard_party():
+    return SimpleNamespace(me=1, _lock=threading.Lock(), _signer_sets=OrderedDict())
+
+
+def job(signers: tuple[int, ...], retry: int = 0, attempt: int = 0) -> SignJob:
+    return SignJob(7, ECDSA, 3, b"\x02" * 33, bytes(32), signers, attempt, retry)
+
+
+def test_a_peer_naming_signer_sets_cannot_use_up_our_controllers_budget() -> None:
+    """Each peer gets one signer set (and its retries) per (request, attempt) of its own; our
+    controller's MAX_SIGNER_SETS are untouched by any number of hellos."""
+    party = sign_guard_party()
+    PartyDaemon._join_signer_set(party, job((1, 2, 3)), peer=2)
+    PartyDaemon._join_signer_set(party, job((1, 2, 3), retry=1), peer=2)  # its retry
+    for other in ((1, 2, 4), (1, 2, 5)):
+        with pytest.raises(JobFailed, match="one set each"):
+            PartyDaemon._join_signer_set(party, job(other), peer=2)
+    PartyDaemon._join_signer_set(party, job((1, 2, 4), attempt=1), peer=2)  # next attempt: its own budget
+    runs = [((1, 3, 4), 0), ((1, 3, 5), 0), ((1, 4, 5), 0), ((1, 3, 4), 1)]
+    for signers, retry in runs[:MAX_SIGNER_SETS]:
+        PartyDaemon._join_signer_set(party, job(signers, retry=retry))  # the controller's own budget is whole
