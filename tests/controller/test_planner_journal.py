@@ -9,6 +9,7 @@ import os
 import pytest
 
 from appliance.controller.journal import Journal, State
+from appliance.rules.attempts import quorum, session_id
 from appliance.rules.requests import (
     Decision,
     SignRequestView,
@@ -16,7 +17,6 @@ from appliance.rules.requests import (
     plan_key_request,
     plan_sign_request,
 )
-from appliance.rules.attempts import quorum, session_id
 
 
 def test_session_id_binds_every_field() -> None:
