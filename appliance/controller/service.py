@@ -53,7 +53,7 @@ from appliance.controller.scheduler import (
 from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
-from appliance.rules.attempts import attempt_at
+from appliance.rules.attempts import attempt_at, rotation_order
 from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.requests import Decision, clip_reason, plan_key_request, plan_sign
@@ -724,7 +724,13 @@ class Controller:
         if tag in self._eager:
             return False
         first = self._ready_height.setdefault(tag, self.height)
-        return self.height - first < self._late_post_blocks()
+        return self.height - first < self._late_post_blocks() * (1 + self._late_rank(entry.request_id))
+
+    def _late_rank(self, request_id: int) -> int:
+        """Late posters are staggered, each by its place in the request's rotation order (the same on
+        every party): two of them that saw the same PARTIAL request at the same height would otherwise
+        post together, and the second fulfilment past the threshold fails its whole tx."""
+        return rotation_order(self.parties, request_id, 0).index(self.me)
 
     def _late_post_blocks(self) -> int:
         """How long a late poster waits: LATE_POST_BLOCKS, stretched under load to twice the blocks our

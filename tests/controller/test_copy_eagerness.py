@@ -60,3 +60,26 @@ def test_a_party_outside_the_posters_session_waits(tmp_path) -> None:
     other_set = controller(tmp_path, me=1, started=(1, 3))  # its own set was another: 2 has a partner
     assert Controller._adopt_posted_signature(other_set, posted_by(2, signing), bytes(signing.verify_key), DATA)
     assert ("sign", 5) not in other_set._eager
+
+
+def late_poster(me: int):
+    made = SimpleNamespace(me=me, parties=[1, 2, 3], _eager=set(), _ready_height={}, height=50,
+                           _late_post_blocks=lambda: 2)
+    made._late_rank = lambda request_id: Controller._late_rank(made, request_id)
+    return made
+
+
+def test_late_posters_are_staggered_the_same_way_on_every_party() -> None:
+    """Two late posters that saw the same PARTIAL request at the same height post blocks apart, so the
+    first one's fulfilment lands before the second would post (and then it does not)."""
+    for request_id in range(1, 40):
+        waits = {}
+        for me in (1, 2, 3):
+            party = late_poster(me)
+            entry = SimpleNamespace(kind="sign", request_id=request_id)
+            blocks = 0
+            while Controller._wait_before_posting(party, entry):
+                party.height += 1
+                blocks += 1
+            waits[me] = blocks
+        assert sorted(waits.values()) == [2, 4, 6]  # distinct: nobody posts together
