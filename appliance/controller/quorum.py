@@ -75,10 +75,6 @@ class QuorumPicker:
         key = tuple(sorted(signers))
         runs[key] = runs.get(key, 0) + 1
 
-    def started_with(self, request_id: int, attempt: int) -> set[int]:
-        """Every party of the signer sets this controller started for (request, attempt)."""
-        return {p for signers in self._runs.get((request_id, attempt), {}) for p in signers}
-
     def eager(self, request_id: int, attempt: int) -> bool:
         """Whether this party is in the first live set: it posts at once, the others LATE_POST_BLOCKS
         later (for keygen and rejections, where every party has the answer)."""

@@ -334,11 +334,6 @@ class Controller:
         sigs = getattr(request, "keyring_party_sigs", None)
         return request.keyring_party_signatures if sigs is None else sigs
 
-    def _posters(self, request: Any) -> set[int]:
-        """The roster indices of the parties whose fulfilments the request holds."""
-        creators = {s.creator for s in self._party_sigs(request)}
-        return {i for i in self.parties if self.roster.party(i).chain_address in creators}
-
     def _posted_by_us(self, request: Any) -> bool:
         return any(s.creator == self.address for s in self._party_sigs(request))
 
@@ -445,12 +440,10 @@ class Controller:
                 return False
             log.info("sign request %d: repeating the verified signature another party posted", req.id,
                      extra={"request_id": req.id})
-            # A copied answer is a late one unless its poster is in a signer set we started for this
-            # attempt: then it is our session's signature (our party joined it, or ran it and our job
-            # has not returned yet) and we are the partner who completes it. Otherwise the poster has
-            # a partner posting too, and racing it to a FULFILLED request would fail our whole tx.
-            if not self._posters(req) & self.quorum.started_with(req.id, self._attempt(self.deadlines.of("sign", req))):
-                self._eager.discard(("sign", req.id))
+            # A copied answer is a late one even if we were in some attempt's quorum: the party that
+            # posted it has a partner posting too (the chain cannot say which session made it), and
+            # racing it to a FULFILLED request fails our tx. Late posters are staggered (_late_rank).
+            self._eager.discard(("sign", req.id))
             self.journal.record_result("sign", req.id, signature)
             return True
         return False
