@@ -783,6 +783,10 @@ class Controller:
                             response.raw_log)
                 metrics.TX_BROADCASTS.labels("rejected").inc()
                 self._fail_tx(tx.tx_hash, response.code, response.raw_log)
+                if self._listing is not None and response.height >= self._listing[0]:
+                    # The block that failed it is newer than our listing (this tick's height was read
+                    # before it): reusing the listing would re-post into the request that just closed.
+                    self._listing = None
                 continue
             self.journal.set_tx_state(tx.tx_hash, "included", 0)
             sent = self._sent_height.pop(tx.tx_hash, None)
