@@ -50,7 +50,6 @@ from appliance.controller.scheduler import (
     ShedLog,
     admitted,
 )
-from appliance.controller.verify import ResultInvalid, check_public_key, check_signature
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
 from appliance.rules.attempts import attempt_at, rotation_order
@@ -58,6 +57,7 @@ from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.requests import Decision, clip_reason, plan_key_request, plan_sign
 from appliance.rules.roster import MAX_INDEX, Roster
+from appliance.rules.verify import ResultInvalid, check_public_key, check_signature
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
 from appliance.runtime.drain import Drain

@@ -29,7 +29,7 @@ from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import OPEN_SIGN_STATUSES, KeyCache, RequestRefused, check_on_chain, job_session_id
-from appliance.mpc_party.join import JoinRefused, PeerJoiner
+from appliance.mpc_party.join import JoinAnswered, JoinRefused, PeerJoiner, hello_session_id
 from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
@@ -47,7 +47,13 @@ from appliance.mpc_party.members import KeyMembers
 from appliance.mpc_party.pairguard import PairBurned, PairGuard
 from appliance.mpc_party.presign import Presigner, PresignPool
 from appliance.mpc_party.protocols import dispatch as protocols
-from appliance.mpc_party.protocols.hello import HELLO_PROTOCOL, HELLO_ROUND, Hello
+from appliance.mpc_party.protocols.hello import (
+    HELLO_PROTOCOL,
+    HELLO_ROUND,
+    RESULT_PROTOCOL,
+    RESULT_ROUND,
+    Hello,
+)
 from appliance.mpc_party.protocols.pool import PoolSignSession
 from appliance.mpc_party.protocols.wire import ProtocolError
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
@@ -59,6 +65,7 @@ from appliance.rules.lifecycle import RefreshSchedule
 from appliance.rules.membership import Membership, chain_membership
 from appliance.rules.requests import Decision, plan_sign
 from appliance.rules.roster import MAX_INDEX, Roster, split_address
+from appliance.rules.verify import ResultInvalid, check_signature
 from appliance.runtime.chain import ChainSection
 from appliance.runtime.config import bounded, load_section, read_toml
 from appliance.runtime.drain import Drain
@@ -177,7 +184,7 @@ class PartyDaemon:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
         self._check_identity()
         tls = TlsCredentials.from_bundle(p.tls_dir, sealer=self.hsm)
-        self.gate = Gate(self.me, self.roster.identity_keys(), announcements=(HELLO_PROTOCOL,))
+        self.gate = Gate(self.me, self.roster.identity_keys(), announcements=(HELLO_PROTOCOL, RESULT_PROTOCOL))
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
@@ -200,6 +207,8 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership,
             request_of=self._request_of)
         self.gate.on_unopened = self._on_unopened
+        self.gate.on_announcement = self._on_result_note
+        self._signing: dict[bytes, SignJob] = {}  # signing sessions running here, by session id
         self.joiner = PeerJoiner(self.me, config.chain.chain_id, self.keyring, self._join_peer_session,
                                  p.join_workers, max_age_s=p.join_timeout_s or p.round_timeout_s)
         self.keygen = KeygenFinality(
@@ -424,6 +433,8 @@ class PartyDaemon:
         with self._request_lock(job.request_id):  # one signing session per request at a time
             made = self.state.signature_of(self.keyring, job.request_id)
             if made is not None:  # never a second, different signature for one request
+                if peer is not None:  # the peer waits in its session for us: hand it the signature
+                    self._send_result(sid, peer, made)
                 log.info("party %d already signed request %d: same signature again", self.me, job.request_id,
                          extra=job_log_fields(job, sid))
                 return made
@@ -497,6 +508,8 @@ class PartyDaemon:
             raise JobFailed(f"refused: signing session {sid.hex()[:12]} already ran on party {self.me} "
                             "(a restart or a replay); a session id is never run twice", retryable=True)
         hello = Hello(job.request_id, job.attempt, job.retry, tuple(sorted(job.signers))).encode()
+        with self._lock:
+            self._signing[sid] = job
         try:
             return self.runner.run(sid, session, join_timeout=True, hello=(HELLO_PROTOCOL, HELLO_ROUND, hello))
         except ProtocolError as exc:
@@ -504,6 +517,8 @@ class PartyDaemon:
             self.refresher.on_abort(exc, job.public_key)  # burned a pair: refresh the whole key at once
             raise
         finally:
+            with self._lock:
+                self._signing.pop(sid, None)
             if isinstance(session, PoolSignSession):
                 self.presigner.settle(session, job.key_type, job.public_key, version)
 
@@ -516,8 +531,11 @@ class PartyDaemon:
             request = self.checked.sign_request(hello.request_id)
             if request is None or request.status not in OPEN_SIGN_STATUSES:
                 raise JoinRefused(f"sign request {hello.request_id} is not open on chain")
-            if request.signed_data:
-                raise JoinRefused("a signature is on chain already (our controller repeats that one)")
+            sid = hello_session_id(hello, self.config.chain.chain_id, self.keyring)
+            made = self.state.signature_of(self.keyring, hello.request_id)
+            if made is not None or request.signed_data:  # signed already: hand the opener the signature
+                self._send_result(sid, sender, made or bytes(request.signed_data[0].signed_data))
+                raise JoinAnswered()
             key = self.checked.key(request.key_ids[0]) if len(request.key_ids) == 1 else None
             plan = plan_sign(request, key, self.keyring, self.chain.latest_height(), margin=0)
         except (ChainDisagreement, ChainUnavailable) as exc:
@@ -529,6 +547,34 @@ class PartyDaemon:
         log.debug("party %d joins party %d's session of sign request %d attempt %d", self.me, sender,
                  hello.request_id, hello.attempt, extra=job_log_fields(job))
         self.run_job(job, peer=sender)
+
+    def _send_result(self, sid: bytes, peer: int, signature: bytes) -> None:
+        """A result note to the peer waiting in session `sid` (join.py): the request's signature."""
+        self.runner.send(sid, RESULT_PROTOCOL, RESULT_ROUND, signature, (peer,), self.config.party.round_timeout_s)
+        self.runner.outbox.forget(sid)  # we never run this session id ourselves
+        log.info("party %d sent party %d the signature it already had for session %s", self.me, peer,
+                 sid.hex()[:12], extra={"peer": peer})
+
+    def _on_result_note(self, env: Any) -> None:
+        """Gate hook: a peer's result note for a signing session running here. Taken only from a signer
+        of that session, and only if it verifies under the key with an independent library: then the
+        session ends with it (a bad note is logged and ignored; the session goes on)."""
+        if env.protocol != RESULT_PROTOCOL or env.round != RESULT_ROUND:
+            return
+        with self._lock:
+            job = self._signing.get(env.session_id)
+        if job is None or env.sender not in job.signers:
+            return
+        try:
+            check_signature(job.key_type, job.public_key, job.data, bytes(env.payload))
+        except ResultInvalid as exc:
+            log.warning("party %d ignores party %d's result note for sign request %d: %s", self.me, env.sender,
+                        job.request_id, exc, extra={"peer": env.sender, "request_id": job.request_id})
+            return
+        if self.runner.finish(env.session_id, bytes(env.payload)):
+            log.info("party %d: party %d had signed request %d already; session %s ends with that signature",
+                     self.me, env.sender, job.request_id, env.session_id.hex()[:12],
+                     extra={"peer": env.sender, "request_id": job.request_id})
 
     def _active_version(self, public_key: bytes) -> int:
         """The share version of a key's active share here (the store row, no unseal)."""

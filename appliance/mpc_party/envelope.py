@@ -207,6 +207,7 @@ class _Session:
     per_sender: dict[int, int] = field(default_factory=dict)  # accepted so far, bounds `seen`
     bytes_per_sender: dict[int, int] = field(default_factory=dict)  # payload bytes accepted so far
     queues: dict[tuple[int, int], list[Envelope]] = field(default_factory=dict)  # (round, sender)
+    woken: bool = False  # `Gate.wake`: waits on this session return at once
 
 
 _SECURITY_REASONS = {DropReason.PEER_MISMATCH, DropReason.STRANGER, DropReason.BAD_SIGNATURE}
@@ -254,6 +255,8 @@ class Gate:
         # Called (outside the lock) with each authenticated envelope for a session not open here: the
         # daemon uses it to join sessions a peer starts itself (the pairwise OT re-setup).
         self.on_unopened: Callable[[Envelope], None] | None = None
+        # Called (outside the lock) with each announcement for a session open here (join.py's result note)
+        self.on_announcement: Callable[[Envelope], None] | None = None
         self.accepted = 0
         self.dropped: dict[str, int] = {reason.value: 0 for reason in DropReason}
 
@@ -276,6 +279,14 @@ class Gate:
             while len(self._closed) > self._closed_memory:
                 self._closed.popitem(last=False)
             self._cond.notify_all()
+
+    def wake(self, session_id: bytes) -> None:
+        """End every wait on the session's inbox now (its runner has a result another way)."""
+        with self._cond:
+            session = self._sessions.get(session_id)
+            if session is not None:
+                session.woken = True
+                self._cond.notify_all()
 
     def is_open(self, session_id: bytes) -> bool:
         with self._cond:
@@ -356,9 +367,15 @@ class Gate:
             return self.drop(reason, f"sender {env.sender} announcement round {env.round}")
         with self._cond:
             self.accepted += 1
-            known = env.session_id in self._sessions or env.session_id in self._closed
+            running = env.session_id in self._sessions
+            known = running or env.session_id in self._closed
         if not known:
             self._unopened(env)
+        elif running and self.on_announcement is not None:
+            try:
+                self.on_announcement(env)
+            except Exception:  # a hook failure must not break the transport
+                log.exception("party %d: handling an announcement failed", self.me)
         return Verdict(True, envelope=env)
 
     def _unopened(self, env: Envelope) -> None:
@@ -414,7 +431,7 @@ class Gate:
                 queues = session.queues if session is not None else {}
                 missing = frozenset(s for s in wanted if len(queues.get((round, s), ())) < count)
                 remaining = deadline - time.monotonic()
-                if not missing or session is None or remaining <= 0:
+                if not missing or session is None or remaining <= 0 or session.woken:
                     break
                 self._cond.wait(remaining)
             arrived = {s: queues.pop((round, s)) for s in sorted(wanted) if (round, s) in queues}

@@ -22,7 +22,10 @@ So a peer can make this party sign only what the chain asked of this keyring, wi
 own controller could have chosen, and no more sessions per request than its controller could start.
 When the controller later asks for the same job, it gets the same session's result (daemon.run_job
 keeps results by session id); for another signer set of the same request it gets the signature
-already made (PartyState.signature_of).
+already made (PartyState.signature_of). A party that has the request's signature already (it signed
+in another session, or it is on chain) answers a hello with a *result note* carrying it: the opener
+verifies it under the key (rules/verify.py) and ends its session with it instead of waiting out the
+join timeout for round messages that will never come.
 
 The pool is bounded (`[party] join_workers`): a hello beyond it waits in a short queue and is dropped
 once older than the opener's join timeout (its opener has given up by then); a hello is acted on once
@@ -51,6 +54,10 @@ QUEUE_PER_WORKER = 4  # hellos waiting for a free worker, per worker
 
 class JoinRefused(Exception):
     """The hello's request fails this party's own rules: nothing is run."""
+
+
+class JoinAnswered(Exception):
+    """Nothing to run: this party had the request's signature already and sent it to the opener."""
 
 
 def hello_session_id(hello: Hello, chain_id: str, keyring: str) -> bytes:
@@ -122,6 +129,8 @@ class PeerJoiner:
                 return
             self._join(hello, sender)
             metrics.PEER_JOINS.labels("joined").inc()
+        except JoinAnswered:
+            metrics.PEER_JOINS.labels("answered").inc()
         except JoinRefused as exc:
             metrics.PEER_JOINS.labels("refused").inc()
             log.info("party %d refuses to join party %d's session of sign request %d attempt %d: %s", self.me,

@@ -217,8 +217,9 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
                                                                 _dkls23_sign_rounds()[4][0])),
         _frost_name(FROST_ED25519) + "-pool": ProtocolLimits.of(_pool_sign_rounds(_frost_rounds(ED25519),
                                                                                   _frost_rounds(ED25519)[2][0])),
-        # an announcement (envelope.Gate never queues it): one hello naming up to every party
+        # announcements (envelope.Gate never queues them): a hello naming up to every party, a result note
         hello.HELLO_PROTOCOL: ProtocolLimits.of({hello.HELLO_ROUND: (hello.MAX_HELLO_LEN,)}),
+        hello.RESULT_PROTOCOL: ProtocolLimits.of({hello.RESULT_ROUND: (hello.MAX_RESULT_LEN,)}),
     }
 
 

@@ -158,14 +158,16 @@ POOL_SIGNS = Counter(
     ["key_type", "outcome"],
     registry=REGISTRY,
 )
-# outcome of a peer's hello (join.py): joined (the session ran to a result), failed (it ran and failed, or the
+# outcome of a peer's hello (join.py): joined (the session ran to a result), answered (we had the signature
+# already and sent it to the opener), failed (it ran and failed, or the
 # job was refused by the checks every job passes), refused (the hello's request fails our own rules), busy
 # (every join worker and queue slot taken), stale (waited longer than the opener waits), invalid (bad hello)
-PEER_JOIN_OUTCOMES = ("joined", "failed", "refused", "busy", "stale", "invalid")
+PEER_JOIN_OUTCOMES = ("joined", "answered", "failed", "refused", "busy", "stale", "invalid")
 PEER_JOINS = Counter(
     "zrkeyring_party_peer_session_joins_total",
-    "Signing sessions a peer opened and announced with a hello, by what this party did: joined, failed, "
-    "refused (the request fails this party's own rules), busy (join workers full), stale, invalid.",
+    "Signing sessions a peer opened and announced with a hello, by what this party did: joined, answered (sent "
+    "the signature it had already), failed, refused (the request fails this party's own rules), busy (join "
+    "workers full), stale, invalid.",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -83,6 +83,7 @@ class SessionRunner:
         self._abandoned: dict[bytes, None] = {}  # sessions given up at the join timeout (newest last)
         self._abandon_lock = threading.Lock()
         self._hellos: dict[bytes, _Hello] = {}  # running sessions that announce themselves (join.py)
+        self._finished: dict[bytes, Any] = {}  # running sessions given their result another way (`finish`)
 
     def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
             round_timeout_s: float | None = None, record: list[Envelope] | None = None,
@@ -106,6 +107,8 @@ class SessionRunner:
             self._emit(session_id, session, session.start(), deadline)
             round_ = session.current_round
             while not session.done:
+                if session_id in self._finished:  # a verified result arrived another way (join.py)
+                    return self._finished.pop(session_id)
                 if session.current_round != round_:
                     round_ = session.current_round
                     deadline = time.monotonic() + timeout
@@ -139,6 +142,7 @@ class SessionRunner:
         finally:
             with self._abandon_lock:
                 self._hellos.pop(session_id, None)
+                self._finished.pop(session_id, None)
             self.gate.close_session(session_id)
             self.outbox.forget(session_id)
 
@@ -184,6 +188,17 @@ class SessionRunner:
             self._announce(env.session_id, target, deadline)
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, RESEND_PAUSE_MAX_S)
+
+    def finish(self, session_id: bytes, result: Any) -> bool:
+        """End a running session with `result`, which the caller has verified (a peer had signed the
+        request already and sent the signature, join.py): its run returns it and sends nothing more.
+        False when the session is not running here."""
+        with self._abandon_lock:
+            if session_id not in self._hellos:
+                return False
+            self._finished[session_id] = result
+        self.gate.wake(session_id)
+        return True
 
     def _announce(self, session_id: bytes, target: int, deadline: float) -> None:
         """Send the session's hello to `target` (sealed once, on first need), unless it had one within

@@ -11,8 +11,10 @@ tests/party/test_join.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+import time
 
 import pytest
 
@@ -56,10 +58,20 @@ def test_a_session_one_party_opens_is_joined_by_its_peer_without_its_controller(
         signature = opener.run(job, timeout=30)  # only party 1 is asked: party 2 joins on the hello
         verify_independently(name, bytes(key.public_key), data, signature)
         assert peer.run(job, timeout=5) == signature  # party 2's result of the same session, no new one
+        # party 3 now opens {2, 3} for the request: party 2 has signed it and hands party 3 the signature
+        # in a result note, which party 3 verifies and ends its session with (no join timeout)
+        third = PartyClient(keyring.host(3).socket)
+        try:
+            started = time.monotonic()
+            assert third.run(dataclasses.replace(job, signers=(2, 3)), timeout=30) == signature
+            assert time.monotonic() - started < keyring.settings.join_timeout_s
+        finally:
+            third.close()
     finally:
         opener.close()
         peer.close()
     assert _joins(keyring, 2, "joined") == joined_before + 1
+    assert _joins(keyring, 2, "answered") >= 1
     runs = re.findall(rf"party 2 runs sign request {request_id} ", keyring.host(2).log("party").read_text())
     assert len(runs) == 1  # one session on party 2, started by the hello
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -19,9 +20,17 @@ import pytest
 
 from appliance.mpc_party.daemon import MAX_SIGNER_SETS, PartyDaemon
 from appliance.mpc_party.envelope import BROADCAST, DropReason, Envelope, Gate
-from appliance.mpc_party.join import JoinRefused, PeerJoiner, hello_session_id, parse_hello
+from appliance.mpc_party.join import JoinAnswered, JoinRefused, PeerJoiner, hello_session_id, parse_hello
 from appliance.mpc_party.local_api import JobFailed, SignJob
-from appliance.mpc_party.protocols.hello import HELLO_PROTOCOL, HELLO_ROUND, MAX_HELLO_LEN, Hello, HelloError
+from appliance.mpc_party.protocols.hello import (
+    HELLO_PROTOCOL,
+    HELLO_ROUND,
+    MAX_HELLO_LEN,
+    RESULT_PROTOCOL,
+    RESULT_ROUND,
+    Hello,
+    HelloError,
+)
 from appliance.rules.requests import ICA_TYPE_URL
 from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest
 
@@ -179,14 +188,18 @@ def chain_request(**changes):
     return request
 
 
-def fake_daemon(request, key=None):
-    """What _join_peer_session touches: the agreed chain reader, the height, run_job (recorded)."""
+def fake_daemon(request, key=None, made: bytes | None = None):
+    """What _join_peer_session touches: the agreed chain reader, the height, our signatures, run_job and
+    _send_result (recorded: run jobs in `ran`, result notes in `daemon.sent`)."""
     key = key or SimpleNamespace(id=3, keyring_addr=KEYRING, type=ECDSA, public_key=b"\x02" * 33)
     ran: list[tuple[SignJob, int]] = []
-    daemon = SimpleNamespace(me=1, keyring=KEYRING,
+    daemon = SimpleNamespace(me=1, keyring=KEYRING, sent=[],
+                             config=SimpleNamespace(chain=SimpleNamespace(chain_id=CHAIN)),
+                             state=SimpleNamespace(signature_of=lambda keyring, request_id: made),
                              checked=SimpleNamespace(sign_request=lambda rid: request, key=lambda kid: key),
                              chain=SimpleNamespace(latest_height=lambda: 10),
                              run_job=lambda job, peer=None: ran.append((job, peer)))
+    daemon._send_result = lambda sid, peer, signature: daemon.sent.append((sid, peer, signature))
     return daemon, ran
 
 
@@ -204,7 +217,6 @@ def ica_metadata(input_msg: bytes, key_id: int = 3):
 @pytest.mark.parametrize(("request_", "key", "reason"), [
     (None, None, "not open"),
     (chain_request(status="SIGN_REQUEST_STATUS_FULFILLED"), None, "not open"),
-    (chain_request(signed_data=[SimpleNamespace(signed_data=b"sig")]), None, "on chain already"),
     (chain_request(child_req_ids=[8, 9]), None, "parent request"),
     (chain_request(key_ids=[3, 4]), None, "exactly one key"),
     (chain_request(data_for_signing=[bytes(31)]), None, "32-byte digest"),
@@ -222,6 +234,16 @@ def test_a_join_is_refused_for_what_our_own_controller_would_not_sign(request_, 
     with pytest.raises(JoinRefused, match=reason):
         PartyDaemon._join_peer_session(daemon, HELLO, 2)
     assert ran == []
+
+
+@pytest.mark.parametrize(("made", "on_chain"), [(b"ours", []), (None, [SimpleNamespace(signed_data=b"chain's")])])
+def test_a_party_that_has_the_signature_hands_it_to_the_opener_instead_of_joining(made, on_chain) -> None:
+    """Signed already (by us in another session, or on chain): no session runs; the opener gets a result
+    note in its own session id (it verifies the signature itself before using it)."""
+    daemon, ran = fake_daemon(chain_request(signed_data=on_chain), made=made)
+    with pytest.raises(JoinAnswered):
+        PartyDaemon._join_peer_session(daemon, HELLO, 2)
+    assert ran == [] and daemon.sent == [(hello_session_id(HELLO, CHAIN, KEYRING), 2, made or b"chain's")]
 
 
 def test_a_valid_ica_request_is_joined() -> None:
@@ -252,3 +274,53 @@ def test_a_peer_naming_signer_sets_cannot_use_up_our_controllers_budget() -> Non
     runs = [((1, 3, 4), 0), ((1, 3, 5), 0), ((1, 4, 5), 0), ((1, 3, 4), 1)]
     for signers, retry in runs[:MAX_SIGNER_SETS]:
         PartyDaemon._join_signer_set(party, job(signers, retry=retry))  # the controller's own budget is whole
+
+
+# --- the result note ----------------------------------------------------------------------------------
+
+def test_the_gate_hands_an_announcement_for_a_running_session_to_its_hook() -> None:
+    gate = Gate(1, {i: k.verify_key.encode() for i, k in KEYS.items()}, announcements=(RESULT_PROTOCOL,))
+    notes: list[Envelope] = []
+    gate.on_announcement = notes.append
+    note = hello_envelope(HELLO, payload=bytes(64), protocol=RESULT_PROTOCOL, round_=RESULT_ROUND)
+    assert gate.offer(note.encode(), tls_party=2).accepted and notes == []  # not running here
+    gate.open_session(note.session_id)
+    assert gate.offer(note.encode(), tls_party=2).accepted and notes == [note]
+    assert not gate.wait_for(note.session_id, RESULT_ROUND, [2], timeout=0.01).arrived  # never queued
+
+
+def test_a_wake_ends_a_wait_on_the_session_at_once() -> None:
+    gate, _ = gate_with_hook()
+    sid = bytes(32)
+    gate.open_session(sid)
+    threading.Timer(0.05, gate.wake, args=(sid,)).start()
+    started = time.monotonic()
+    assert gate.wait_for(sid, 1, [2], timeout=5.0).missing == {2}
+    assert time.monotonic() - started < 2.0
+
+
+def result_daemon(job: SignJob):
+    finished: list[tuple[bytes, bytes]] = []
+    runner = SimpleNamespace(finish=lambda sid, result: finished.append((sid, result)) or True)
+    daemon = SimpleNamespace(me=1, _lock=threading.Lock(), _signing={b"s" * 32: job}, runner=runner)
+    return daemon, finished
+
+
+def note_from(sender: int, payload: bytes, sid: bytes = b"s" * 32) -> Envelope:
+    return Envelope.create(lambda m: KEYS[sender].sign(m).signature, session_id=sid, protocol=RESULT_PROTOCOL,
+                           round=RESULT_ROUND, sender=sender, recipient=BROADCAST, seq=0, payload=payload)
+
+
+def test_a_result_note_ends_the_session_only_if_a_signer_sent_a_signature_that_verifies() -> None:
+    signing = nacl.signing.SigningKey.generate()
+    data = b"message to sign"
+    job = SignJob(7, "KEY_TYPE_EDDSA_ED25519", 3, bytes(signing.verify_key), data, (1, 2), 0)
+    good = signing.sign(data).signature
+    daemon, finished = result_daemon(job)
+    PartyDaemon._on_result_note(daemon, note_from(2, bytes(64)))  # does not verify
+    PartyDaemon._on_result_note(daemon, note_from(3, good))  # not a signer of this session
+    PartyDaemon._on_result_note(daemon, note_from(2, good, sid=b"t" * 32))  # not running here
+    PartyDaemon._on_result_note(daemon, note_from(2, nacl.signing.SigningKey.generate().sign(data).signature))
+    assert finished == []
+    PartyDaemon._on_result_note(daemon, note_from(2, good))
+    assert finished == [(b"s" * 32, good)]

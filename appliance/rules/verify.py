@@ -3,7 +3,8 @@
 The controller does not take its own party daemon's word: a public key must have the chain's format,
 and a signature must verify under the key's public key with a library other than the one that made
 it (coincurve for ECDSA, PyNaCl for Ed25519). A signature learnt from the chain (posted by another
-party) is checked the same way before it is repeated.
+party) is checked the same way before it is repeated, and so is one a peer hands the party daemon
+for a session it opened (mpc_party/join.py: the peer had signed the request already).
 """
 
 from __future__ import annotations
