@@ -220,6 +220,12 @@ class JobScheduler:
             self.queue.clock.observe(height, block_unix, self._now())
             self.queue.shed_log.flush(self._now())
 
+    def height_now(self) -> int:
+        """The chain height probably reached by now (BlockClock): under load a tick takes several blocks,
+        and the height read at its start is stale by the time it posts."""
+        with self._cond:
+            return self.queue.clock.now_height(self._now())
+
     def submit(self, kind: str, deadline: int, item: Any, tiebreak: int = 0) -> bool:
         """Queue `item`; False if it was shed at once (`on_shed` has been told)."""
         with self._cond:

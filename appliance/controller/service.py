@@ -625,7 +625,10 @@ class Controller:
         c = self.config.controller
         deadlines = {(e.kind, e.request_id): self.deadlines.of(e.kind, opened[(e.kind, e.request_id)].request)
                      for e in ready}
-        plan = answers_to_post(ready, deadlines, self.height, c.post_margin_blocks, c.tx_timeout_blocks)
+        # the height this tx meets, not the one this tick began at: under load a tick spans blocks, and an
+        # answer (or a timeout height) judged by the stale one gets the whole tx refused by the node
+        height = max(self.height, self.scheduler.height_now())
+        plan = answers_to_post(ready, deadlines, height, c.post_margin_blocks, c.tx_timeout_blocks)
         for entry in plan.expiring:  # left in the journal: settled once the chain times the request out
             if (entry.kind, entry.request_id) not in self._expiring:
                 self._expiring.add((entry.kind, entry.request_id))

@@ -196,3 +196,20 @@ def test_admission_counts_the_jobs_queued_ahead() -> None:
     assert admitted == [0, 1, 2, 3, 4]  # 0.5 s each, two at a time, 2 blocks' margin, 10 blocks left
     assert shed == [("signature", SHED_DEADLINE)] * 5
     assert q.push("signature", 140, "later", now=0.0) == []  # a later deadline still fits
+
+
+def test_height_now_runs_ahead_of_the_last_height_seen() -> None:
+    """The poster judges expiring answers by the height its tx will meet: a tick that takes three blocks
+    under load must not post answers (or a timeout height) that the chain has already passed."""
+    clock = {"now": 0.0}
+    q, _ = queue(height=100)
+    scheduler = JobScheduler(1, lambda item: True, lambda item: None, q, now=lambda: clock["now"])
+    try:
+        for height in range(100, 110):  # one block per 0.2 s
+            clock["now"] = (height - 100) * 0.2
+            scheduler.observe(height, None)
+        assert scheduler.height_now() == 109
+        clock["now"] += 0.65  # three blocks and a bit later, no new height seen yet
+        assert scheduler.height_now() == 112
+    finally:
+        scheduler.shutdown()
