@@ -75,6 +75,12 @@ LOG_EVENTS = {  # controller log lines worth counting when profiling
     "ticks failed": r"controller tick failed",
     "jobs refused by the party (request already closed)": r"attempt \d+ failed: refused",
     "sessions with a silent party": r"failed: session \w+ round \d+: no answer",
+    "fulfilment txs refused by the node": r"refused by the node",
+}
+PARTY_LOG_EVENTS = {  # party daemon log lines worth counting (mpc_party/join.py)
+    "sessions ended by a peer's result note": r"had signed request \d+ already",
+    "hellos refused": r"refuses to join",
+    "joined sessions that failed": r"joined session of party \d+ .* failed",
 }
 
 
@@ -492,8 +498,11 @@ def _integrity(bench: Bench, keyring: LocalKeyring) -> list[Result]:
     logs = "".join(h.log("controller").read_text() for h in keyring.hosts if h.log("controller").exists())
     jobs = [float(m) for m in re.findall(r"sign request \d+: result ready in ([0-9.]+) s", logs)]
     counts = {what: len(re.findall(pattern, logs)) for what, pattern in LOG_EVENTS.items()}
+    party_logs = "".join(h.log("party").read_text() for h in keyring.hosts if h.log("party").exists())
+    party_counts = {what: len(re.findall(pattern, party_logs)) for what, pattern in PARTY_LOG_EVENTS.items()}
     note = (f"over all {len(bench.all)} requests of the run; controller logs: "
             + ", ".join(f"{n} {what}" for what, n in counts.items())
+            + "; party logs: " + ", ".join(f"{n} {what}" for what, n in party_counts.items())
             + f"; party sign job p50 {_quantile(jobs, 0.5):.3f} s over {len(jobs)} jobs")
     return [Result("e2e.duplicates", duplicates, "count", note=note),
             Result("e2e.losses", losses, "count", note=note)]
