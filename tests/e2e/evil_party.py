@@ -52,9 +52,9 @@ def _install_bitflip() -> None:
     mul.receiver_extend = flipping_extend(lambda: getattr(_local, "column", 0))
     honest_sign = daemon.PartyDaemon._sign
 
-    def sign(self, job, sid, mpc_btl):
+    def sign(self, job, sid, mpc_btl, peer=None):
         if job.key_type == "KEY_TYPE_EDDSA_ED25519":
-            return honest_sign(self, job, sid, mpc_btl)
+            return honest_sign(self, job, sid, mpc_btl, peer)
         with _lock:
             column = _counter[0] % 128
             _counter[0] += 1
@@ -62,7 +62,7 @@ def _install_bitflip() -> None:
         entry = {"sid": sid.hex(), "signers": list(job.signers), "column": column,
                  "public_key": job.public_key.hex()}
         try:
-            result = honest_sign(self, job, sid, mpc_btl)
+            result = honest_sign(self, job, sid, mpc_btl, peer)
         except BaseException:
             _log({**entry, "ok": False})
             raise
