@@ -197,6 +197,7 @@ class SessionRunner:
             if session_id not in self._hellos:
                 return False
             self._finished[session_id] = result
+        self._abandon(session_id)  # our round messages still being re-sent to the peer stop
         self.gate.wake(session_id)
         return True
 
