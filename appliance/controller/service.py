@@ -438,12 +438,18 @@ class Controller:
                 log.warning("sign request %d: signature posted by another party is invalid: %s", req.id, exc,
                             extra={"request_id": req.id})
                 return False
-            log.info("sign request %d: repeating the verified signature another party posted", req.id,
-                     extra={"request_id": req.id})
-            # A copied answer is a late one even if we were in some attempt's quorum: the party that
-            # posted it has a partner posting too (the chain cannot say which session made it), and
-            # racing it to a FULFILLED request fails our tx. Late posters are staggered (_late_rank).
-            self._eager.discard(("sign", req.id))
+            # Our party made this very signature (it was in the poster's session, often joined on the
+            # poster's hello before our own job ran): we are that session's partner and complete the
+            # request at once. Otherwise the poster has a partner posting too, and racing it to a
+            # FULFILLED request fails our tx: a copy is late (staggered, _late_rank).
+            if self.party.signature(req.id) == signature:
+                log.info("sign request %d: our party made the signature another party posted; posting it",
+                         req.id, extra={"request_id": req.id})
+                self._eager.add(("sign", req.id))
+            else:
+                log.info("sign request %d: repeating the verified signature another party posted", req.id,
+                         extra={"request_id": req.id})
+                self._eager.discard(("sign", req.id))
             self.journal.record_result("sign", req.id, signature)
             return True
         return False

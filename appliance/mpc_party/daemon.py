@@ -227,6 +227,7 @@ class PartyDaemon:
                                    version_of=self._active_version)
         self._default_btl: int | None = None
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
+                                 signature=lambda request_id: self.state.signature_of(self.keyring, request_id),
                                  liveness=self.liveness_view)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()

@@ -251,6 +251,7 @@ RUN = f"/{SERVICE}/Run"
 STATUS = f"/{SERVICE}/Status"
 KEYS = f"/{SERVICE}/Keys"
 LIVENESS = f"/{SERVICE}/Liveness"
+SIGNATURE = f"/{SERVICE}/Signature"
 
 
 @dataclass
@@ -283,16 +284,19 @@ class LocalServer:
 
     def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
                  workers: int = 16, keys: KeysHandler | None = None,
-                 liveness: LivenessHandler | None = None) -> None:
+                 liveness: LivenessHandler | None = None,
+                 signature: Callable[[int], bytes | None] | None = None) -> None:
         self.socket_path = Path(socket_path)
         self._run, self._status, self._keys = run, status, keys or (lambda: [])
         self._liveness = liveness
+        self._signature = signature or (lambda request_id: None)
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
         handlers = {
             "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
             "Status": grpc.unary_unary_rpc_method_handler(self._handle_status, _identity, _identity),
             "Keys": grpc.unary_unary_rpc_method_handler(self._handle_keys, _identity, _identity),
             "Liveness": grpc.unary_unary_rpc_method_handler(self._handle_liveness, _identity, _identity),
+            "Signature": grpc.unary_unary_rpc_method_handler(self._handle_signature, _identity, _identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -338,6 +342,13 @@ class LocalServer:
     def _handle_keys(self, _request: bytes, _context: grpc.ServicerContext) -> bytes:
         return _answer({"keys": self._keys()})
 
+    def _handle_signature(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """The signature this party made for a signature request (u64 id, big-endian), or none."""
+        if len(request) != 8:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected an 8-byte request id")
+        made = self._signature(int.from_bytes(request, "big"))
+        return _answer({"signature": made.hex() if made is not None else None})
+
     def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
         if self._liveness is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
@@ -368,6 +379,7 @@ class PartyClient:
         self._status = self._method(STATUS)
         self._keys = self._method(KEYS)
         self._liveness = self._method(LIVENESS)
+        self._signature = self._method(SIGNATURE)
 
     def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
         return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
@@ -395,6 +407,14 @@ class PartyClient:
     def keys(self, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The shares this party holds (public metadata only), for `zrkeyring keys`."""
         return list(json.loads(self._keys(b"", timeout=timeout))["keys"])
+    def signature(self, request_id: int, timeout: float = 1.0) -> bytes | None:
+        """The signature the party made for sign request `request_id` (None: none, or it cannot say)."""
+        try:
+            body = json.loads(self._signature(request_id.to_bytes(8, "big"), timeout=timeout))
+            return bytes.fromhex(body["signature"]) if body.get("signature") else None
+        except (grpc.RpcError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
     def liveness(self, timeout: float = 1.0) -> set[int]:
         """The parties the local daemon sees live now (always including itself); raises JobFailed when
         the daemon cannot be asked."""

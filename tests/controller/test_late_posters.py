@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import nacl.signing
+
+from appliance.controller.journal import Journal
 from appliance.controller.service import Controller
+from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import SignReqResponse
+
+DATA = b"message to sign"
 
 
 def late_poster(me: int):
@@ -34,3 +40,31 @@ def test_late_posters_are_staggered_the_same_way_on_every_party() -> None:
                 blocks += 1
             waits[me] = blocks
         assert sorted(waits.values()) == [2, 4, 6]  # distinct: nobody posts together
+
+
+def copier(tmp_path, ours: bytes | None):
+    tmp_path.mkdir()
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.observe("sign", 5)
+    return SimpleNamespace(journal=journal, _eager={("sign", 5)},
+                           party=SimpleNamespace(signature=lambda request_id: ours))
+
+
+def posted(signature: bytes) -> SignReqResponse:
+    request = SignReqResponse(id=5, key_type="KEY_TYPE_EDDSA_ED25519", status="SIGN_REQUEST_STATUS_PARTIAL")
+    request.signed_data.add(signed_data=signature)
+    return request
+
+
+def test_a_copy_is_eager_only_when_our_party_made_that_very_signature(tmp_path) -> None:
+    """Our party joined the poster's session (join.py) before our own job ran: we are the partner who
+    completes the request, at once. Any other copy waits (the poster's partner posts too)."""
+    signing = nacl.signing.SigningKey.generate()
+    signature = signing.sign(DATA).signature
+    partner = copier(tmp_path / "a", signature)
+    assert Controller._adopt_posted_signature(partner, posted(signature), bytes(signing.verify_key), DATA)
+    assert ("sign", 5) in partner._eager and partner.journal.get("sign", 5).result == signature
+    for ours in (None, signing.sign(b"another session").signature):
+        other = copier(tmp_path / ("b" if ours is None else "c"), ours)
+        assert Controller._adopt_posted_signature(other, posted(signature), bytes(signing.verify_key), DATA)
+        assert ("sign", 5) not in other._eager

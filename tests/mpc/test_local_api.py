@@ -49,3 +49,21 @@ def test_local_server_runs_jobs_and_reports_failures(tmp_path) -> None:
     with pytest.raises(JobFailed, match="unreachable") as failed:
         down.run(KeygenJob(1, "KEY_TYPE_ECDSA_SECP256K1", (1, 2, 3), 2), 1)
     assert failed.value.retryable
+
+
+def test_the_controller_can_ask_which_signature_its_party_made(tmp_path) -> None:
+    """`Signature`: what the party made for a request (controller: a copy of its own session's signature
+    is posted at once); none, or an unreachable daemon, is None."""
+    made = {7: b"\x01" * 64}
+    server = LocalServer(tmp_path / "party.sock", lambda job: b"", lambda: {}, signature=made.get).start()
+    client = PartyClient(tmp_path / "party.sock")
+    try:
+        assert client.signature(7) == b"\x01" * 64
+        assert client.signature(8) is None
+        assert client.signature(2**64 - 1) is None
+    finally:
+        client.close()
+        server.stop()
+    down = PartyClient(tmp_path / "party.sock")
+    assert down.signature(7, timeout=0.5) is None
+    down.close()
