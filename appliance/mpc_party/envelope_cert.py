@@ -129,7 +129,9 @@ class KeyCertificate:
         return True
 
     def valid_at(self, now: float, skew: float = CLOCK_SKEW_S) -> bool:
-        return self.not_before - skew <= now <= self.not_after + skew
+        """Inside its window at `now` (with `skew`), and the window no longer than `LIFETIME_S`: a
+        host that reached the HSM once cannot mint a certificate that outlives the hour it had."""
+        return self.not_after - self.not_before <= LIFETIME_S and self.not_before - skew <= now <= self.not_after + skew
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,13 @@ def test_expired_and_not_yet_valid_certificates_are_refused_within_skew_accepted
     assert gate.offer(seal(keys, seq=2).encode()).reason is DropReason.BAD_CERTIFICATE
 
 
+def test_certificate_with_a_window_longer_than_the_lifetime_is_refused():
+    key = SigningKey.generate()
+    long = certificate(1, key.verify_key.encode(), IDENTITY[1], not_after=int(T0) + 10 * 365 * 86400)
+    assert gate_for().offer(hand_made(1, key, long)).reason is DropReason.BAD_CERTIFICATE
+    assert Envelope.decode(hand_made(1, key, long)).verify(PUBLIC[1])  # still the party's statement
+
+
 def test_envelope_signed_by_an_uncertified_key_is_refused():
     certified, other = SigningKey.generate(), SigningKey.generate()
     cert = certificate(1, certified.verify_key.encode(), IDENTITY[1])
