@@ -274,3 +274,19 @@ def test_equivocation_evidence_of_certified_envelopes_verifies_for_a_third_party
                     certificate=certificate(3, forger.verify_key.encode(), forger))
     fake = replace(fake, signature=forger.sign(fake.signing_bytes()).signature)
     assert find_equivocation(seen_by_1, encode_exhibits([fake]), PUBLIC) is None
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_exhibits_of_certified_broadcasts_fit_the_keygen_confirm_limit(n):
+    """The echo-mismatch exhibits carry whole envelopes, certificates included: limits.py sizes them."""
+    from appliance.mpc_party import limits
+    from appliance.mpc_party.protocols import confirm
+
+    sid = secrets.token_bytes(32)
+    identity = {i: SigningKey.generate() for i in range(1, n + 1)}
+    seen = [Envelope.create(EnvelopeKeys(i, CLUSTER, sign_with(identity[i])), session_id=sid,
+                            protocol="dkg-ed25519", round=1, sender=i, recipient=0, seq=0,
+                            payload=DkgParty(ED25519, sid, i, n, n).round1().to_bytes())
+            for i in range(1, n + 1)]
+    exhibits = encode_exhibits(seen)
+    assert len(exhibits) <= limits.round_table(n)[confirm.PROTOCOL].max_payload(2)
