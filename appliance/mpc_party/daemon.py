@@ -27,6 +27,7 @@ from appliance.hsm import Hsm, HsmConfig, HsmError
 from appliance.hsm.store import ShareStore, StoreError, open_share_checked
 from appliance.mpc_party import metrics
 from appliance.mpc_party.envelope import Gate, Outbox
+from appliance.mpc_party.envelope_cert import EnvelopeKeys
 from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import OPEN_SIGN_STATUSES, KeyCache, RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.join import JoinAnswered, JoinRefused, PeerJoiner, hello_session_id
@@ -184,13 +185,17 @@ class PartyDaemon:
             raise ConfigError("chain.keyring: not set, and the roster has no cluster.keyring")
         self._check_identity()
         tls = TlsCredentials.from_bundle(p.tls_dir, sealer=self.hsm)
-        self.gate = Gate(self.me, self.roster.identity_keys(), announcements=(HELLO_PROTOCOL, RESULT_PROTOCOL))
+        # Envelopes: signed with an in-memory key the HSM identity key certifies hourly (envelope_cert.py)
+        cluster = self.roster.cluster.name
+        self.gate = Gate(self.me, self.roster.identity_keys(), cluster=cluster,
+                         announcements=(HELLO_PROTOCOL, RESULT_PROTOCOL))
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
         self.liveness = Liveness(self.me, self.roster.indices(), self.client.ping, on_change=self._peer_changed)
         self.server.controller_active = self.liveness.controller_active
-        self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, hsm.sign_identity), self.client.send,
+        envelope_keys = EnvelopeKeys(self.me, cluster, hsm.sign_identity, random=hsm.random)
+        self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, envelope_keys), self.client.send,
                                     RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact,
                                     is_down=self.liveness.is_down)
         ensure_dir(p.data_dir, "party.data_dir")

@@ -2,12 +2,19 @@
 
 Protocol state machines produce opaque payload bytes; before a payload leaves a party it is wrapped in
 an `Envelope` that binds it to (version, session id, protocol name, round, sender, recipient, per-sender
-sequence number) and is signed with the sender's HSM identity key (Ed25519). The signature covers a
-domain-separated, fixed-width and length-prefixed encoding of every field, so an envelope cannot be
-moved to another session, round, protocol or recipient, and no two field tuples sign alike.
+sequence number) and is signed (Ed25519). The signature covers a domain-separated, fixed-width and
+length-prefixed encoding of every field, so an envelope cannot be moved to another session, round,
+protocol or recipient, and no two field tuples sign alike.
+
+Two versions: version 1 is signed by the sender's HSM identity key itself; version 2 (what parties
+send) is signed by the sender's in-memory envelope key and carries that key's certificate, signed by
+the identity key (`envelope_cert.py`: one HSM signature per hour instead of one per envelope). The
+certificate is inside the signed fields, so a version-2 envelope alone, with the roster, proves its
+sender as a version-1 envelope does.
 
 Mutual TLS already authenticates the hop; the signature is what lets a party prove later who said what,
-and it still holds if a TLS key leaks (the TLS key is a file, the identity key never leaves the HSM).
+and it still holds if a TLS key leaks (the TLS key is a file, the identity key never leaves the HSM, and
+the envelope key never leaves the party process's memory).
 
 `Gate` is the receiving side: it checks an encoded envelope against the roster's identity keys and the
 sessions this party has opened (the daemon opens a session only after its own controller has checked
@@ -29,14 +36,24 @@ from dataclasses import dataclass, field
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from appliance.mpc_party.envelope_cert import (
+    MAX_CERT_LEN,
+    CertificateError,
+    EnvelopeKeys,
+    KeyCertificate,
+    cluster_bytes,
+)
 from appliance.mpc_party.limits import limits_for
 from appliance.mpc_party.protocols.wire import SESSION_ID_LEN, ProtocolAbort, Reader, Writer
 from appliance.rules.roster import MAX_INDEX
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 1  # signed by the identity key (still accepted)
+CERTIFIED_VERSION = 2  # signed by a certified envelope key, certificate inside (what Outbox sends)
 SIGNING_DOMAIN = b"zrkeyring/party-envelope/v1"
+SIGNING_DOMAIN_V2 = b"zrkeyring/party-envelope/v2"
+_DOMAINS = {ENVELOPE_VERSION: SIGNING_DOMAIN, CERTIFIED_VERSION: SIGNING_DOMAIN_V2}
 SIGNATURE_LEN = 64
 BROADCAST = 0
 MAX_PROTOCOL_LEN = 32
@@ -70,11 +87,12 @@ class Envelope:
     payload: bytes = field(repr=False)
     signature: bytes = field(default=b"", repr=False)
     version: int = ENVELOPE_VERSION
+    certificate: bytes = field(default=b"", repr=False)  # version 2: the envelope key's certificate
 
     @classmethod
     def create(
         cls,
-        sign: Signer,
+        sign: Signer | EnvelopeKeys,
         *,
         session_id: bytes,
         protocol: str,
@@ -84,12 +102,21 @@ class Envelope:
         seq: int,
         payload: bytes,
     ) -> Envelope:
-        """Build and sign an envelope; `sign` is the HSM's identity-key signer (or a test key)."""
-        unsigned = cls(session_id, check_protocol_name(protocol), round, sender, recipient, seq, payload)
-        signature = sign(unsigned.signing_bytes())
+        """Build and sign an envelope: version 2 with `EnvelopeKeys` (signed in software, certificate
+        attached), version 1 with an identity-key signer (the HSM's `sign_identity`, or a test key)."""
+        check_protocol_name(protocol)
+        if isinstance(sign, EnvelopeKeys):
+            key, cert = sign.current()
+            unsigned = cls(session_id, protocol, round, sender, recipient, seq, payload,
+                           version=CERTIFIED_VERSION, certificate=cert)
+            signature = key.sign(unsigned.signing_bytes()).signature
+        else:
+            unsigned = cls(session_id, protocol, round, sender, recipient, seq, payload)
+            signature = sign(unsigned.signing_bytes())
         if len(signature) != SIGNATURE_LEN:
             raise EnvelopeError(f"signer returned {len(signature)} bytes, expected {SIGNATURE_LEN}")
-        return cls(session_id, protocol, round, sender, recipient, seq, payload, bytes(signature))
+        return cls(session_id, protocol, round, sender, recipient, seq, payload, bytes(signature),
+                   unsigned.version, unsigned.certificate)
 
     def _write_fields(self, w: Writer) -> Writer:
         if not 1 <= self.sender <= MAX_INDEX or not 0 <= self.recipient <= MAX_INDEX:
@@ -102,11 +129,19 @@ class Envelope:
         w.u8(self.version).fixed(self.session_id, SESSION_ID_LEN)
         w.u8(len(protocol)).fixed(protocol, len(protocol))
         w.u16(self.round).u16(self.sender).u16(self.recipient).u64(self.seq)
-        return w.var(self.payload)
+        w.var(self.payload)
+        if self.version == CERTIFIED_VERSION:
+            if not 0 < len(self.certificate) <= MAX_CERT_LEN:
+                raise EnvelopeError("a version-2 envelope needs its key certificate")
+            w.var(self.certificate)
+        elif self.version != ENVELOPE_VERSION or self.certificate:
+            raise EnvelopeError(f"envelope version {self.version} with {len(self.certificate)} certificate bytes")
+        return w
 
     def signing_bytes(self) -> bytes:
-        """What the identity key signs: the length-prefixed domain, then every field but the signature."""
-        return self._write_fields(Writer().var(SIGNING_DOMAIN)).getvalue()
+        """What the signing key signs: the version's length-prefixed domain, then every field but the
+        signature (for version 2 that includes the certificate)."""
+        return self._write_fields(Writer().var(_DOMAINS.get(self.version, SIGNING_DOMAIN))).getvalue()
 
     def encode(self) -> bytes:
         if len(self.signature) != SIGNATURE_LEN:
@@ -119,12 +154,13 @@ class Envelope:
         try:
             r = Reader(data)
             version = r.u8()
-            if version != ENVELOPE_VERSION:
+            if version not in _DOMAINS:
                 raise EnvelopeError(f"unsupported envelope version {version}")
             session_id = r.fixed(SESSION_ID_LEN)
             protocol = r.fixed(r.u8()).decode("ascii", errors="replace")
             round_, sender, recipient, seq = r.u16(), r.u16(), r.u16(), r.u64()
             payload = r.var(MAX_PAYLOAD)
+            certificate = r.var(MAX_CERT_LEN) if version == CERTIFIED_VERSION else b""
             signature = r.fixed(SIGNATURE_LEN)
             r.finish()
         except ProtocolAbort as exc:
@@ -132,13 +168,36 @@ class Envelope:
         if sender == 0:
             raise EnvelopeError("sender index 0")
         check_protocol_name(protocol)
-        return cls(session_id, protocol, round_, sender, recipient, seq, payload, signature, version)
+        if version == CERTIFIED_VERSION and not certificate:
+            raise EnvelopeError("version-2 envelope without a certificate")
+        return cls(session_id, protocol, round_, sender, recipient, seq, payload, signature, version, certificate)
 
-    def verify(self, public_key: bytes) -> bool:
-        """True when `signature` is the Ed25519 signature of `signing_bytes()` under `public_key`."""
+    def key_certificate(self) -> KeyCertificate:
+        """The decoded certificate of a version-2 envelope; EnvelopeError when absent or malformed."""
         try:
-            VerifyKey(public_key).verify(self.signing_bytes(), self.signature)
-        except (BadSignatureError, ValueError, TypeError):
+            return KeyCertificate.decode(self.certificate)
+        except CertificateError as exc:
+            raise EnvelopeError(f"key certificate: {exc}") from None
+
+    def verify(self, public_key: bytes, *, cluster: str | None = None, now: float | None = None) -> bool:
+        """True when the envelope is signed for `sender` under the identity key `public_key`.
+
+        Version 1: the identity key's signature itself. Version 2: the identity key certified an
+        envelope key for this sender (and for `cluster`, when given), and that key signed the
+        envelope; with `now`, the certificate must also be valid then (receivers pass it; evidence
+        checked later does not, since it is about the past)."""
+        try:
+            if self.version == CERTIFIED_VERSION:
+                cert = self.key_certificate()
+                if cert.party != self.sender or not cert.verify(public_key):
+                    return False
+                if cluster is not None and cert.cluster != cluster_bytes(cluster):
+                    return False
+                if now is not None and not cert.valid_at(now):
+                    return False
+                public_key = cert.public_key
+            VerifyKey(bytes(public_key)).verify(self.signing_bytes(), self.signature)
+        except (BadSignatureError, EnvelopeError, CertificateError, ValueError, TypeError):
             return False
         return True
 
@@ -146,7 +205,7 @@ class Envelope:
 class Outbox:
     """Seals outgoing payloads for one party: numbers them per session so receivers can spot replays."""
 
-    def __init__(self, me: int, sign: Signer) -> None:
+    def __init__(self, me: int, sign: Signer | EnvelopeKeys) -> None:
         self.me = me
         self._sign = sign
         self._seq: dict[bytes, int] = {}
@@ -173,6 +232,7 @@ class DropReason(enum.StrEnum):
     PEER_MISMATCH = "peer_mismatch"  # TLS peer is not the party the envelope claims as sender
     STRANGER = "stranger"  # sender index not in the roster
     BAD_SIGNATURE = "bad_signature"
+    BAD_CERTIFICATE = "bad_certificate"  # version 2: key certificate forged, expired, or for another party
     WRONG_RECIPIENT = "wrong_recipient"
     SESSION_NOT_OPEN = "session_not_open"
     REPLAY = "replay"
@@ -210,14 +270,26 @@ class _Session:
     woken: bool = False  # `Gate.wake`: waits on this session return at once
 
 
-_SECURITY_REASONS = {DropReason.PEER_MISMATCH, DropReason.STRANGER, DropReason.BAD_SIGNATURE}
+_SECURITY_REASONS = {DropReason.PEER_MISMATCH, DropReason.STRANGER, DropReason.BAD_SIGNATURE,
+                     DropReason.BAD_CERTIFICATE}
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """A certificate the gate has checked against the roster: whose, which key, valid when."""
+
+    party: int
+    key: VerifyKey
+    cert: KeyCertificate
 
 
 class Gate:
     """Acceptance rules, drop counters and the per-session inbox of one receiving party.
 
     Checks run in this order, the first failure deciding the reason: malformed, peer_mismatch (TLS
-    identity differs from the claimed sender), stranger, bad_signature, wrong_recipient,
+    identity differs from the claimed sender), stranger, bad_certificate (version 2: the key
+    certificate is not the identity key's, names another party or cluster, or is outside its
+    validity window), bad_signature, wrong_recipient,
     session_not_open, replay, bad_round, oversize, over_budget, queue_full. Authentication comes before
     routing, so the routing counters only ever count envelopes that a roster member really signed.
 
@@ -226,6 +298,11 @@ class Gate:
     the protocol's budget (one budget per session and sender whatever protocols the envelopes name,
     so naming several protocols does not buy a sender more). A protocol the table does not know gets
     the conservative `limits.DEFAULT`.
+
+    Certificates are checked once: a verified one is kept (by its encoded bytes, up to
+    `certificates_cached`, oldest dropped first) with its envelope key, so each later envelope
+    costs one Ed25519 verification in software. The validity window is checked on every envelope.
+    `cluster`, when given, is what certificates must name (the roster's cluster name).
     """
 
     _UNKNOWN_LOGGED = 64  # protocol names warned about, at most (names come from signed envelopes)
@@ -239,11 +316,19 @@ class Gate:
         max_per_session_sender: int = 4096,
         closed_memory: int = 4096,
         announcements: Iterable[str] = (),
+        cluster: str | None = None,
+        clock: Callable[[], float] = time.time,
+        certificates_cached: int = 64,
     ) -> None:
         self.me = me
         # protocols whose envelopes only announce a session (join.py's hello): never queued in an inbox
         self._announcements = frozenset(announcements)
         self._keys = {index: VerifyKey(bytes(key)) for index, key in identity_keys.items()}
+        self._cluster = cluster_bytes(cluster) if cluster is not None else None
+        self._clock = clock
+        self._certs: OrderedDict[bytes, _Certified] = OrderedDict()
+        self._certs_cached = certificates_cached
+        self._certs_lock = threading.Lock()
         self._parties = len(self._keys)
         self._unknown_protocols: set[str] = set()
         self._max_queued = max_queued_per_sender
@@ -318,6 +403,11 @@ class Gate:
         key = self._keys.get(env.sender)
         if key is None:
             return self.drop(DropReason.STRANGER, who)
+        if env.version == CERTIFIED_VERSION:
+            certified = self._certified(env, key)
+            if isinstance(certified, str):
+                return self.drop(DropReason.BAD_CERTIFICATE, f"{who}: {certified}")
+            key = certified
         try:
             key.verify(env.signing_bytes(), env.signature)
         except BadSignatureError:
@@ -325,6 +415,34 @@ class Gate:
         if env.recipient not in (BROADCAST, self.me):
             return self.drop(DropReason.WRONG_RECIPIENT, f"{who}, recipient {env.recipient}")
         return self._enqueue(env)
+
+    def _certified(self, env: Envelope, identity: VerifyKey) -> VerifyKey | str:
+        """The envelope key a version-2 envelope's certificate vouches for, or why it does not."""
+        with self._certs_lock:
+            known = self._certs.get(env.certificate)
+            if known is not None:
+                self._certs.move_to_end(env.certificate)
+        if known is None:
+            try:
+                cert = env.key_certificate()
+            except EnvelopeError as exc:
+                return str(exc)
+            if cert.party != env.sender:
+                return f"certificate is for party {cert.party}"
+            if self._cluster is not None and cert.cluster != self._cluster:
+                return f"certificate is for cluster {cert.cluster!r}"
+            if not cert.verify(identity):
+                return "certificate not signed by the sender's identity key"
+            known = _Certified(cert.party, VerifyKey(cert.public_key), cert)
+            with self._certs_lock:
+                self._certs[env.certificate] = known
+                while len(self._certs) > self._certs_cached:
+                    self._certs.popitem(last=False)
+        if known.party != env.sender:  # the cache is keyed by bytes; the party check stays per envelope
+            return f"certificate is for party {known.party}"
+        if not known.cert.valid_at(self._clock()):
+            return f"certificate valid {known.cert.not_before}..{known.cert.not_after}, not now"
+        return known.key
 
     def _enqueue(self, env: Envelope) -> Verdict:
         if env.protocol in self._announcements:

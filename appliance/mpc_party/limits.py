@@ -25,6 +25,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from appliance.mpc_party.envelope_cert import MAX_CERT_LEN
 from appliance.mpc_party.protocols import confirm, hello, pool, repair
 from appliance.mpc_party.protocols.dkg import MAX_PARTIES, write_header
 from appliance.mpc_party.protocols.dkls23 import mul
@@ -167,7 +168,8 @@ def _keygen_confirm_rounds(n: int) -> dict[int, RoundSizes]:
     round-1 broadcast envelopes it accepted (DKG commitments of up to n dealers, t = n)."""
     h, p, s = header_len(), SECP256K1.point_len, SECP256K1.scalar_len
     commitments = h + 1 + 2 + n * p + p + s
-    envelope = 1 + SESSION_ID_LEN + 1 + 32 + 2 + 2 + 2 + 8 + 4 + commitments + 64
+    # a version-2 envelope: its key certificate (length-prefixed) rides along (envelope_cert.py)
+    envelope = 1 + SESSION_ID_LEN + 1 + 32 + 2 + 2 + 2 + 8 + 4 + commitments + 4 + MAX_CERT_LEN + 64
     return {1: (_note_max(n),), 2: (1 + n * (4 + envelope),)}
 
 

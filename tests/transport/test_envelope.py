@@ -21,6 +21,7 @@ from appliance.mpc_party.envelope import (
     Gate,
     Outbox,
 )
+from appliance.mpc_party.envelope_cert import EnvelopeKeys
 from tests.transport.conftest import sign_with
 
 KEYS = {i: SigningKey.generate() for i in (1, 2, 3)}
@@ -108,6 +109,13 @@ def gate_for(me=2, **kwargs) -> Gate:
     return gate
 
 
+def forged_certificate(forger: SigningKey) -> bytes:
+    """A version-2 envelope of sender 1 whose key certificate the forger signed, not party 1."""
+    keys = EnvelopeKeys(1, "c", lambda message: forger.sign(message).signature)
+    return Envelope.create(keys, session_id=SID, protocol="dkls23-sign", round=1, sender=1, recipient=2,
+                           seq=0, payload=b"hello").encode()
+
+
 def test_gate_reasons_and_counters():
     gate = gate_for()
     stranger_key = SigningKey.generate()
@@ -116,6 +124,7 @@ def test_gate_reasons_and_counters():
         (make().encode(), DropReason.PEER_MISMATCH, 3),
         (make(sender=9, key=stranger_key).encode(), DropReason.STRANGER, None),
         (make(key=stranger_key).encode(), DropReason.BAD_SIGNATURE, None),
+        (forged_certificate(stranger_key), DropReason.BAD_CERTIFICATE, None),
         (make(recipient=3).encode(), DropReason.WRONG_RECIPIENT, None),
         (make(session_id=bytes(32)).encode(), DropReason.SESSION_NOT_OPEN, None),
     ]

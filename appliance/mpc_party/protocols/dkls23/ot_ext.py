@@ -22,7 +22,7 @@ learn bits of Delta); the last KOS_PAD rows carry random choice bits that mask x
 Rows are then turned into random OTs by hashing (in `mul`): Alice gets H(j, q_j), H(j, q_j ^ Delta),
 Bob gets H(j, t_j) = the one selected by x_j.
 
-The GF(2^128) inner products are done as 128 masked XOR-reductions over all rows at once followed by
+The GF(2^128) inner products are done with a subset-XOR table per 8 rows (`gf_inner`) followed by
 128 shifts and a reduction, instead of m carry-less multiplications in Python.
 """
 
@@ -71,11 +71,26 @@ def _bits_to_int(bits: np.ndarray) -> int:
 def gf_inner(rows: np.ndarray, chi_bits: np.ndarray) -> int:
     """sum_j rows_j * chi_j in GF(2^128); rows as (m, 16) bytes, chi as (m, 128) 0/1.
 
-    Linear in rows, so sum_j rows_j * chi_j = sum_a x^a * (XOR of the rows whose chi has bit a):
-    128 masked XOR-reductions in numpy (no BLAS thread pool), then 128 shifts and one reduction."""
-    mask = (chi_bits.T.astype(np.int64) * -1).view(np.uint64)  # (128, m): all-ones where chi_j has bit a
-    r64 = np.ascontiguousarray(rows).view(np.uint64)
-    w = np.bitwise_xor.reduce(r64[None, :, :] & mask[:, :, None], axis=1).tobytes()
+    Linear in rows, so sum_j rows_j * chi_j = sum_a x^a * w_a with w_a the XOR of the rows whose chi
+    has bit a. The w_a are found with the "four Russians" table method: per block of 8 rows, the XOR
+    of every one of the 256 subsets (8 vectorised doubling steps), then for each bit a one table
+    look-up per block (the block's 8 chi bits a as the index) and one XOR-reduction over blocks. Then
+    128 shifts and one reduction. About a tenth of the memory traffic of masking every row 128 times."""
+    m = rows.shape[0]
+    r64 = np.ascontiguousarray(rows).view(np.uint64)  # (m, 2)
+    bits = np.asarray(chi_bits, dtype=np.uint8)
+    if m % 8:  # zero rows change no XOR
+        pad = 8 - m % 8
+        r64 = np.vstack([r64, np.zeros((pad, 2), dtype=np.uint64)])
+        bits = np.vstack([bits, np.zeros((pad, bits.shape[1]), dtype=np.uint8)])
+    blocks = r64.reshape(-1, 8, 2)
+    g = blocks.shape[0]
+    table = np.zeros((g, 256, 2), dtype=np.uint64)  # table[c, i] = XOR of block c's rows in subset i
+    for b in range(8):
+        size = 1 << b
+        table[:, size : 2 * size] = table[:, :size] ^ blocks[:, b : b + 1]
+    index = np.packbits(bits.reshape(g, 8, -1), axis=1, bitorder="little")[:, 0, :]  # (g, 128): subset per bit a
+    w = np.bitwise_xor.reduce(table[np.arange(g)[:, None], index], axis=0).tobytes()  # (128, 2): w_a
     acc = 0
     for a in range(128):
         acc ^= int.from_bytes(w[16 * a : 16 * a + 16], "little") << a
