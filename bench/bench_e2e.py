@@ -101,7 +101,8 @@ class Tracked:
 
 
 class Watcher:
-    """Watches blocks every POLL_S on its own client (GetLatestBlock) and, at each new height, lists the
+    """Watches blocks on its own client (GetLatestBlock every POLL_S from shortly before the next block
+    is due, and at once when a request is tracked) and, at each new height, lists the
     keyring's open requests in bulk (two small queries per kind) and reads by id only tracked requests
     missing from that list. Open requests move PENDING -> PARTIAL -> closed, and PENDING is listed
     first, so a request in neither list was closed before the second list returned: that time is its
@@ -122,6 +123,8 @@ class Watcher:
         self._thread = threading.Thread(target=self._loop, name="bench-watcher", daemon=True)
         self.errors = 0
         self._listed_height: int | None = None  # the height of the last complete listing
+        self._next_block_at = 0.0  # UNIX time shortly before the next block is due: no poll until then
+        self._wake = threading.Event()  # set by track() and stop(): poll now
 
     def start(self) -> Watcher:
         self._thread.start()
@@ -129,6 +132,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self.client.close()
 
@@ -136,6 +140,7 @@ class Watcher:
         with self._lock:
             self.pending[(item.kind, item.request_id)] = item
             self._listed_height = None  # it may have closed in a block listed before it was tracked
+        self._wake.set()
 
     def open_count(self) -> int:
         with self._lock:
@@ -144,13 +149,15 @@ class Watcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            self._wake.clear()
             try:
                 self._poll()
             except Exception:  # a slow or busy node must not end the measurement
                 self.errors += 1
                 with self._lock:
                     self._listed_height = None  # list again at the next poll
-            self._stop.wait(max(0.0, POLL_S - (time.monotonic() - started)))
+            pause = max(POLL_S - (time.monotonic() - started), min(BLOCK_TIME_S, self._next_block_at - time.time()))
+            self._wake.wait(max(0.0, pause))
 
     def _list_open(self, kind: str) -> set[int]:
         query = self.client.key_requests if kind == "key" else self.client.sign_requests
@@ -163,11 +170,13 @@ class Watcher:
             kinds = {kind for kind, _ in self.pending}
         if not kinds:
             return
-        height = self.client.latest_height()
+        _chain, height, block_time = self.client.latest_block()
         with self._lock:
             if height == self._listed_height:
                 return  # no block since the last listing: nothing can have closed
             self._listed_height = height
+        if block_time is not None:  # the node stamps a block when it starts it, every BLOCK_TIME_S
+            self._next_block_at = block_time.timestamp() + BLOCK_TIME_S - POLL_S
         for kind in sorted(kinds):
             open_ids = self._list_open(kind)
             seen_at = time.time()
