@@ -86,7 +86,6 @@ NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as nea
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 FUNDS_REFRESH_S = 5.0  # balance and keyring fees are re-read at least this often (every post reads the balance)
 FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about once per interval, not per tick
-LIVENESS_REFRESH_S = 0.25  # half the party daemon's ping interval (mpc_party/liveness.py PING_INTERVAL_S)
 MEMBERSHIP_REFRESH_S = 5.0  # the chain keyring's parties and threshold (who makes new keys) are re-read this often
 
 
@@ -212,8 +211,6 @@ class Controller:
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
-        self._tx_checked: dict[str, int] = {}  # open tx hash -> height at which GetTx last found nothing
-        self._liveness_read = float("-inf")  # monotonic time of the last liveness view read
         self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.members = KeyMembers(party)
         self.membership: Membership | None = None  # the chain keyring's parties and threshold (None: roster)
@@ -250,7 +247,7 @@ class Controller:
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
-        self._refresh_liveness()
+        self.quorum.refresh(self.party)
         self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
         self._admitted = self._admission(opened)
@@ -271,15 +268,6 @@ class Controller:
         lag = now - block_time.timestamp() if block_time is not None else time.monotonic() - started
         metrics.CHAIN_POLL_LAG.set(max(0.0, lag))
         metrics.CHAIN_LAST_POLL.set(now)
-
-    def _refresh_liveness(self) -> None:
-        """The party daemon's liveness view, at most every LIVENESS_REFRESH_S: it changes only with the
-        daemon's pings (every 0.5 s), and the call also tells the daemon we are active (5 s window)."""
-        now = time.monotonic()
-        if now - self._liveness_read < LIVENESS_REFRESH_S:
-            return
-        self.quorum.refresh(self.party)
-        self._liveness_read = now
 
     def _read_membership(self) -> None:
         """The chain keyring's parties (roster indices) and threshold, re-read every MEMBERSHIP_REFRESH_S:
@@ -366,18 +354,12 @@ class Controller:
             return
         if entry.state in (State.RESULT, State.REJECT):
             return
-        if item.kind == "sign" and not req.signed_data and self._job_running(tag):
-            return  # planning again could only start a second job, which _start refuses (one at a time)
         if item.kind == "key":
             self._consider_key(req)
         elif reason := ica.reject_reason(req):  # an ICA transaction's request not matching its ICA record
             self._reject("sign", req.id, reason)
         else:
             self._consider_sign(req)
-
-    def _job_running(self, tag: tuple[str, int]) -> bool:
-        with self._lock:
-            return tag in self._running
 
     def _attempt(self, mpc_btl: int) -> int:
         return self._attempt_at(self.height, mpc_btl)
@@ -681,8 +663,6 @@ class Controller:
             log.info("posting %s request %d in tx %s", e.kind, e.request_id, prepared.tx_hash[:12],
                      extra={"request_id": e.request_id})
         self._sent_height[prepared.tx_hash] = self.height
-        # Sent after reading this height, so it is in no block up to it: the first lookup is at the next.
-        self._tx_checked[prepared.tx_hash] = self.height
         self._broadcast(prepared.tx_hash, prepared.tx_bytes)
 
     # --- fees ------------------------------------------------------------------------------------------
@@ -787,28 +767,20 @@ class Controller:
 
     def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
         self._sent_height.pop(tx_hash, None)
-        self._tx_checked.pop(tx_hash, None)
         self.journal.set_tx_state(tx_hash, "failed", code, raw_log)
         for kind, request_id in self.journal.items_of_tx(tx_hash):
             self.journal.reopen(kind, request_id, f"tx {tx_hash[:12]} failed: {raw_log[:200]}")
         self.chain.resync(self.address)
 
     def _follow_txs(self) -> None:
-        """Settle the journal's open txs. A tx lands only in a new block and expires by height, so each
-        is looked up once per height: the controller ticks faster than blocks come, and a GetTx that
-        could not have changed costs the node and us a round trip per tick."""
         for tx in self.journal.open_txs():
-            if self._tx_checked.get(tx.tx_hash) == self.height:
-                continue
             found = self.chain.get_tx(tx.tx_hash)
             if found is None:
-                self._tx_checked[tx.tx_hash] = self.height
                 if self.height > tx.timeout_height:
                     log.info("tx %s expired unincluded (timeout height %d)", tx.tx_hash[:12],
                              tx.timeout_height)
                     self.journal.set_tx_state(tx.tx_hash, "expired")
                     self._sent_height.pop(tx.tx_hash, None)
-                    self._tx_checked.pop(tx.tx_hash, None)
                     metrics.TX_BROADCASTS.labels("timeout").inc()
                     for kind, request_id in self.journal.items_of_tx(tx.tx_hash):
                         self.journal.reopen(kind, request_id, "tx expired")
@@ -821,7 +793,6 @@ class Controller:
                 metrics.TX_BROADCASTS.labels("rejected").inc()
                 self._fail_tx(tx.tx_hash, response.code, response.raw_log)
                 continue
-            self._tx_checked.pop(tx.tx_hash, None)
             self.journal.set_tx_state(tx.tx_hash, "included", 0)
             sent = self._sent_height.pop(tx.tx_hash, None)
             if sent is not None:
