@@ -40,6 +40,7 @@ from chain_client.proto_gen.zrchain.treasury import tx_pb2 as treasury_tx
 
 BLOCK_TIME_S = 0.2
 POLL_S = 0.02
+SUBMIT_POLL_S = BLOCK_TIME_S / 4
 KEYGEN_TYPES = ("ecdsa", "ed25519") * 5
 LATENCY_SAMPLES = 40
 SUSTAIN_S = float(os.environ.get("ZRKEYRING_BENCH_SUSTAIN_S", "60"))
@@ -106,10 +107,15 @@ class Tracked:
 
 
 class Watcher:
-    """Polls every POLL_S on its own client: lists the keyring's open requests in bulk (two small
-    queries per kind), and reads by id only tracked requests missing from that list. Open requests
-    move PENDING -> PARTIAL -> closed, and PENDING is listed first, so a request in neither list was
-    closed before the second list returned: that time is its `closed_at` (an upper bound, <= 20 ms late).
+    """Watches blocks on its own client (GetLatestBlock every POLL_S from shortly before the next block
+    is due, and at once when a request is tracked) and, at each new height, lists the
+    keyring's open requests in bulk (two small queries per kind) and reads by id only tracked requests
+    missing from that list. Open requests move PENDING -> PARTIAL -> closed, and PENDING is listed
+    first, so a request in neither list was closed before the second list returned: that time is its
+    `closed_at` (an upper bound, <= POLL_S plus the listing late). Chain state changes only when a
+    block is committed, so listing between blocks could only repeat the last answer: the harness used
+    to list every 20 ms, four list queries of up to a window of requests each, which was a third of the
+    chain node's queries under a closed loop (docs/performance.md, "Chain node and controller CPU").
     """
 
     def __init__(self, endpoint: str, chain_id: str, keyring: str, tls_ca_pem: bytes = b"") -> None:
@@ -122,6 +128,9 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-watcher", daemon=True)
         self.errors = 0
+        self._listed_height: int | None = None  # the height of the last complete listing
+        self._next_block_at = 0.0  # UNIX time shortly before the next block is due: no poll until then
+        self._wake = threading.Event()  # set by track() and stop(): poll now
 
     def start(self) -> Watcher:
         self._thread.start()
@@ -129,12 +138,15 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self.client.close()
 
     def track(self, item: Tracked) -> None:
         with self._lock:
             self.pending[(item.kind, item.request_id)] = item
+            self._listed_height = None  # it may have closed in a block listed before it was tracked
+        self._wake.set()
 
     def open_count(self) -> int:
         with self._lock:
@@ -143,11 +155,15 @@ class Watcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            self._wake.clear()
             try:
                 self._poll()
             except Exception:  # a slow or busy node must not end the measurement
                 self.errors += 1
-            self._stop.wait(max(0.0, POLL_S - (time.monotonic() - started)))
+                with self._lock:
+                    self._listed_height = None  # list again at the next poll
+            pause = max(POLL_S - (time.monotonic() - started), min(BLOCK_TIME_S, self._next_block_at - time.time()))
+            self._wake.wait(max(0.0, pause))
 
     def _list_open(self, kind: str) -> set[int]:
         query = self.client.key_requests if kind == "key" else self.client.sign_requests
@@ -158,6 +174,15 @@ class Watcher:
     def _poll(self) -> None:
         with self._lock:
             kinds = {kind for kind, _ in self.pending}
+        if not kinds:
+            return
+        _chain, height, block_time = self.client.latest_block()
+        with self._lock:
+            if height == self._listed_height:
+                return  # no block since the last listing: nothing can have closed
+            self._listed_height = height
+        if block_time is not None:  # the node stamps a block when it starts it, every BLOCK_TIME_S
+            self._next_block_at = block_time.timestamp() + BLOCK_TIME_S - POLL_S
         for kind in sorted(kinds):
             open_ids = self._list_open(kind)
             seen_at = time.time()
@@ -180,7 +205,10 @@ class Bench:
         self.keyring, self.watcher = keyring, watcher
         self.client = keyring.client
         assert self.client is not None
-        self.client.config.poll_interval_s = POLL_S  # send() waits for inclusion by GetTx polling
+        # send() waits for inclusion by GetTx polling. Latencies start at the including block's time,
+        # not when the submitter sees it, so a quarter block is enough (at 20 ms the submitter's GetTx
+        # polls were a tenth of the chain node's queries); only a closed loop's refill waits <= 50 ms.
+        self.client.config.poll_interval_s = SUBMIT_POLL_S
         self.all: list[Tracked] = []
 
     # --- submitting --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.any_pb2 import Any as AnyMsg
 from google.protobuf.empty_pb2 import Empty
+from google.protobuf.message import Message
 
 from chain_client.client import HEIGHT_HEADER
 from chain_client.proto_gen.cosmos.auth.v1beta1 import query_pb2 as auth_query
@@ -57,6 +58,7 @@ T = TypeVar("T")
 DEFAULT_PAGE_LIMIT = 100
 DEV_ADMIN_SERVICE = "zrkeyring.dev.Admin"
 MAX_PAGE_LIMIT = 1000
+ANSWER_CACHE_MIN = 4096  # AnswerCache entries before the first prune
 
 
 def paginate(items: Iterable[tuple[int, T]], page: PageRequest) -> tuple[list[T], PageResponse]:
@@ -169,10 +171,52 @@ def key_response(key: key_pb2.Key) -> key_pb2.KeyResponse:
     )
 
 
+class AnswerCache:
+    """Query answers built from a stored object, kept until that object is replaced.
+
+    Every change to the state goes through `Store.set`, which puts a new object in place (an Overlay
+    hands down its private copies), so an answer cached beside the object it was built from is exact
+    while `store.get` still returns that same object. The keyring's daemons and the bench ask for the
+    same open requests many times per block; building each SignReqResponse afresh (enum names,
+    field copies) was most of a list query's handler time. Read and fill under the app lock; callers
+    must not change a returned answer (they copy it into their response).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._answers: dict[tuple[str, Any, bool], tuple[Any, Message]] = {}
+        self._prune_at = ANSWER_CACHE_MIN
+
+    def get(self, ns: str, value: Any, build: Callable[[Any], Message], variant: bool = False) -> Message:
+        key = (ns, value.id, variant)
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        answer = build(value)
+        self._answers[key] = (value, answer)
+        if len(self._answers) >= self._prune_at:
+            self.prune()
+        return answer
+
+    def prune(self) -> None:
+        """Forget answers whose object was replaced. Done when the cache has doubled since the last
+        prune, so it stays about as large as the set of objects asked about, at O(1) amortised."""
+        data = self.store.data
+        self._answers = {k: v for k, v in self._answers.items() if data[k[0]].get(k[1]) is v[0]}
+        self._prune_at = max(ANSWER_CACHE_MIN, 2 * len(self._answers))
+
+
 class _Base:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, answers: AnswerCache | None = None) -> None:
         self.app = app
         self.store = app.store
+        self.answers = answers if answers is not None else AnswerCache(app.store)
+
+    def _sign_answer(self, request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignReqResponse:
+        return self.answers.get("signreq", request, sign_request_response)
+
+    def _key_request_answer(self, request: key_pb2.KeyRequest, by_id: bool) -> key_pb2.KeyReqResponse:
+        return self.answers.get("keyreq", request, lambda r: key_request_response(r, by_id), by_id)
 
     def _height_header(self, context: grpc.ServicerContext) -> None:
         """Report the committed height this answer is read at (call with the app lock held)."""
@@ -218,26 +262,26 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             self._height_header(context)
             items, page = self._page("keyreq", request.status, request.keyring_addr, keep, request.pagination)
             return treasury_query.QueryKeyRequestsResponse(
-                key_requests=[key_request_response(r, False) for r in items], pagination=page
+                key_requests=[self._key_request_answer(r, False) for r in items], pagination=page
             )
 
     def KeyRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
             found = self._find(context, "keyreq", request.id, "key request", suffix="")
-            return treasury_query.QueryKeyRequestByIDResponse(key_request=key_request_response(found, True))
+            return treasury_query.QueryKeyRequestByIDResponse(key_request=self._key_request_answer(found, True))
 
     def SignatureRequests(self, request, context):  # noqa: N802
         with self.app.lock:
             self._height_header(context)
             items, page = self._page("signreq", request.status, request.keyring_addr, None, request.pagination)
             return treasury_query.QuerySignatureRequestsResponse(
-                sign_requests=[sign_request_response(r) for r in items], pagination=page
+                sign_requests=[self._sign_answer(r) for r in items], pagination=page
             )
 
     def SignatureRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
             found = self._find(context, "signreq", request.id, "signature request")
-            return treasury_query.QuerySignatureRequestByIDResponse(sign_request=sign_request_response(found))
+            return treasury_query.QuerySignatureRequestByIDResponse(sign_request=self._sign_answer(found))
 
     def Keys(self, request, context):  # noqa: N802
         with self.app.lock:
@@ -418,10 +462,23 @@ class TxService(_Base, tx_grpc.ServiceServicer):
 class TendermintService(_Base, cmt_grpc.ServiceServicer):
     """GetLatestBlock with the fields a keyring reads: chain id, height, time (no txs or commit)."""
 
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self._latest: tuple[int, str, cmt_query.GetLatestBlockResponse] | None = None
+
     def GetLatestBlock(self, request, context):  # noqa: N802
+        """Built once per block: every daemon of a keyring asks for it several times a block."""
         with self.app.lock:
             height = self.store.height
             stamp = self.store.data["meta"].get("time", "")
+        latest = self._latest
+        if latest is not None and latest[0] == height and latest[1] == stamp:
+            return latest[2]
+        response = self._block_response(height, stamp)
+        self._latest = (height, stamp, response)
+        return response
+
+    def _block_response(self, height: int, stamp: str) -> cmt_query.GetLatestBlockResponse:
         chain_id = self.app.genesis.chain_id
         # Not a CometBFT block hash (there is no consensus here): a stable stand-in that changes per block.
         block_id = cmt_types.BlockID(hash=hashlib.sha256(f"{chain_id}/{height}/{stamp}".encode()).digest())
