@@ -736,9 +736,11 @@ class Controller:
 
     def _late_post_blocks(self) -> int:
         """How long a late poster waits: LATE_POST_BLOCKS, stretched under load to twice the blocks our
-        own txs take to be included (the eager parties' txs queue the same way; posting before theirs
-        land races them, and a post to a request they have just fulfilled fails our whole tx)."""
-        return max(LATE_POST_BLOCKS, math.ceil(2 * self.inclusion_blocks))
+        own txs take to be included, times the txs our own backlog of answers fills (the eager parties'
+        answers queue the same way, one tx in flight each; a copy posted before theirs land races them,
+        and a post to a request they have just fulfilled fails our whole tx)."""
+        backlog = len(self.journal.entries(State.RESULT, State.REJECT)) / MAX_ANSWERS_PER_TX
+        return max(LATE_POST_BLOCKS, math.ceil(2 * self.inclusion_blocks * (1 + backlog)))
 
     def _settle_closed(self, entry: Entry) -> None:
         """A request no longer open: fulfilled or rejected without us, or timed out."""
@@ -766,10 +768,19 @@ class Controller:
             self._fail_tx(tx_hash, exc.code, exc.raw_log)
 
     def _fail_tx(self, tx_hash: str, code: int, raw_log: str) -> None:
+        """Re-plan a tx's answers. Each is read by id first: a tx fails whole for one answer to a request
+        that closed meanwhile, and re-posting the same batch would fail again for that one (under load
+        a controller failed four txs in a row, each on another request others had just fulfilled)."""
         self._sent_height.pop(tx_hash, None)
         self.journal.set_tx_state(tx_hash, "failed", code, raw_log)
         for kind, request_id in self.journal.items_of_tx(tx_hash):
             self.journal.reopen(kind, request_id, f"tx {tx_hash[:12]} failed: {raw_log[:200]}")
+            entry = self.journal.get(kind, request_id)
+            if entry is not None:
+                try:
+                    self._settle_closed(entry)
+                except ChainUnavailable:
+                    pass  # settled against the next listing instead
         self.chain.resync(self.address)
 
     def _follow_txs(self) -> None:
