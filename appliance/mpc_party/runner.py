@@ -185,7 +185,7 @@ class SessionRunner:
                             self.me, target, env.round, ack.reason,
                             extra={"peer": target, "session_id": env.session_id.hex()})
                 return
-            self._announce(env.session_id, target, deadline)
+            self._pool.submit(self._announce, env.session_id, target, deadline)  # not inline: a round trip
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, RESEND_PAUSE_MAX_S)
 
