@@ -613,7 +613,9 @@ class Controller:
         if self.journal.open_txs():
             return  # one transaction in flight at a time keeps the account sequence simple
         ready = []
-        for entry in self.journal.entries(State.RESULT, State.REJECT):
+        waiting = self.journal.entries(State.RESULT, State.REJECT)
+        late_blocks = self._late_post_blocks(len(waiting))  # once per post, not once per answer
+        for entry in waiting:
             item = opened.get((entry.kind, entry.request_id))
             if item is None:
                 self._settle_closed(entry)
@@ -621,7 +623,7 @@ class Controller:
             if self._posted_by_us(item.request):
                 self.journal.mark_done(entry.kind, entry.request_id, "our fulfilment is on chain")
                 continue
-            if self._wait_before_posting(entry):
+            if self._wait_before_posting(entry, late_blocks):
                 continue
             if entry.kind == "sign" and entry.state is State.RESULT:
                 entry = self._agree_with_chain(entry, item.request)
@@ -718,7 +720,7 @@ class Controller:
             self._short_of_funds = False
         return batch[:count]
 
-    def _wait_before_posting(self, entry: Entry) -> bool:
+    def _wait_before_posting(self, entry: Entry, late_blocks: int | None = None) -> bool:
         """Parties outside the eager set hold an answer back for LATE_POST_BLOCKS: the chain rejects a
         post to a request that is already FULFILLED, and that would fail every other answer in the same
         tx. They still post if the request stays open (an eager party is down or slow)."""
@@ -726,7 +728,8 @@ class Controller:
         if tag in self._eager:
             return False
         first = self._ready_height.setdefault(tag, self.height)
-        return self.height - first < self._late_post_blocks() * (1 + self._late_rank(entry.request_id))
+        late_blocks = self._late_post_blocks() if late_blocks is None else late_blocks
+        return self.height - first < late_blocks * (1 + self._late_rank(entry.request_id))
 
     def _late_rank(self, request_id: int) -> int:
         """Late posters are staggered, each by its place in the request's rotation order (the same on
@@ -734,12 +737,14 @@ class Controller:
         post together, and the second fulfilment past the threshold fails its whole tx."""
         return rotation_order(self.parties, request_id, 0).index(self.me)
 
-    def _late_post_blocks(self) -> int:
+    def _late_post_blocks(self, backlog_answers: int | None = None) -> int:
         """How long a late poster waits: LATE_POST_BLOCKS, stretched under load to twice the blocks our
         own txs take to be included, times the txs our own backlog of answers fills (the eager parties'
         answers queue the same way, one tx in flight each; a copy posted before theirs land races them,
         and a post to a request they have just fulfilled fails our whole tx)."""
-        backlog = len(self.journal.entries(State.RESULT, State.REJECT)) / MAX_ANSWERS_PER_TX
+        if backlog_answers is None:
+            backlog_answers = len(self.journal.entries(State.RESULT, State.REJECT))
+        backlog = backlog_answers / MAX_ANSWERS_PER_TX
         return max(LATE_POST_BLOCKS, math.ceil(2 * self.inclusion_blocks * (1 + backlog)))
 
     def _settle_closed(self, entry: Entry) -> None:
