@@ -196,8 +196,9 @@ class PartyDaemon:
         self.server.controller_active = self.liveness.controller_active
         envelope_keys = EnvelopeKeys(self.me, cluster, hsm.sign_identity, random=hsm.random)
         self.runner = SessionRunner(self.me, self.gate, Outbox(self.me, envelope_keys), self.client.send,
-                                    RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=metrics.peer_contact,
+                                    RunnerConfig(p.round_timeout_s, p.join_timeout_s), on_contact=self._peer_contact,
                                     is_down=self.liveness.is_down)
+        self.gate.on_authenticated = self.liveness.heard
         ensure_dir(p.data_dir, "party.data_dir")
         self.store = ShareStore(Path(p.data_dir) / "shares.sqlite", self.hsm)
         self.state = PartyState(Path(p.data_dir) / "party_state.sqlite")
@@ -672,6 +673,12 @@ class PartyDaemon:
                 "pending_version": head.pending_version, "threshold": m.threshold,
                 "parties": list(self.members.of_record(record)[0]), "stored_at": record.created_at,
                 "request_id": m.key_id}
+    def _peer_contact(self, peer: int, ok: bool) -> None:
+        """One delivery attempt's outcome: the metric, and an answer is a sign of life (liveness.heard)."""
+        metrics.peer_contact(peer, ok)
+        if ok:
+            self.liveness.heard(peer)
+
     def liveness_view(self) -> dict[str, Any]:
         """The local API's `Liveness`: who can sign now. Being asked means our controller is active."""
         self.liveness.note_controller()

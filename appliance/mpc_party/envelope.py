@@ -342,6 +342,9 @@ class Gate:
         self.on_unopened: Callable[[Envelope], None] | None = None
         # Called (outside the lock) with each announcement for a session open here (join.py's result note)
         self.on_announcement: Callable[[Envelope], None] | None = None
+        # Called with the sender of each envelope whose signature verified, whatever happens to it
+        # next: proof that the sender's daemon is up (liveness.Liveness.heard). Must be cheap.
+        self.on_authenticated: Callable[[int], None] | None = None
         self.accepted = 0
         self.dropped: dict[str, int] = {reason.value: 0 for reason in DropReason}
 
@@ -412,6 +415,8 @@ class Gate:
             key.verify(env.signing_bytes(), env.signature)
         except BadSignatureError:
             return self.drop(DropReason.BAD_SIGNATURE, who)
+        if self.on_authenticated is not None:
+            self.on_authenticated(env.sender)
         if env.recipient not in (BROADCAST, self.me):
             return self.drop(DropReason.WRONG_RECIPIENT, f"{who}, recipient {env.recipient}")
         return self._enqueue(env)

@@ -15,6 +15,10 @@ starved of CPU answers late, but it does not refuse connections, so a session wi
 
 The pings also keep every peer channel connecting, so a peer that returns is reached within the
 channel's reconnect backoff (at most 1 s, transport.py) and is live again within about a second.
+Any sign of life between pings counts too (`heard`): an authenticated envelope from the peer, or
+an answer to one of our deliveries, clears its failures at once. A peer that has just restarted
+sends its hello before our next ping reaches it; without this, our half of the session it asked us
+to join failed on the spot as "down" and left its half waiting out a whole round.
 The view is local and may differ briefly between parties; docs/architecture.md ("Choosing signers")
 says why that is safe.
 """
@@ -51,11 +55,12 @@ class PeerView:
     failures: int = 0  # consecutive failed pings
     refusals: int = 0  # consecutive pings that found no connection
     ever_seen: bool = False
+    last_heard: float = float("-inf")  # monotonic time of the last other sign of life (`heard`)
 
 
 def _down(view: PeerView, now: float) -> bool:
     """See the module docstring: refused for a moment, or silent for long."""
-    silent = now - view.last_ok
+    silent = now - max(view.last_ok, view.last_heard)
     refused = view.refusals >= DOWN_FAILURES and silent > DOWN_AFTER_S
     return refused or (view.failures >= DOWN_FAILURES and silent > DOWN_SILENT_S)
 
@@ -130,6 +135,16 @@ class Liveness:
             else:
                 view.failures += 1
                 view.refusals = view.refusals + 1 if refused else 0
+
+    def heard(self, peer: int) -> None:
+        """The peer's daemon just answered or sent us an authenticated envelope: it is not down.
+        It is not down again until the usual count of failed pings *and* the usual silence since this
+        moment; whether it is *live* (its controller active) stays the pings' call."""
+        with self._lock:
+            view = self._views.get(peer)
+            if view is not None:
+                view.last_heard = self._clock()
+                view.failures = view.refusals = 0
 
     def ping_all(self) -> None:
         """Ping every peer at once and record the answers (one round of the background loop)."""

@@ -80,3 +80,25 @@ def test_background_pings_report_changes() -> None:
         assert view.snapshot()[3]["live"] is True
     finally:
         view.stop()
+
+
+def test_an_envelope_from_a_peer_seen_down_clears_it_until_the_pings_fail_again() -> None:
+    """A peer that has just restarted sends its hello before our next ping reaches it: our half of the
+    session it asks us to join must not fail on the spot for a "down" peer (seen in test_reconnect: the
+    joined half failed in 5 ms and the opener's half held the pair for a whole round)."""
+    clock = Clock()
+    view = Liveness(1, [1, 2], lambda _p, _t: True, clock=clock)
+    view.record(2, True, True)
+    clock.now += 30.0
+    for _ in range(3):
+        view.record(2, False, refused=True)
+    assert view.is_down(2)
+    view.heard(2)
+    assert not view.is_down(2)
+    assert 2 not in view.live()  # heard says "up", not "its controller is active": that stays the pings'
+    view.record(2, False, refused=True)
+    view.record(2, False, refused=True)  # a channel still in its reconnect backoff refuses a moment longer
+    assert not view.is_down(2)
+    clock.now += lv.DOWN_AFTER_S + 0.01
+    assert view.is_down(2)  # silent again for as long as the rule asks: down again
+    view.heard(99)  # a stranger's index changes nothing

@@ -141,6 +141,22 @@ def test_gate_reasons_and_counters():
     assert all(counters[r.value] == 0 for r in size_rules)  # each has its own test (test_limits.py)
 
 
+def test_only_an_envelope_whose_signature_verified_is_a_sign_of_life():
+    """Gate.on_authenticated feeds the liveness view: a forger must not make a dead peer look up."""
+    gate = gate_for()
+    heard: list[int] = []
+    gate.on_authenticated = heard.append
+    stranger_key = SigningKey.generate()
+    for data in (b"\x01garbage", make(sender=9, key=stranger_key).encode(), make(key=stranger_key).encode(),
+                 forged_certificate(stranger_key)):
+        gate.offer(data)
+    assert heard == []
+    gate.offer(make(session_id=bytes(32)).encode())  # authentic, though for no open session
+    gate.offer(make(recipient=3).encode())  # authentic, though misaddressed
+    assert gate.offer(make(seq=5).encode()).accepted
+    assert heard == [1, 1, 1]
+
+
 def test_queue_bound_per_sender():
     gate = gate_for(max_queued_per_sender=2)
     assert [gate.offer(make(seq=s).encode()).accepted for s in range(3)] == [True, True, False]
