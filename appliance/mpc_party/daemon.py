@@ -56,7 +56,7 @@ from appliance.mpc_party.protocols.hello import (
     Hello,
 )
 from appliance.mpc_party.protocols.pool import PoolSignSession
-from appliance.mpc_party.protocols.wire import ProtocolError
+from appliance.mpc_party.protocols.wire import ProtocolError, StateMismatch
 from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
 from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
@@ -391,6 +391,11 @@ class PartyDaemon:
             reason, culprit = "timeout", min(exc.missing, default=None)
             log.warning("party %d: session %s timed out: %s", self.me, sid.hex()[:12], exc, extra=extra)
             raise JobFailed(str(exc), retryable=True, missing=exc.missing) from None
+        except StateMismatch as exc:  # honest between two parties' commits of a refresh or resharing
+            reason = "state_mismatch"
+            log.warning("party %d: session %s stopped before any secret-dependent check: %s", self.me,
+                        sid.hex()[:12], exc, extra=extra)
+            raise JobFailed(f"protocol aborted: {exc}", retryable=True) from None
         except ProtocolError as exc:
             reason, culprit = "peer_misbehaviour", getattr(exc, "culprit", None)
             log.warning("party %d: session %s aborted: %s", self.me, sid.hex()[:12], exc,

@@ -98,13 +98,14 @@ def _dkls23_ot_resetup_rounds() -> dict[int, RoundSizes]:
 
 
 def _dkls23_sign_rounds() -> dict[int, RoundSizes]:
-    """DKLs23 signing (envelope rounds of `dispatch.DklsSignSession`): 1 the fresh nonce; 2 commitment +
+    """DKLs23 signing (envelope rounds of `dispatch.DklsSignSession`): 1 the fresh nonce, the key epoch
+    (u32) and the session context; 2 commitment +
     KOS matrix; 3 echo, R, salt, multiplication response, Gammas; 4 digest and the two signature shares."""
     h, p, s = header_len(), SECP256K1.point_len, SECP256K1.scalar_len
     kos = OT_WIDTH * M_OT // 8
     kos_msg = h + HASH_LEN + kos + HASH_LEN
     alice_msg = h + HASH_LEN + p + HASH_LEN + sum(mul.AliceMessage.SIZES) + s + 2 * p
-    return {1: (h + NONCE_LEN,), 2: (kos_msg,), 3: (alice_msg,), 4: (h + HASH_LEN + 2 * s,)}
+    return {1: (h + NONCE_LEN + 4 + HASH_LEN,), 2: (kos_msg,), 3: (alice_msg,), 4: (h + HASH_LEN + 2 * s,)}
 
 
 def _frost_rounds(group: Group) -> dict[int, RoundSizes]:

@@ -11,10 +11,10 @@ import pytest
 
 from appliance.local.demo_dkls23 import verify_independently
 from appliance.mpc_party.protocols.dkls23 import local
-from appliance.mpc_party.protocols.dkls23.common import GROUP, Q
+from appliance.mpc_party.protocols.dkls23.common import GROUP, CorrelationAbort, Q
 from appliance.mpc_party.protocols.dkls23.keyshare import Dkls23Key, delta_bits
-from appliance.mpc_party.protocols.dkls23.sign import Signature, SignSession
-from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort
+from appliance.mpc_party.protocols.dkls23.sign import Signature, SignSession, decode_sign_message
+from appliance.mpc_party.protocols.wire import LocalProtocolError, ProtocolAbort, StateMismatch
 
 
 def check_signature(public_key: bytes, digest: bytes, sig: Signature) -> None:
@@ -130,6 +130,30 @@ def test_refresh_keeps_the_key_and_old_new_mix_fails(keys):
     for mixed in ([old[0], new[1]], [new[0], old[2]]):
         with pytest.raises(ProtocolAbort):
             local.sign_now(mixed, digest_of(9))
+
+
+def test_mixed_epochs_stop_at_round_0_without_burning_the_pair(keys):
+    """Honest parties on either side of a refresh/resharing commit: the OT pairs differ, so the KOS
+    check of round 2 would fail and burn an honest pair (seen in CI after a resharing: pairs burned,
+    then the burn's urgent refresh made more mixed epochs). Round 0 carries epoch and ctx, and the
+    session stops there with StateMismatch, which is no CorrelationAbort (nothing burns)."""
+    old = keys[(3, 2)]
+    new = local.refresh(old)
+    sid = bytes(range(32))
+    a, b = SignSession(old[0], sid, [1, 2]), SignSession(new[1], sid, [1, 2])
+    m_a, m_b = a.round0(), b.round0()
+    assert (m_a.epoch, m_b.epoch) == (0, 1)
+    for session, msg, sender in ((a, m_b, 2), (b, m_a, 1)):
+        with pytest.raises(StateMismatch, match=r"epoch \d, this party with \d") as caught:
+            session.receive(decode_sign_message(msg.to_bytes()))
+        assert caught.value.culprit == sender and not isinstance(caught.value, CorrelationAbort)
+        with pytest.raises(LocalProtocolError):  # nothing Delta-dependent can run after it
+            session.round1()
+    # same epoch, same signers: round 0 passes and the signature verifies (the check is not too strict)
+    c, d = SignSession(new[0], sid, [1, 2]), SignSession(new[1], sid, [1, 2])
+    c0, d0 = c.round0(), d.round0()
+    c.receive(decode_sign_message(d0.to_bytes()))
+    d.receive(decode_sign_message(c0.to_bytes()))
 
 
 def test_signing_uses_fresh_randomness_per_session(keys):

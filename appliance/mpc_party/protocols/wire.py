@@ -40,6 +40,13 @@ class ProtocolAbort(ProtocolError):
         super().__init__(f"{reason} (culprit: {who})")
 
 
+class StateMismatch(ProtocolAbort):
+    """A peer runs the session over another state of the key than ours: another epoch (a refresh or a
+    resharing committed on one side and not yet on the other) or another context. It is raised before
+    anything secret-dependent has been checked, so it tells the peer nothing and burns nothing; an
+    honest pair sees it for the moment between two parties' commits, and the next attempt succeeds."""
+
+
 def ct_equal(a: bytes, b: bytes) -> bool:
     """Constant-time equality for commitments, MACs and anything secret-dependent."""
     return hmac.compare_digest(a, b)

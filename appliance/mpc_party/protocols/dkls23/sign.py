@@ -14,6 +14,11 @@ of sk*phi, and then s = (m + r*sk)/k = sum w_i / sum u_i with w_i = m*phi_i + r*
                           session is H(ctx, i, j, n_i, n_j): both sides' fresh randomness enters every
                           OT-extension stream, challenge and pad hash of the pair, so no two runs share
                           pads, whatever session id the caller supplies (`common.fresh_pair_key`).
+                          With it go the sender's key epoch and ctx: a peer whose ctx differs (one
+                          side has committed a refresh or resharing, the other not yet) is refused
+                          here with `StateMismatch`, before any check that depends on Delta. Without
+                          this an honest pair of mixed epochs failed the KOS check of round 2 and
+                          burned their OT pair (and the burn's urgent refresh made more mixed epochs).
     Round 1 (no message): commit to R_i; as Bob, the first multiplication message to each peer.
     Round 2 (no message): echo a hash of all round-1 commitments (everyone must have seen the same);
                           open R_i; as Alice, the multiplication response plus Gamma^u = c_u*G and
@@ -61,6 +66,7 @@ from appliance.mpc_party.protocols.wire import (
     LocalProtocolError,
     ProtocolAbort,
     Reader,
+    StateMismatch,
     Writer,
     ct_equal,
 )
@@ -73,17 +79,20 @@ _U_LEN = OT_WIDTH * M_OT // 8
 
 @dataclass(frozen=True)
 class SignRound0(WireMessage):
-    """Round 0, broadcast: the sender's fresh nonce for this session's pair keys."""
+    """Round 0, broadcast: the sender's fresh nonce for this session's pair keys, and the key epoch and
+    session context it signs with (so a peer on another epoch is told apart from a cheat)."""
 
     KIND: ClassVar[int] = KIND_SIGN0
     nonce: bytes
+    epoch: int = 0
+    ctx: bytes = bytes(32)
 
     def _write_body(self, w: Writer) -> None:
-        w.fixed(self.nonce, NONCE_LEN)
+        w.fixed(self.nonce, NONCE_LEN).u32(self.epoch).fixed(self.ctx, 32)
 
     @classmethod
     def _read_body(cls, r: Reader, group: Group) -> dict:
-        return {"nonce": r.fixed(NONCE_LEN)}
+        return {"nonce": r.fixed(NONCE_LEN), "epoch": r.u32(), "ctx": r.fixed(32)}
 
 
 @dataclass(frozen=True)
@@ -275,7 +284,7 @@ class SignSession:
         self._require(SignState.ROUND0, "round0")
         self._nonce = self._rng(NONCE_LEN)
         self.state = SignState.WAITING_ROUND0
-        return SignRound0(GROUP, self.session_id, self.me, self._nonce)
+        return SignRound0(GROUP, self.session_id, self.me, self._nonce, self.key.epoch, self.ctx)
 
     def pair_key(self, alice: int, bob: int) -> bytes:
         """This session's key of the ordered pair (alice, bob); needs both nonces."""
@@ -311,6 +320,7 @@ class SignSession:
             raise LocalProtocolError(f"receive called in state '{self.state.value}'")
         if isinstance(msg, SignRound0):
             self._peerset.check(msg, self._in0)
+            self._check_state(msg)
             self._in0[msg.sender] = msg
         elif isinstance(msg, SignRound1):
             self._peerset.check(msg, self._in1)
@@ -332,6 +342,17 @@ class SignSession:
             self._in3[msg.sender] = msg
         else:
             raise LocalProtocolError(f"not a signing message: {type(msg).__name__}")
+
+    def _check_state(self, msg: SignRound0) -> None:
+        """The peer's ctx must be ours: the same key id, epoch, public key, signers and session id.
+        Only public values enter ctx, so refusing here reveals nothing (see the module docstring)."""
+        if ct_equal(msg.ctx, self.ctx):
+            return
+        self.state = SignState.FAILED
+        if msg.epoch != self.key.epoch:
+            raise StateMismatch(f"party {msg.sender} signs with key epoch {msg.epoch}, this party with "
+                                f"{self.key.epoch} (a refresh or resharing committed on one side only)", msg.sender)
+        raise StateMismatch("the peer's signing context differs from ours (another key or signer set)", msg.sender)
 
     # -- round 2 --
     def round2(self) -> list[SignRound2]:
