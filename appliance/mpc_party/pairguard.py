@@ -15,7 +15,14 @@ to a few bits per Delta (docs/protocols/dkls23.md, "Selective aborts"):
 4. `on_unopened` lets a peer start a re-setup with us: the first envelope's header names the key and
    nonce, from which we recompute the session id before joining. At most one re-setup runs per key
    on this party at a time (a busy key refuses the invitation, the initiator retries), and each peer
-   may start at most `MAX_INVITES_PER_MINUTE`.
+   may start at most `MAX_INVITES_PER_MINUTE`. The limit counts distinct invitations (session ids):
+   the initiator re-sends its first envelope every 0.1 s until we open the session, and counting
+   those re-sends used up the whole minute's allowance in two seconds of a busy key, leaving honest
+   pairs burned for a minute.
+5. Both sides of a pair may burn it and invite each other at once; each then holds its key lock for
+   its own initiation and refuses the other's, until both time out and retry in step. The tie-break:
+   the lower-indexed party's re-setup goes on, the higher-indexed one cancels its own initiation when
+   the lower one's invitation arrives, and answers that invitation's next re-send.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -43,6 +50,7 @@ from appliance.rules.keytypes import KeyType, parse_key_type
 log = logging.getLogger("zrkeyring.party.pairs")
 
 MAX_INVITES_PER_MINUTE = 20
+INVITATIONS_KEPT = 1024  # session ids of invitations already counted (their re-sends are not)
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 
 
@@ -89,6 +97,8 @@ class PairGuard:
         self.sealer, self.runner, self.rng_factory = sealer, runner, rng_factory
         self._key_locks: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self._running: set[tuple[bytes, int]] = set()  # (public key, peer) re-setups we initiated
+        self._initiating: dict[tuple[bytes, int], bytes] = {}  # ... and the session id of the one running
+        self._invitations: OrderedDict[bytes, None] = OrderedDict()  # session ids counted against the limit
         self._limiter = PerPeerLimit(MAX_INVITES_PER_MINUTE)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -161,10 +171,18 @@ class PairGuard:
             raise TimeoutError("another re-setup of this key is still running")
         try:
             record, key = self._load(public_key)
+            if peer not in self.state.burned_peers(self.keyring, public_key):
+                return key  # the peer's re-setup of this pair ran while we waited for the lock
             rng = self.rng_factory()
             nonce = rng(resetup.NONCE_LEN)
             sid = resetup.resetup_session_id(key.key_id, key.public_key, self.me, peer, nonce)
-            new = self.runner.run(sid, dispatch.resetup_session(key, sid, peer, nonce, rng))
+            with self._lock:
+                self._initiating[(public_key, peer)] = sid
+            try:
+                new = self.runner.run(sid, dispatch.resetup_session(key, sid, peer, nonce, rng))
+            finally:
+                with self._lock:
+                    self._initiating.pop((public_key, peer), None)
             self._store(record, new, peer)
             return new
         finally:
@@ -181,13 +199,14 @@ class PairGuard:
             public_key, nonce, _ = resetup.split_header(env.payload)
         except ValueError:
             return
-        if not self._invite_allowed(peer):
+        if not self._invite_allowed(peer, env.session_id):
             log.warning("party %d: too many OT re-setup invitations from party %d; ignored", self.me, peer,
                         extra={"peer": peer})
             return
         lock = self._key_locks[public_key]
         if not lock.acquire(blocking=False):
-            return  # busy with this key: the initiator retries
+            self._give_way(public_key, peer)
+            return  # busy with this key: the initiator re-sends, and retries
         try:
             record, key = self._load(public_key)
             if not 1 <= peer <= key.n or peer == self.me:  # a peer without a pair yet (absent at keygen)
@@ -216,8 +235,27 @@ class PairGuard:
         finally:
             lock.release()
 
-    def _invite_allowed(self, peer: int) -> bool:
-        return self._limiter.allow(peer)
+    def _invite_allowed(self, peer: int, session_id: bytes) -> bool:
+        """Each distinct invitation counts once against the peer's limit; its re-sends are free."""
+        with self._lock:
+            if session_id in self._invitations:
+                return True
+        if not self._limiter.allow(peer):
+            return False
+        with self._lock:
+            self._invitations[session_id] = None
+            while len(self._invitations) > INVITATIONS_KEPT:
+                self._invitations.popitem(last=False)
+        return True
+
+    def _give_way(self, public_key: bytes, peer: int) -> None:
+        """A lower-indexed peer invites us to re-set up the pair we are initiating ourselves: cancel
+        ours (its lock frees), so the peer's next re-send finds us ready (rule 5 of the docstring)."""
+        with self._lock:
+            ours = self._initiating.get((public_key, peer)) if peer < self.me else None
+        if ours is not None and self.runner.cancel(ours, f"party {peer} re-sets up the pair itself"):
+            log.info("party %d: party %d is re-setting up the OT pair of key %s too; joining its session, "
+                     "ours stops", self.me, peer, public_key.hex()[:16], extra={"peer": peer})
 
     # --- storage -----------------------------------------------------------------------------------
 

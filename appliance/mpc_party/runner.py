@@ -48,6 +48,15 @@ class SessionTimeout(Exception):
         super().__init__(f"session {session} round {round_}: no answer from parties {missing}")
 
 
+class SessionCancelled(Exception):
+    """This party gave up a running session on purpose (`SessionRunner.cancel`)."""
+
+
+@dataclass(frozen=True)
+class _Cancelled:
+    reason: str
+
+
 @dataclass
 class RunnerConfig:
     round_timeout_s: float = 10.0
@@ -84,6 +93,7 @@ class SessionRunner:
         self._abandon_lock = threading.Lock()
         self._hellos: dict[bytes, _Hello] = {}  # running sessions that announce themselves (join.py)
         self._finished: dict[bytes, Any] = {}  # running sessions given their result another way (`finish`)
+        self._running: set[bytes] = set()  # session ids whose `run` has not returned yet
 
     def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
             round_timeout_s: float | None = None, record: list[Envelope] | None = None,
@@ -97,8 +107,9 @@ class SessionRunner:
         short = session_id.hex()[:12]
         timeout = self.config.round_timeout_s if round_timeout_s is None else round_timeout_s
         self.gate.open_session(session_id)
-        if hello is not None:
-            with self._abandon_lock:
+        with self._abandon_lock:
+            self._running.add(session_id)
+            if hello is not None:
                 self._hellos[session_id] = _Hello(*hello)
         try:
             started = time.monotonic()
@@ -108,7 +119,10 @@ class SessionRunner:
             round_ = session.current_round
             while not session.done:
                 if session_id in self._finished:  # a verified result arrived another way (join.py)
-                    return self._finished.pop(session_id)
+                    result = self._finished.pop(session_id)
+                    if isinstance(result, _Cancelled):
+                        raise SessionCancelled(f"session {short}: {result.reason}")
+                    return result
                 if session.current_round != round_:
                     round_ = session.current_round
                     deadline = time.monotonic() + timeout
@@ -141,6 +155,7 @@ class SessionRunner:
             return session.result()
         finally:
             with self._abandon_lock:
+                self._running.discard(session_id)
                 self._hellos.pop(session_id, None)
                 self._finished.pop(session_id, None)
             self.gate.close_session(session_id)
@@ -198,6 +213,17 @@ class SessionRunner:
                 return False
             self._finished[session_id] = result
         self._abandon(session_id)  # our round messages still being re-sent to the peer stop
+        self.gate.wake(session_id)
+        return True
+
+    def cancel(self, session_id: bytes, reason: str) -> bool:
+        """Stop a running session at once: its `run` raises SessionCancelled and sends nothing more
+        (pairguard.py gives way to a peer's re-setup of the same pair). False when not running here."""
+        with self._abandon_lock:
+            if session_id not in self._running:
+                return False
+            self._finished[session_id] = _Cancelled(reason)
+        self._abandon(session_id)
         self.gate.wake(session_id)
         return True
 

@@ -291,3 +291,54 @@ def test_used_session_ids_survive_a_restart(tmp_path):
 def test_parameters_as_specified():
     assert STAT == 80 and KOS_PAD == OT_WIDTH + STAT
     assert common.M_OT % 8 == 0
+
+
+def test_re_sends_of_one_invitation_count_once_against_the_limit(tmp_path):
+    """The initiator re-sends its first envelope every 0.1 s until we open the session: counting those
+    used up a peer's minute in 2 s and left an honest pair burned (CI, after a resharing). Distinct
+    invitations are still limited."""
+    from appliance.mpc_party.pairguard import MAX_INVITES_PER_MINUTE
+    guard = _NoThreads(me=HONEST, keyring="k", store=None, state=PartyState(tmp_path / "s.sqlite"), sealer=None,
+                       runner=None, rng_factory=lambda: secrets.token_bytes)
+    one = secrets.token_bytes(32)
+    assert all(guard._invite_allowed(EVIL, one) for _ in range(10 * MAX_INVITES_PER_MINUTE))
+    distinct = [guard._invite_allowed(EVIL, secrets.token_bytes(32)) for _ in range(MAX_INVITES_PER_MINUTE)]
+    assert distinct.count(False) == 1 and not distinct[-1]  # the first one used one of the minute's slots
+    assert guard._invite_allowed(EVIL, one)  # an invitation already counted goes on being answered
+    assert guard._invite_allowed(3, secrets.token_bytes(32))  # per peer
+
+
+class _Runner:
+    def __init__(self) -> None:
+        self.cancelled: list[bytes] = []
+
+    def cancel(self, session_id: bytes, reason: str) -> bool:
+        self.cancelled.append(session_id)
+        return True
+
+
+def test_two_initiators_of_one_pair_the_higher_index_gives_way(tmp_path, keys):
+    """Both sides burned the pair and invite each other: each holds its key lock for its own
+    initiation. The higher-indexed party cancels its own when the lower one's invitation arrives (the
+    lower one keeps its own and lets the other's invitation wait)."""
+    from nacl.signing import SigningKey
+
+    from appliance.mpc_party.envelope import Envelope
+    from appliance.mpc_party.protocols import dispatch
+    from tests.transport.conftest import sign_with
+    pk = keys[0].public_key
+    for me, peer, expect_cancel in ((2, 1, True), (1, 2, False)):
+        runner = _Runner()
+        guard = _NoThreads(me=me, keyring="k", store=None, state=PartyState(tmp_path / f"{me}.sqlite"),
+                           sealer=None, runner=runner, rng_factory=lambda: secrets.token_bytes)
+        ours = secrets.token_bytes(32)
+        guard._initiating[(pk, peer)] = ours
+        guard._key_locks[pk].acquire()  # our initiation holds the key
+        nonce = secrets.token_bytes(32)
+        theirs = resetup.resetup_session_id(keys[peer - 1].key_id, pk, peer, me, nonce)
+        first = dispatch.resetup_session(keys[peer - 1], theirs, me, nonce, secrets.token_bytes).start()[0]
+        env = Envelope.create(sign_with(SigningKey.generate()),
+                              session_id=theirs, protocol=dispatch.DklsResetupSession.protocol, round=1,
+                              sender=peer, recipient=me, seq=0, payload=first.payload)
+        guard.on_unopened(env)
+        assert runner.cancelled == ([ours] if expect_cancel else [])

@@ -16,7 +16,7 @@ from appliance.mpc_party.protocols.dkg import DkgParty
 from appliance.mpc_party.protocols.frost import FROST_ED25519
 from appliance.mpc_party.protocols.group import ED25519
 from appliance.mpc_party.protocols.sessions import DkgSession, FrostSignSession
-from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
+from appliance.mpc_party.runner import RunnerConfig, SessionCancelled, SessionRunner, SessionTimeout
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.roster import Roster
 from chain_client.address import account_address
@@ -113,6 +113,20 @@ def test_a_signing_session_no_partner_joins_is_given_up_at_the_join_timeout(runn
         patient.run(sign_sid, FrostSignSession(FROST_ED25519, shares[1], sign_sid, [1, 3], b"nobody joins"),
                     join_timeout=True)
     assert timed_out.value.missing == [3]
+
+
+def test_cancel_stops_a_waiting_session_at_once(runners) -> None:
+    """SessionRunner.cancel (pairguard's tie-break): the waiting run raises SessionCancelled well before
+    its round deadline; cancelling a session that is not running is refused."""
+    sid = secrets.token_bytes(32)
+    assert not runners[1].cancel(sid, "not running")
+    started = time.monotonic()
+    timer = threading.Timer(0.3, lambda: runners[1].cancel(sid, "a peer re-sets up the pair itself"))
+    timer.start()
+    with pytest.raises(SessionCancelled, match="re-sets up the pair itself"):
+        runners[1].run(sid, DkgSession(DkgParty(ED25519, sid, 1, 3, 2), "frost-ed25519-dkg"))
+    assert time.monotonic() - started < 2.0  # the round deadline is 3 s
+    assert not runners[1].cancel(sid, "over")
 
 
 def hostile_send(client, me: int, key):
