@@ -51,7 +51,7 @@ import grpc
 from appliance.rules.roster import MAX_INDEX
 from appliance.runtime.logs import describe, log_failure
 from appliance.runtime.paths import ensure_dir
-from chain_client.channels import RECONNECT_OPTIONS
+from chain_client.channels import LOCAL_RECONNECT_OPTIONS
 
 # --- the jobs a controller asks for (the contract between the two daemons) -----------------------
 
@@ -374,7 +374,7 @@ class PartyClient:
 
     def __init__(self, socket_path: str | Path) -> None:
         # A restarted party daemon is reached again within about a second (chain_client/channels.py).
-        self._channel = grpc.insecure_channel(f"unix:{socket_path}", options=RECONNECT_OPTIONS)
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}", options=LOCAL_RECONNECT_OPTIONS)
         self._run = self._method(RUN)
         self._status = self._method(STATUS)
         self._keys = self._method(KEYS)
