@@ -51,13 +51,16 @@ from appliance.mpc_party.protocols import dispatch as protocols
 from appliance.mpc_party.protocols.hello import (
     HELLO_PROTOCOL,
     HELLO_ROUND,
+    LEAVE_PROTOCOL,
+    LEAVE_ROUND,
     RESULT_PROTOCOL,
     RESULT_ROUND,
     Hello,
+    LeaveReason,
 )
 from appliance.mpc_party.protocols.pool import PoolSignSession
 from appliance.mpc_party.protocols.wire import ProtocolError, StateMismatch
-from appliance.mpc_party.runner import RunnerConfig, SessionRunner, SessionTimeout
+from appliance.mpc_party.runner import RunnerConfig, SessionCancelled, SessionRunner, SessionTimeout
 from appliance.mpc_party.state import PartyState
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.attempts import MAX_SET_RETRIES, attempt_at
@@ -82,6 +85,7 @@ FULFILLED_KEY = "KEY_REQUEST_STATUS_FULFILLED"
 log = logging.getLogger("zrkeyring.party")
 
 RESULT_CACHE = 4096
+LEAVE_SEND_S = 2.0  # a leave note is worth a few tries, not a round deadline: its session is over for us
 # Signing sessions (distinct signer set, retry) this party joins per (request, attempt): enough for a
 # controller to move past a party that went down mid-attempt and to rerun a set once, too few for the
 # local socket to mint sessions.
@@ -188,7 +192,7 @@ class PartyDaemon:
         # Envelopes: signed with an in-memory key the HSM identity key certifies hourly (envelope_cert.py)
         cluster = self.roster.cluster.name
         self.gate = Gate(self.me, self.roster.identity_keys(), cluster=cluster,
-                         announcements=(HELLO_PROTOCOL, RESULT_PROTOCOL))
+                         announcements=(HELLO_PROTOCOL, RESULT_PROTOCOL, LEAVE_PROTOCOL))
         self.server = PeerServer.from_roster(self.roster, self.me, self.gate, tls, p.listen or None)
         self.client = PeerClient.from_roster(self.roster, self.me, tls, timeout=2.0)
         self.pool = PresignPool(p.presign_pool_max)  # in memory only (presign.py)
@@ -213,8 +217,9 @@ class PartyDaemon:
             rng_factory=lambda: mixed_rng(self.hsm), state=self.state, membership=self._chain_membership,
             request_of=self._request_of)
         self.gate.on_unopened = self._on_unopened
-        self.gate.on_announcement = self._on_result_note
+        self.gate.on_announcement = self._on_announcement
         self._signing: dict[bytes, SignJob] = {}  # signing sessions running here, by session id
+        self._left: OrderedDict[bytes, int] = OrderedDict()  # leave notes for sessions not running yet
         self.joiner = PeerJoiner(self.me, config.chain.chain_id, self.keyring, self._join_peer_session,
                                  p.join_workers, max_age_s=p.join_timeout_s or p.round_timeout_s)
         self.keygen = KeygenFinality(
@@ -282,6 +287,7 @@ class PartyDaemon:
         self.repair.on_unopened(env)
         self.presigner.on_unopened(env)
         self.joiner.on_unopened(env)
+        self._on_leave(env)
 
     def _check_identity(self) -> None:
         ours = self.hsm.identity_public_key()
@@ -391,6 +397,10 @@ class PartyDaemon:
             reason, culprit = "timeout", min(exc.missing, default=None)
             log.warning("party %d: session %s timed out: %s", self.me, sid.hex()[:12], exc, extra=extra)
             raise JobFailed(str(exc), retryable=True, missing=exc.missing) from None
+        except SessionCancelled as exc:  # a signer left (its leave note): another set or attempt next
+            reason = "peer_left"
+            log.warning("party %d: session %s ended: %s", self.me, sid.hex()[:12], exc, extra=extra)
+            raise JobFailed(str(exc), retryable=True) from None
         except StateMismatch as exc:  # honest between two parties' commits of a refresh or resharing
             reason = "state_mismatch"
             log.warning("party %d: session %s stopped before any secret-dependent check: %s", self.me,
@@ -450,8 +460,21 @@ class PartyDaemon:
                 log.info("party %d already signed request %d: same signature again", self.me, job.request_id,
                          extra=job_log_fields(job, sid))
                 return made
-            self._join_signer_set(job, peer)
-            signature = self._sign_session(job, sid)
+            try:
+                self._join_signer_set(job, peer)
+                signature = self._sign_session(job, sid)
+            except SessionCancelled:
+                raise  # a signer left: it told the others itself
+            except SessionTimeout:
+                self._send_leave(job, sid, LeaveReason.TIMEOUT)
+                raise
+            except JobFailed as exc:
+                self._send_leave(job, sid, LeaveReason.REFUSED if str(exc).startswith("refused") else
+                                 LeaveReason.FAILED)
+                raise
+            except Exception:
+                self._send_leave(job, sid, LeaveReason.FAILED)
+                raise
             self.state.record_signature(self.keyring, job.request_id, signature)
             return signature
 
@@ -522,6 +545,9 @@ class PartyDaemon:
         hello = Hello(job.request_id, job.attempt, job.retry, tuple(sorted(job.signers))).encode()
         with self._lock:
             self._signing[sid] = job
+            left = self._left.pop(sid, None)
+        if left is not None and left in job.signers and left != self.me:  # its note came before we began
+            self.runner.cancel(sid, f"party {left} left the session before it began here", ahead=True)
         try:
             return self.runner.run(sid, session, join_timeout=True, hello=(HELLO_PROTOCOL, HELLO_ROUND, hello))
         except ProtocolError as exc:
@@ -566,6 +592,36 @@ class PartyDaemon:
         self.runner.outbox.forget(sid)  # we never run this session id ourselves
         log.info("party %d sent party %d the signature it already had for session %s", self.me, peer,
                  sid.hex()[:12], extra={"peer": peer})
+
+    def _send_leave(self, job: SignJob, sid: bytes, reason: int) -> None:
+        """Tell the session's other signers we are out of it (hello.py, the leave note), so none waits a
+        round deadline for us; we never run this session id again (the durable claim)."""
+        others = tuple(p for p in job.signers if p != self.me)
+        self.runner.send(sid, LEAVE_PROTOCOL, LEAVE_ROUND, bytes([reason]), others, LEAVE_SEND_S)
+        self.runner.outbox.forget(sid)
+
+    def _on_announcement(self, env: Any) -> None:
+        """Gate hook: an announcement for a session open here (a result note or a leave note)."""
+        if env.protocol == LEAVE_PROTOCOL:
+            self._on_leave(env)
+        else:
+            self._on_result_note(env)
+
+    def _on_leave(self, env: Any) -> None:
+        """A peer's leave note: end our run of that signing session at once if the sender is one of its
+        signers; for a session not begun here yet, keep the note for when it begins (`_sign_session`)."""
+        if env.protocol != LEAVE_PROTOCOL or env.round != LEAVE_ROUND:
+            return
+        with self._lock:
+            job = self._signing.get(env.session_id)
+            if job is None:
+                self._left[env.session_id] = env.sender
+                while len(self._left) > RESULT_CACHE:
+                    self._left.popitem(last=False)
+                return
+        if env.sender in job.signers and env.sender != self.me:
+            why = LeaveReason.describe(bytes(env.payload))
+            self.runner.cancel(env.session_id, f"party {env.sender} {why} and left the session", ahead=True)
 
     def _on_result_note(self, env: Any) -> None:
         """Gate hook: a peer's result note for a signing session running here. Taken only from a signer

@@ -223,6 +223,7 @@ def round_table(parties: int) -> dict[str, ProtocolLimits]:
         # announcements (envelope.Gate never queues them): a hello naming up to every party, a result note
         hello.HELLO_PROTOCOL: ProtocolLimits.of({hello.HELLO_ROUND: (hello.MAX_HELLO_LEN,)}),
         hello.RESULT_PROTOCOL: ProtocolLimits.of({hello.RESULT_ROUND: (hello.MAX_RESULT_LEN,)}),
+        hello.LEAVE_PROTOCOL: ProtocolLimits.of({hello.LEAVE_ROUND: (hello.LEAVE_LEN,)}),
     }
 
 

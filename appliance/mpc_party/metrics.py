@@ -37,6 +37,7 @@ ABORT_REASONS = (
     "timeout",            # a peer did not answer within the round deadline
     "peer_misbehaviour",  # a peer's message failed a check (culprit names it)
     "state_mismatch",     # a peer signs over another key epoch (between two parties' commits; no culprit)
+    "peer_left",          # a signer sent a leave note: it timed out, refused or failed the session
     "chain_check",        # the request on chain is missing, not PENDING/PARTIAL, or the data differs
     "local_error",        # our own bug or resource problem
     "hsm_error",          # sealing/unsealing or an HSM signature failed

@@ -94,6 +94,7 @@ class SessionRunner:
         self._hellos: dict[bytes, _Hello] = {}  # running sessions that announce themselves (join.py)
         self._finished: dict[bytes, Any] = {}  # running sessions given their result another way (`finish`)
         self._running: set[bytes] = set()  # session ids whose `run` has not returned yet
+        self._cancel_ahead: dict[bytes, _Cancelled] = {}  # cancelled before their `run` began (newest last)
 
     def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
             round_timeout_s: float | None = None, record: list[Envelope] | None = None,
@@ -109,6 +110,8 @@ class SessionRunner:
         self.gate.open_session(session_id)
         with self._abandon_lock:
             self._running.add(session_id)
+            if (early := self._cancel_ahead.pop(session_id, None)) is not None:
+                self._finished[session_id] = early
             if hello is not None:
                 self._hellos[session_id] = _Hello(*hello)
         try:
@@ -216,12 +219,19 @@ class SessionRunner:
         self.gate.wake(session_id)
         return True
 
-    def cancel(self, session_id: bytes, reason: str) -> bool:
+    def cancel(self, session_id: bytes, reason: str, ahead: bool = False) -> bool:
         """Stop a running session at once: its `run` raises SessionCancelled and sends nothing more
-        (pairguard.py gives way to a peer's re-setup of the same pair). False when not running here."""
+        (pairguard.py gives way to a peer's re-setup of the same pair; a signer left, daemon.py). With
+        `ahead`, a session whose `run` has not begun yet is cancelled when it begins. False when the
+        session is not running here (and not `ahead`)."""
         with self._abandon_lock:
             if session_id not in self._running:
-                return False
+                if not ahead:
+                    return False
+                self._cancel_ahead[session_id] = _Cancelled(reason)
+                while len(self._cancel_ahead) > ABANDONED_KEPT:
+                    self._cancel_ahead.pop(next(iter(self._cancel_ahead)))
+                return True
             self._finished[session_id] = _Cancelled(reason)
         self._abandon(session_id)
         self.gate.wake(session_id)

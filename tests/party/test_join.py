@@ -25,11 +25,14 @@ from appliance.mpc_party.local_api import JobFailed, SignJob
 from appliance.mpc_party.protocols.hello import (
     HELLO_PROTOCOL,
     HELLO_ROUND,
+    LEAVE_PROTOCOL,
+    LEAVE_ROUND,
     MAX_HELLO_LEN,
     RESULT_PROTOCOL,
     RESULT_ROUND,
     Hello,
     HelloError,
+    LeaveReason,
 )
 from appliance.rules.requests import ICA_TYPE_URL
 from chain_client.proto_gen.zrchain.treasury.mpcsign_pb2 import ICATransactionRequest
@@ -324,3 +327,69 @@ def test_a_result_note_ends_the_session_only_if_a_signer_sent_a_signature_that_v
     assert finished == []
     PartyDaemon._on_result_note(daemon, note_from(2, good))
     assert finished == [(b"s" * 32, good)]
+
+
+# --- the leave note -----------------------------------------------------------------------------------
+
+def leave_from(sender: int, sid: bytes = b"s" * 32, reason: int = LeaveReason.TIMEOUT) -> Envelope:
+    return Envelope.create(lambda m: KEYS[sender].sign(m).signature, session_id=sid, protocol=LEAVE_PROTOCOL,
+                           round=LEAVE_ROUND, sender=sender, recipient=BROADCAST, seq=0, payload=bytes([reason]))
+
+
+def leave_daemon(running: dict[bytes, SignJob]):
+    cancelled: list[tuple[bytes, str]] = []
+    runner = SimpleNamespace(cancel=lambda sid, why, ahead=False: cancelled.append((sid, why)) or True)
+    daemon = SimpleNamespace(me=1, _lock=threading.Lock(), _signing=dict(running), _left=OrderedDict(),
+                             runner=runner)
+    return daemon, cancelled
+
+
+def test_a_leave_note_ends_our_run_only_if_a_signer_of_that_session_sent_it() -> None:
+    """CI: signers 4 and 5 had heard from each other and waited a whole round for 3, which had refused
+    the session; the request's next sessions found them still waiting, and the request timed out. A
+    signer's leave note ends the session at once; a non-signer's changes nothing (it could otherwise
+    cancel sessions between others)."""
+    job = SignJob(7, ECDSA, 3, b"\x02" * 33, bytes(32), (1, 2), 0)
+    daemon, cancelled = leave_daemon({b"s" * 32: job})
+    PartyDaemon._on_leave(daemon, leave_from(3))  # not a signer of this session
+    PartyDaemon._on_leave(daemon, note_from(2, bytes(64)))  # a result note is no leave
+    assert cancelled == []
+    PartyDaemon._on_leave(daemon, leave_from(2, reason=LeaveReason.REFUSED))
+    assert cancelled == [(b"s" * 32, "party 2 refused it and left the session")]
+
+
+def test_a_leave_note_for_a_session_not_begun_here_is_kept_for_when_it_begins() -> None:
+    daemon, cancelled = leave_daemon({})
+    PartyDaemon._on_leave(daemon, leave_from(2, sid=b"t" * 32))
+    assert cancelled == [] and daemon._left == {b"t" * 32: 2}  # _sign_session checks it when it begins
+
+
+def test_a_party_out_of_a_session_tells_the_other_signers() -> None:
+    """A refusal, a timeout or a failure in _sign sends a leave note to every other signer; a session a
+    leave note ended does not send one again."""
+    from appliance.mpc_party.runner import SessionCancelled, SessionTimeout
+    for raised, reason in ((JobFailed("refused: over budget"), LeaveReason.REFUSED),
+                           (SessionTimeout("s", 1, [3]), LeaveReason.TIMEOUT),
+                           (RuntimeError("bug"), LeaveReason.FAILED), (SessionCancelled("left"), None)):
+        sent: list[int] = []
+
+        def fail(*_args, raised=raised, **_kwargs):
+            raise raised
+        daemon = SimpleNamespace(me=1, keyring=KEYRING, _check_attempt=lambda job, btl: None,
+                                 _request_lock=lambda rid: threading.Lock(), _join_signer_set=fail,
+                                 state=SimpleNamespace(signature_of=lambda keyring, rid: None),
+                                 _send_leave=lambda job, sid, why, sent=sent: sent.append(why))
+        with pytest.raises(type(raised)):
+            PartyDaemon._sign(daemon, job((1, 2, 3)), b"s" * 32, 1000)
+        assert sent == ([] if reason is None else [reason])
+
+
+def test_the_gate_takes_a_leave_note_of_one_byte_only() -> None:
+    gate = Gate(1, {i: k.verify_key.encode() for i, k in KEYS.items()}, announcements=(LEAVE_PROTOCOL,))
+    notes: list[Envelope] = []
+    gate.on_announcement = notes.append
+    gate.open_session(b"s" * 32)
+    long = Envelope.create(lambda m: KEYS[2].sign(m).signature, session_id=b"s" * 32, protocol=LEAVE_PROTOCOL,
+                           round=LEAVE_ROUND, sender=2, recipient=BROADCAST, seq=0, payload=b"\x01\x02")
+    assert gate.offer(long.encode(), tls_party=2).reason is DropReason.OVERSIZE
+    assert gate.offer(leave_from(2).encode(), tls_party=2).accepted and len(notes) == 1

@@ -129,6 +129,17 @@ def test_cancel_stops_a_waiting_session_at_once(runners) -> None:
     assert not runners[1].cancel(sid, "over")
 
 
+def test_a_session_cancelled_ahead_ends_as_soon_as_it_begins(runners) -> None:
+    """A leave note can arrive while our run of the session waits for the request's lock: with `ahead`
+    the cancellation waits for the run, which then ends before its first wait."""
+    sid = secrets.token_bytes(32)
+    assert runners[1].cancel(sid, "party 2 timed out and left the session", ahead=True)
+    started = time.monotonic()
+    with pytest.raises(SessionCancelled, match="party 2 timed out"):
+        runners[1].run(sid, DkgSession(DkgParty(ED25519, sid, 1, 3, 2), "frost-ed25519-dkg"))
+    assert time.monotonic() - started < 1.0
+
+
 def hostile_send(client, me: int, key):
     """A network (or compromised peer) that replays every envelope, adds a copy with a broken signature,
     and one validly signed envelope for a session nobody opened."""

@@ -11,6 +11,14 @@ The result note (protocol `sign-result`, round 1, in the opener's session id) ca
 the peer already made for the request (or found on chain): the opener verifies it under the key with
 an independent library and ends its session with it instead of waiting for a partner that will
 never send a round message.
+
+The leave note (protocol `sign-leave`, round 1, in the session's id, one byte: why) tells the other
+signers that this party is out of the session: it timed out waiting, refused it, or failed. Without
+it, signers that had heard from each other waited a whole round deadline for the one that had left,
+and, a request's sessions being serial on each party, the next session found them still waiting
+(CI: a 3-of-3 quorum missed every attempt of a request that way). A note from a non-signer, or for a
+session that has ended, changes nothing; a signer could abort by going silent anyway, so a note
+only makes that quick.
 """
 
 from __future__ import annotations
@@ -28,6 +36,22 @@ MAX_HELLO_LEN = _FIXED.size + 2 * MAX_PARTIES
 RESULT_PROTOCOL = "sign-result"
 RESULT_ROUND = 1
 MAX_RESULT_LEN = 128  # an ECDSA signature is 64 or 65 bytes, Ed25519 64
+LEAVE_PROTOCOL = "sign-leave"
+LEAVE_ROUND = 1
+LEAVE_LEN = 1
+
+
+class LeaveReason:
+    """The leave note's one byte."""
+
+    TIMEOUT = 1  # a round passed without some signer's message
+    REFUSED = 2  # the session was refused before it ran (budget, claim, rules)
+    FAILED = 3  # a protocol abort, a state mismatch or a local error
+    NAMES = {TIMEOUT: "timed out", REFUSED: "refused it", FAILED: "failed"}
+
+    @classmethod
+    def describe(cls, payload: bytes) -> str:
+        return cls.NAMES.get(payload[0], "left") if len(payload) == LEAVE_LEN else "left"
 
 
 class HelloError(ValueError):
