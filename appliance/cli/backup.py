@@ -363,8 +363,16 @@ def _newer_shares(current: Path, hsm: Hsm, party_index: int, restored: list[Held
 
 def _move_aside(data_dir: Path, names: list[str]) -> Path:
     """Move each database and its -wal/-shm into a new data_dir/pre-restore-<time>/ (nothing deleted)."""
-    kept = data_dir / f"pre-restore-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    kept.mkdir(mode=0o700)
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    for n in range(1000):  # two restores in one second (a script, CI) get -1, -2, ...: never one over another
+        kept = data_dir / (f"pre-restore-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            kept.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise UserError(f"cannot make a new pre-restore directory in {data_dir}: 1000 exist for {stamp}")
     for name in names:
         for suffix in ("", "-wal", "-shm"):
             path = data_dir / f"{name}{suffix}"

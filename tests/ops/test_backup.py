@@ -123,3 +123,14 @@ def test_a_damaged_or_foreign_backup_is_refused(net: LocalKeyring, tmp_path: Pat
     not_a_backup.write_bytes(b"\x00" * 1024)
     code, _, err = backup(net, 2, "verify", str(not_a_backup))
     assert code == 1 and "zrkeyring backup" in err
+
+
+def test_two_restores_in_one_second_keep_both_sets_of_current_files(tmp_path) -> None:
+    """CI: a restore and a forced restore within one second both named data_dir/pre-restore-<second>/
+    and the second failed with FileExistsError (a traceback, not an answer)."""
+    from appliance.cli.backup import _move_aside
+    kept = []
+    for body in (b"first", b"second"):
+        (tmp_path / "shares.sqlite").write_bytes(body)
+        kept.append(_move_aside(tmp_path, ["shares.sqlite"]))
+    assert kept[0] != kept[1] and [(k / "shares.sqlite").read_bytes() for k in kept] == [b"first", b"second"]
