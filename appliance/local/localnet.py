@@ -257,7 +257,8 @@ class LocalKeyring:
         while time.monotonic() < deadline:
             proc = host.procs.get("party")
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"party {index} exited:\n{host.log('party').read_text()[-3000:]}")
+                raise RuntimeError(f"party {index} exited with code {proc.returncode}:\n"
+                                   f"{host.log('party').read_text()[-3000:]}")
             if host.socket.exists():
                 client = PartyClient(host.socket)
                 try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import secrets
 import socket
 import subprocess
@@ -34,9 +33,12 @@ RSS_LIMIT = 64 << 20
 pytestmark = pytest.mark.slow
 
 
-def _limit_nofile() -> None:  # preexec_fn: runs in the child before exec
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT_NOFILE, hard))
+# Sets the soft limit, then execs the daemon. Not a preexec_fn: that runs between fork and exec in a
+# child of this multi-threaded (gRPC) test process, and under a loaded CI run the child once died there
+# without a word (gRPC's fork handlers logged "epoll_wait error: Bad file descriptor").
+_LIMIT_THEN_EXEC = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
+                    "os.execv(sys.argv[2], sys.argv[2:])")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,13 @@ def keyring(tmp_path_factory):
         net.stop_role(1, "party")
         with host.log("party").open("a") as log:
             host.procs["party"] = subprocess.Popen(
-                [sys.executable, "-m", "appliance.cli.main", "party", "run", "--config", str(host.config("party"))],
-                cwd=ROOT, env=host.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_limit_nofile)
+                [sys.executable, "-c", _LIMIT_THEN_EXEC, str(SOFT_NOFILE), sys.executable, "-m",
+                 "appliance.cli.main", "party", "run", "--config", str(host.config("party"))],
+                cwd=ROOT, env=host.env, stdout=log, stderr=subprocess.STDOUT)
         net.wait_party_ready(1)
+        limits = Path(f"/proc/{host.procs['party'].pid}/limits").read_text()  # the exec'd daemon itself
+        assert any(line.startswith("Max open files") and line.split()[3] == str(SOFT_NOFILE)
+                   for line in limits.splitlines()), limits
         yield net
     finally:
         net.close()
