@@ -219,7 +219,7 @@ class PartyDaemon:
         self.gate.on_unopened = self._on_unopened
         self.gate.on_announcement = self._on_announcement
         self._signing: dict[bytes, SignJob] = {}  # signing sessions running here, by session id
-        self._left: OrderedDict[bytes, int] = OrderedDict()  # leave notes for sessions not running yet
+        self._left: OrderedDict[bytes, set[int]] = OrderedDict()  # leave notes' senders, sessions not begun
         self.joiner = PeerJoiner(self.me, config.chain.chain_id, self.keyring, self._join_peer_session,
                                  p.join_workers, max_age_s=p.join_timeout_s or p.round_timeout_s)
         self.keygen = KeygenFinality(
@@ -545,9 +545,9 @@ class PartyDaemon:
         hello = Hello(job.request_id, job.attempt, job.retry, tuple(sorted(job.signers))).encode()
         with self._lock:
             self._signing[sid] = job
-            left = self._left.pop(sid, None)
-        if left is not None and left in job.signers and left != self.me:  # its note came before we began
-            self.runner.cancel(sid, f"party {left} left the session before it began here", ahead=True)
+            left = sorted(self._left.pop(sid, set()) & (set(job.signers) - {self.me}))
+        if left:  # a signer's note came before we began (a non-signer's counts for nothing)
+            self.runner.cancel(sid, f"party {left[0]} left the session before it began here", ahead=True)
         try:
             return self.runner.run(sid, session, join_timeout=True, hello=(HELLO_PROTOCOL, HELLO_ROUND, hello))
         except ProtocolError as exc:
@@ -614,8 +614,8 @@ class PartyDaemon:
             return
         with self._lock:
             job = self._signing.get(env.session_id)
-            if job is None:
-                self._left[env.session_id] = env.sender
+            if job is None:  # every sender kept: a non-signer's note must not hide a signer's
+                self._left.setdefault(env.session_id, set()).add(env.sender)
                 while len(self._left) > RESULT_CACHE:
                     self._left.popitem(last=False)
                 return
@@ -734,6 +734,7 @@ class PartyDaemon:
                 "pending_version": head.pending_version, "threshold": m.threshold,
                 "parties": list(self.members.of_record(record)[0]), "stored_at": record.created_at,
                 "request_id": m.key_id}
+
     def _peer_contact(self, peer: int, ok: bool) -> None:
         """One delivery attempt's outcome: the metric, and an answer is a sign of life (liveness.heard)."""
         metrics.peer_contact(peer, ok)

@@ -361,7 +361,8 @@ def test_a_leave_note_ends_our_run_only_if_a_signer_of_that_session_sent_it() ->
 def test_a_leave_note_for_a_session_not_begun_here_is_kept_for_when_it_begins() -> None:
     daemon, cancelled = leave_daemon({})
     PartyDaemon._on_leave(daemon, leave_from(2, sid=b"t" * 32))
-    assert cancelled == [] and daemon._left == {b"t" * 32: 2}  # _sign_session checks it when it begins
+    PartyDaemon._on_leave(daemon, leave_from(3, sid=b"t" * 32))  # a non-signer's note does not replace it
+    assert cancelled == [] and daemon._left == {b"t" * 32: {2, 3}}  # _sign_session checks it when it begins
 
 
 def test_a_party_out_of_a_session_tells_the_other_signers() -> None:
