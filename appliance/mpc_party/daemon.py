@@ -172,6 +172,15 @@ def chain_reader(section: ChainSection, chain: ChainClient) -> ChainClient | Agr
                           on_disagreement=metrics.chain_disagreement)
 
 
+def _leave_reason(exc: Exception) -> int:
+    """The leave note's byte for why our run of a signing session ended (refusals say "refused: ...")."""
+    if isinstance(exc, SessionTimeout):
+        return LeaveReason.TIMEOUT
+    if isinstance(exc, JobFailed) and exc.error.startswith("refused"):
+        return LeaveReason.REFUSED
+    return LeaveReason.FAILED
+
+
 class PartyDaemon:
     """One party: transport server and client, session runner, share store, local API."""
 
@@ -465,15 +474,8 @@ class PartyDaemon:
                 signature = self._sign_session(job, sid)
             except SessionCancelled:
                 raise  # a signer left: it told the others itself
-            except SessionTimeout:
-                self._send_leave(job, sid, LeaveReason.TIMEOUT)
-                raise
-            except JobFailed as exc:
-                self._send_leave(job, sid, LeaveReason.REFUSED if str(exc).startswith("refused") else
-                                 LeaveReason.FAILED)
-                raise
-            except Exception:
-                self._send_leave(job, sid, LeaveReason.FAILED)
+            except Exception as exc:
+                self._send_leave(job, sid, _leave_reason(exc))
                 raise
             self.state.record_signature(self.keyring, job.request_id, signature)
             return signature
@@ -588,8 +590,7 @@ class PartyDaemon:
 
     def _send_result(self, sid: bytes, peer: int, signature: bytes) -> None:
         """A result note to the peer waiting in session `sid` (join.py): the request's signature."""
-        self.runner.send(sid, RESULT_PROTOCOL, RESULT_ROUND, signature, (peer,), self.config.party.round_timeout_s)
-        self.runner.outbox.forget(sid)  # we never run this session id ourselves
+        self.runner.note(sid, RESULT_PROTOCOL, RESULT_ROUND, signature, (peer,), self.config.party.round_timeout_s)
         log.info("party %d sent party %d the signature it already had for session %s", self.me, peer,
                  sid.hex()[:12], extra={"peer": peer})
 
@@ -597,8 +598,7 @@ class PartyDaemon:
         """Tell the session's other signers we are out of it (hello.py, the leave note), so none waits a
         round deadline for us; we never run this session id again (the durable claim)."""
         others = tuple(p for p in job.signers if p != self.me)
-        self.runner.send(sid, LEAVE_PROTOCOL, LEAVE_ROUND, bytes([reason]), others, LEAVE_SEND_S)
-        self.runner.outbox.forget(sid)
+        self.runner.note(sid, LEAVE_PROTOCOL, LEAVE_ROUND, bytes([reason]), others, LEAVE_SEND_S)
 
     def _on_announcement(self, env: Any) -> None:
         """Gate hook: an announcement for a session open here (a result note or a leave note)."""

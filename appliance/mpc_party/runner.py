@@ -94,7 +94,7 @@ class SessionRunner:
         self._hellos: dict[bytes, _Hello] = {}  # running sessions that announce themselves (join.py)
         self._finished: dict[bytes, Any] = {}  # running sessions given their result another way (`finish`)
         self._running: set[bytes] = set()  # session ids whose `run` has not returned yet
-        self._cancel_ahead: dict[bytes, _Cancelled] = {}  # cancelled before their `run` began (newest last)
+        self._cancel_ahead: dict[bytes, Any] = {}  # outcomes for runs not begun yet (`cancel` ahead; newest last)
 
     def run(self, session_id: bytes, session: Session, join_timeout: bool = False,
             round_timeout_s: float | None = None, record: list[Envelope] | None = None,
@@ -173,6 +173,13 @@ class SessionRunner:
         for target in targets:
             self._pool.submit(self._deliver, target, env, deadline)
 
+    def note(self, session_id: bytes, protocol: str, round_: int, payload: bytes, targets: tuple[int, ...],
+             timeout_s: float) -> None:
+        """`send` for a session this party never runs again (a result or leave note, join.py): its
+        outbox state is dropped once the note is sealed."""
+        self.send(session_id, protocol, round_, payload, targets, timeout_s)
+        self.outbox.forget(session_id)
+
     def _emit(self, session_id: bytes, session: Session, outgoing: list[Outgoing], deadline: float) -> None:
         for out in outgoing:
             env = self.outbox.seal(session_id, session.protocol, out.round, out.recipient, out.payload)
@@ -211,29 +218,28 @@ class SessionRunner:
         """End a running session with `result`, which the caller has verified (a peer had signed the
         request already and sent the signature, join.py): its run returns it and sends nothing more.
         False when the session is not running here."""
-        with self._abandon_lock:
-            if session_id not in self._hellos:
-                return False
-            self._finished[session_id] = result
-        self._abandon(session_id)  # our round messages still being re-sent to the peer stop
-        self.gate.wake(session_id)
-        return True
+        return self._end(session_id, result)
 
     def cancel(self, session_id: bytes, reason: str, ahead: bool = False) -> bool:
         """Stop a running session at once: its `run` raises SessionCancelled and sends nothing more
         (pairguard.py gives way to a peer's re-setup of the same pair; a signer left, daemon.py). With
         `ahead`, a session whose `run` has not begun yet is cancelled when it begins. False when the
         session is not running here (and not `ahead`)."""
+        return self._end(session_id, _Cancelled(reason), ahead)
+
+    def _end(self, session_id: bytes, outcome: Any, ahead: bool = False) -> bool:
+        """Hand a running session its outcome (its run returns or raises it at its next look) and stop
+        its sends; with `ahead`, keep the outcome for a run that has not begun."""
         with self._abandon_lock:
             if session_id not in self._running:
                 if not ahead:
                     return False
-                self._cancel_ahead[session_id] = _Cancelled(reason)
+                self._cancel_ahead[session_id] = outcome
                 while len(self._cancel_ahead) > ABANDONED_KEPT:
                     self._cancel_ahead.pop(next(iter(self._cancel_ahead)))
                 return True
-            self._finished[session_id] = _Cancelled(reason)
-        self._abandon(session_id)
+            self._finished[session_id] = outcome
+        self._abandon(session_id)  # our round messages still being re-sent to peers stop
         self.gate.wake(session_id)
         return True
 

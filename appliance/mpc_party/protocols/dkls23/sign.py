@@ -84,8 +84,8 @@ class SignRound0(WireMessage):
 
     KIND: ClassVar[int] = KIND_SIGN0
     nonce: bytes
-    epoch: int = 0
-    ctx: bytes = bytes(32)
+    epoch: int
+    ctx: bytes
 
     def _write_body(self, w: Writer) -> None:
         w.fixed(self.nonce, NONCE_LEN).u32(self.epoch).fixed(self.ctx, 32)
