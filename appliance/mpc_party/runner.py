@@ -166,12 +166,13 @@ class SessionRunner:
 
     def send(self, session_id: bytes, protocol: str, round_: int, payload: bytes, targets: tuple[int, ...],
              timeout_s: float) -> None:
-        """Broadcast one payload outside a running session (an ABORT note, its exhibits): sealed once,
-        delivered to each target until accepted or `timeout_s` passes."""
+        """Broadcast one payload outside a running session (an ABORT note, its exhibits; a leave note):
+        sealed once, delivered to each target until accepted or `timeout_s` passes, even when the
+        session was given up at its join timeout (that is exactly when a leave note must go out)."""
         env = self.outbox.seal(session_id, protocol, round_, BROADCAST, payload)
         deadline = time.monotonic() + timeout_s
         for target in targets:
-            self._pool.submit(self._deliver, target, env, deadline)
+            self._pool.submit(self._deliver, target, env, deadline, False)
 
     def note(self, session_id: bytes, protocol: str, round_: int, payload: bytes, targets: tuple[int, ...],
              timeout_s: float) -> None:
@@ -187,14 +188,16 @@ class SessionRunner:
             for target in targets:
                 self._pool.submit(self._deliver, target, env, deadline)
 
-    def _deliver(self, target: int, env: Envelope, deadline: float) -> None:
+    def _deliver(self, target: int, env: Envelope, deadline: float, abandonable: bool = True) -> None:
         """Send until accepted, refused for good, or the round deadline passes. Re-sends to a peer that
         has not opened the session back off (RESEND_PAUSE_S doubling to RESEND_PAUSE_MAX_S): under a
         backlog a peer may open it seconds later or never, and each try is a TLS round trip and a
         signature check on both hosts. A session given up because nobody joined stops sending (a
-        session that ended otherwise keeps delivering: a peer may still need our last message)."""
+        session that ended otherwise keeps delivering: a peer may still need our last message); a note
+        sent outside the session (`send`, not `abandonable`) goes out regardless."""
         pause = RESEND_PAUSE_S
-        while (remaining := deadline - time.monotonic()) > 0 and env.session_id not in self._abandoned:
+        while (remaining := deadline - time.monotonic()) > 0 and not (
+                abandonable and env.session_id in self._abandoned):
             try:
                 ack = self._send(target, env, remaining)
             except PeerUnavailable as exc:

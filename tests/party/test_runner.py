@@ -140,6 +140,28 @@ def test_a_session_cancelled_ahead_ends_as_soon_as_it_begins(runners) -> None:
     assert time.monotonic() - started < 1.0
 
 
+def test_a_note_after_the_join_timeout_is_still_delivered(runners) -> None:
+    """A session given up at its join timeout stops its round re-sends; the leave note that says so
+    must still go out (it did not: the joined signers then waited a whole round, test_join_party)."""
+    from appliance.mpc_party.protocols.hello import LEAVE_PROTOCOL, LEAVE_ROUND
+    runner = runners[1]
+    patient = SessionRunner(1, runner.gate, runner.outbox, runner.parts[1].send,
+                            RunnerConfig(round_timeout_s=30.0, join_timeout_s=0.3), pool=runner._pool)
+    sid = secrets.token_bytes(32)
+    shares = run_parallel({i: (lambda i=i: runners[i].run(
+        sid, DkgSession(DkgParty(ED25519, sid, i, 3, 2), "frost-ed25519-dkg"))) for i in (1, 2, 3)})
+    sign_sid = secrets.token_bytes(32)
+    with pytest.raises(SessionTimeout):
+        patient.run(sign_sid, FrostSignSession(FROST_ED25519, shares[1], sign_sid, [1, 3], b"nobody joins"),
+                    join_timeout=True)
+    runners[3].gate.open_session(sign_sid)  # party 3 opens it late: the note must reach it anyway
+    try:
+        patient.note(sign_sid, LEAVE_PROTOCOL, LEAVE_ROUND, b"\x01", (3,), 3.0)
+        assert runners[3].gate.wait_for(sign_sid, LEAVE_ROUND, [1], 3.0).arrived
+    finally:
+        runners[3].gate.close_session(sign_sid)
+
+
 def hostile_send(client, me: int, key):
     """A network (or compromised peer) that replays every envelope, adds a copy with a broken signature,
     and one validly signed envelope for a session nobody opened."""
