@@ -63,12 +63,23 @@ def cmd_start(args: argparse.Namespace) -> int:
     genesis = load_genesis(args.genesis)
     config = NodeConfig(data_dir=Path(args.data_dir), listen=args.listen, block_time=args.block_time,
                         tls_cert=_path_or_none(args.tls_cert), tls_key=_path_or_none(args.tls_key))
+    # The handlers go in before the node is built: building it binds the port, so a caller that waits
+    # for the port (LocalNode.start) may send SIGTERM before the next line runs. A stop that early is
+    # still a clean stop, exit 0 (CI once saw -15 from test_node_process_exit_code_of_a_clean_stop).
+    built: list[Node] = []
+
+    def stop(*_: object) -> None:
+        if not built:
+            raise SystemExit(0)
+        built[0]._stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         node = Node(genesis, config)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: node._stop.set())
-    signal.signal(signal.SIGINT, lambda *_: node._stop.set())
+    built.append(node)
     node.start()
     print(f"listening on {config.listen}", flush=True)
     node.wait()
