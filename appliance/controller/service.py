@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as nea
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 FUNDS_REFRESH_S = 5.0  # balance and keyring fees are re-read at least this often (every post reads the balance)
 FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about once per interval, not per tick
+JOINED_KEPT = 4096  # joined-session signatures held until their request is next considered
 MEMBERSHIP_REFRESH_S = 5.0  # the chain keyring's parties and threshold (who makes new keys) are re-read this often
 
 
@@ -203,6 +205,8 @@ class Controller:
         self._not_admitted: set[int] = set()  # counted as shed (once per request)
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
+        self._joined_boot, self._joined_next = "", 0  # our party's joined-session log: its run and our cursor
+        self._joined: OrderedDict[int, bytes] = OrderedDict()  # sign request id -> signature made on a peer's hello
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
         self.inclusion_blocks = 1.0  # moving average: blocks from our broadcast to inclusion
         self.members = KeyMembers(party)
@@ -244,6 +248,7 @@ class Controller:
         self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
         self._admitted = self._admission(opened)
+        self._read_joined()
         for item in opened.values():
             self._consider(item)
         self._post(opened)
@@ -390,7 +395,7 @@ class Controller:
             self._reject("sign", req.id, plan.reason)
             return
         public_key, data = bytes(key.public_key), bytes(req.data_for_signing[0])
-        if self._adopt_posted_signature(req, public_key, data):
+        if self._adopt_posted_signature(req, public_key, data) or self._post_joined(req, public_key, data):
             return
         if self._admitted is not None and req.id not in self._admitted:
             self._shed_by_admission(req.id)
@@ -453,6 +458,41 @@ class Controller:
             self.journal.record_result("sign", req.id, signature)
             return True
         return False
+
+    def _read_joined(self) -> None:
+        """What our party signed since the last tick in sessions a peer opened (mpc_party/joined.py):
+        our controller may never have queued those requests (it shed them, or had not reached them),
+        yet we are the session's partner and our post completes the request."""
+        answer = self.party.joined(self._joined_next)
+        if answer is not None and answer[0] != self._joined_boot:  # the daemon restarted: read from its start
+            self._joined_boot, self._joined_next = answer[0], 0
+            answer = self.party.joined(0)
+        if answer is None:
+            return  # unreachable for now: the next tick asks from the same cursor
+        _boot, self._joined_next, found = answer
+        for request_id, signature in found:
+            self._joined[request_id] = signature
+            self._joined.move_to_end(request_id)
+        while len(self._joined) > JOINED_KEPT:
+            self._joined.popitem(last=False)
+
+    def _post_joined(self, req: Any, public_key: bytes, data: bytes) -> bool:
+        """Our party made this request's signature in a session a peer opened: verify it and post it
+        with the next tx, as that session's partner (eager: the opener posts too, and nobody else)."""
+        signature = self._joined.pop(req.id, None)
+        if signature is None:
+            return False
+        try:
+            check_signature(req.key_type, public_key, data, signature)
+        except ResultInvalid as exc:
+            log.error("sign request %d: our party's signature from a joined session is invalid: %s", req.id, exc,
+                      extra={"request_id": req.id})
+            return False
+        log.info("sign request %d: our party signed it in a session a peer opened; posting it", req.id,
+                 extra={"request_id": req.id})
+        self._eager.add(("sign", req.id))
+        self.journal.record_result("sign", req.id, signature)
+        return True
 
     def _agree_with_chain(self, entry: Entry, req: Any) -> Entry | None:
         """Post the signature the chain already holds, not a second one: zrChain rejects the whole request

@@ -31,6 +31,7 @@ from appliance.mpc_party.envelope_cert import EnvelopeKeys
 from appliance.mpc_party.finality import KeygenFinality
 from appliance.mpc_party.jobs import OPEN_SIGN_STATUSES, KeyCache, RequestRefused, check_on_chain, job_session_id
 from appliance.mpc_party.join import JoinAnswered, JoinRefused, PeerJoiner, hello_session_id
+from appliance.mpc_party.joined import JoinedSignatures
 from appliance.mpc_party.keyrepair import KeyRepair
 from appliance.mpc_party.lifecycle import LOCK_WAIT_S, Refresher
 from appliance.mpc_party.liveness import Liveness
@@ -246,9 +247,10 @@ class PartyDaemon:
                                    load_share=self._active_share, busy=self._pool_busy,
                                    version_of=self._active_version)
         self._default_btl: int | None = None
+        self.joined = JoinedSignatures()  # signatures of joined sessions, for our controller (joined.py)
         self.local = LocalServer(p.local_socket, self.run_job, self.status, keys=self.keys,
                                  signature=lambda request_id: self.state.signature_of(self.keyring, request_id),
-                                 liveness=self.liveness_view)
+                                 liveness=self.liveness_view, joined=self.joined.since)
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, Future] = OrderedDict()
         self._signer_sets: OrderedDict[tuple[int, int], set[tuple[tuple[int, ...], int]]] = OrderedDict()
@@ -478,6 +480,8 @@ class PartyDaemon:
                 self._send_leave(job, sid, _leave_reason(exc))
                 raise
             self.state.record_signature(self.keyring, job.request_id, signature)
+            if peer is not None:  # a session a peer opened: our controller may not know of it (joined.py)
+                self.joined.add(job.request_id, signature)
             return signature
 
     def _request_lock(self, request_id: int) -> threading.Lock:

@@ -16,6 +16,10 @@ control), so it carries plain JSON bodies on raw-bytes gRPC methods, no protobuf
                                       holders, from which the controller takes its signing quorums)
     /zrkeyring.party.v1.Local/Liveness answer: {"live": [int], "peers": {index: {"age_s": float | null,
                                                 "controller_active": bool, "live": bool}}}
+    /zrkeyring.party.v1.Local/Joined  request: u64 cursor (big-endian)
+                                      answer:  {"boot": hex, "next": int, "signatures": [[id, hex]]}
+                                      (signatures made in sessions a peer opened, from the cursor on;
+                                      joined.py: the controller posts them as the session's partner)
 
 `Liveness` is the party's view of which parties can sign now (liveness.py); calling it also tells the
 daemon that its controller is active, which its pings then report to the peers. The controller picks
@@ -252,6 +256,7 @@ STATUS = f"/{SERVICE}/Status"
 KEYS = f"/{SERVICE}/Keys"
 LIVENESS = f"/{SERVICE}/Liveness"
 SIGNATURE = f"/{SERVICE}/Signature"
+JOINED = f"/{SERVICE}/Joined"
 
 
 @dataclass
@@ -273,6 +278,7 @@ RunHandler = Callable[[Job], bytes]
 StatusHandler = Callable[[], dict[str, Any]]
 KeysHandler = Callable[[], list[dict[str, Any]]]
 LivenessHandler = Callable[[], dict[str, Any]]
+JoinedHandler = Callable[[int], tuple[str, int, list[tuple[int, bytes]]]]  # cursor -> (boot, next, found)
 
 
 def _identity(data: bytes) -> bytes:
@@ -285,11 +291,13 @@ class LocalServer:
     def __init__(self, socket_path: str | Path, run: RunHandler, status: StatusHandler,
                  workers: int = 16, keys: KeysHandler | None = None,
                  liveness: LivenessHandler | None = None,
-                 signature: Callable[[int], bytes | None] | None = None) -> None:
+                 signature: Callable[[int], bytes | None] | None = None,
+                 joined: JoinedHandler | None = None) -> None:
         self.socket_path = Path(socket_path)
         self._run, self._status, self._keys = run, status, keys or (lambda: [])
         self._liveness = liveness
         self._signature = signature or (lambda request_id: None)
+        self._joined = joined or (lambda cursor: ("", cursor, []))
         self._server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-api"))
         handlers = {
             "Run": grpc.unary_unary_rpc_method_handler(self._handle_run, _identity, _identity),
@@ -297,6 +305,7 @@ class LocalServer:
             "Keys": grpc.unary_unary_rpc_method_handler(self._handle_keys, _identity, _identity),
             "Liveness": grpc.unary_unary_rpc_method_handler(self._handle_liveness, _identity, _identity),
             "Signature": grpc.unary_unary_rpc_method_handler(self._handle_signature, _identity, _identity),
+            "Joined": grpc.unary_unary_rpc_method_handler(self._handle_joined, _identity, _identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -349,6 +358,14 @@ class LocalServer:
         made = self._signature(int.from_bytes(request, "big"))
         return _answer({"signature": made.hex() if made is not None else None})
 
+    def _handle_joined(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Signatures made in joined sessions from a cursor on (u64, big-endian; joined.py)."""
+        if len(request) != 8:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected an 8-byte cursor")
+        boot, cursor, found = self._joined(int.from_bytes(request, "big"))
+        return _answer({"boot": boot, "next": cursor,
+                        "signatures": [[request_id, signature.hex()] for request_id, signature in found]})
+
     def _handle_liveness(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
         if self._liveness is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this party keeps no liveness view")
@@ -380,6 +397,7 @@ class PartyClient:
         self._keys = self._method(KEYS)
         self._liveness = self._method(LIVENESS)
         self._signature = self._method(SIGNATURE)
+        self._joined = self._method(JOINED)
 
     def _method(self, path: str) -> grpc.UnaryUnaryMultiCallable:
         return self._channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
@@ -412,6 +430,16 @@ class PartyClient:
         try:
             body = json.loads(self._signature(request_id.to_bytes(8, "big"), timeout=timeout))
             return bytes.fromhex(body["signature"]) if body.get("signature") else None
+        except (grpc.RpcError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def joined(self, cursor: int, timeout: float = 1.0) -> tuple[str, int, list[tuple[int, bytes]]] | None:
+        """(boot, next cursor, [(request id, signature)]) of the party's joined sessions from `cursor` on;
+        None when the daemon cannot say (unreachable, an older daemon, a malformed answer)."""
+        try:
+            body = json.loads(self._joined(cursor.to_bytes(8, "big"), timeout=timeout))
+            found = [(int(rid), bytes.fromhex(sig)) for rid, sig in body["signatures"]]
+            return str(body["boot"]), int(body["next"]), found
         except (grpc.RpcError, KeyError, TypeError, ValueError, AttributeError):
             return None
 

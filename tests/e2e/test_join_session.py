@@ -4,7 +4,8 @@ Real processes: chain node, three party daemons with SoftHSM tokens, mutual-TLS 
 are stopped after the keys are made, so nothing schedules party 2's side of a session: before the
 hello, party 1's job waited out the join timeout (under a backlog that was every job slot of every
 controller, docs/performance.md "Joining a peer's session"). Now party 2 reads the request from the
-chain itself and joins; its own later job for the same session gets the same signature at once.
+chain itself and joins; its own later job for the same session gets the same signature at once, and its daemon lists the
+signature for its controller to post (`Joined`).
 What a joiner refuses (requests its own rules would not sign, a peer naming many signer sets) is in
 tests/party/test_join.py.
 """
@@ -58,6 +59,10 @@ def test_a_session_one_party_opens_is_joined_by_its_peer_without_its_controller(
         signature = opener.run(job, timeout=30)  # only party 1 is asked: party 2 joins on the hello
         verify_independently(name, bytes(key.public_key), data, signature)
         assert peer.run(job, timeout=5) == signature  # party 2's result of the same session, no new one
+        # party 2's controller learns of the joined session from its own daemon (mpc_party/joined.py)
+        boot, cursor, found = peer.joined(0)
+        assert (request_id, signature) in found and cursor >= 1 and boot
+        assert peer.joined(cursor)[1:] == (cursor, [])
         # party 3 now opens {2, 3} for the request: party 2 has signed it and hands party 3 the signature
         # in a result note, which party 3 verifies and ends its session with (no join timeout)
         third = PartyClient(keyring.host(3).socket)
