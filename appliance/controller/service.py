@@ -80,6 +80,8 @@ NEAR_TIMEOUT_BLOCKS = 5  # a pending request this close to mpc_btl counts as nea
 KIND_LABELS = {"key": "key", "sign": "signature"}  # journal kind -> metrics `kind` label
 FUNDS_REFRESH_S = 5.0  # balance and keyring fees are re-read at least this often (every post reads the balance)
 FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about once per interval, not per tick
+RECONSIDER_ALL_S = 10.0  # every open request is planned afresh at least this often (`_settled` is a cache)
+PENDING_METRICS_S = 1.0  # the pending-request gauges are recounted at most this often (a pass over every one)
 JOINED_KEPT = 4096  # joined-session signatures held until their request is next considered
 MEMBERSHIP_REFRESH_S = 5.0  # the chain keyring's parties and threshold (who makes new keys) are re-read this often
 
@@ -204,7 +206,16 @@ class Controller:
         self._admitted: set[int] | None = None  # sign requests the admission rule takes at this height
         self._not_admitted: set[int] = set()  # counted as shed (once per request)
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
+        self._fresh = True  # this tick read a new listing (a new height)
+        self._pending_counted = float("-inf")  # monotonic time of the last _count_pending
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
+        # Sign requests whose plan for the current attempt is made (job queued, not ours, skipped), with the
+        # request's view then (attempt, status, signatures on chain): under a backlog of hundreds of
+        # open requests, planning every one of them afresh every tick was most of the controller's CPU.
+        self._settled: dict[int, tuple[int, str, int, int]] = {}
+        self._settled_view: tuple[Any, ...] = ()  # what every plan depends on beside the request itself
+        self._settled_at = float("-inf")
+        self._reconsider: set[int] = set()  # sign requests to plan again at once (their job ended; job threads)
         self._joined_boot, self._joined_next = "", 0  # our party's joined-session log: its run and our cursor
         self._joined: OrderedDict[int, bytes] = OrderedDict()  # sign request id -> signature made on a peer's hello
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
@@ -247,15 +258,19 @@ class Controller:
         self.quorum.refresh(self.party)
         self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
-        self._admitted = self._admission(opened)
+        if self._fresh:  # admission reads only the listing and the height
+            self._admitted = self._admission(opened)
         self._read_joined()
+        self._expire_settled()
         for item in opened.values():
             self._consider(item)
         self._post(opened)
         self.refresh.tick(self.height)  # scheduled refresh: its own worker, one key at a time
         if time.monotonic() - self._funds_read >= FUNDS_REFRESH_S:
             self._read_funds()  # keeps the balance gauges fresh while nothing is waiting to be posted
-        self._count_pending(opened)
+        if self._fresh and time.monotonic() - self._pending_counted >= PENDING_METRICS_S:
+            self._count_pending(opened)
+            self._pending_counted = time.monotonic()
         with self._lock:
             idle = not self._running and not self.scheduler.queued() and not self.drain.on
         self.presign.tick(idle, self.quorum.live)  # presignature pools, only while nothing else is to do
@@ -315,7 +330,8 @@ class Controller:
         """Every open request of our keyring. Chain state changes only from one block to the next, so
         while the height is the one of the last listing that listing is still exact and is reused (the
         controller polls faster than blocks come; under load the listing is hundreds of requests)."""
-        if self._listing is not None and self._listing[0] == self.height:
+        self._fresh = self._listing is None or self._listing[0] != self.height
+        if not self._fresh:
             return dict(self._listing[1])
         # The four lists are asked at once: a tick's length is what paces posting (one tx in flight).
         queries = [(kind, query, f"{prefix}_{status}") for status in OPEN_STATUSES for kind, query, prefix in
@@ -342,8 +358,30 @@ class Controller:
     def _posted_by_us(self, request: Any) -> bool:
         return any(s.creator == self.address for s in self._party_sigs(request))
 
+    def _plan_view(self, req: Any) -> tuple[int, str, int, int]:
+        """What a sign request's plan depends on that can change while it is open: its attempt (from
+        the height), its status and the signatures on chain."""
+        attempt = self._attempt(self.deadlines.of("sign", req))
+        return attempt, req.status, len(req.signed_data), len(req.keyring_party_sigs)
+
+    def _expire_settled(self) -> None:
+        """Plans hold until their request's view changes, or their job ends (`_reconsider`), or what every
+        plan reads changes (live parties, the chain keyring's membership, drain mode), and never longer
+        than RECONSIDER_ALL_S."""
+        view = (frozenset(self.quorum.live), self.membership, self.drain.on)
+        now = time.monotonic()
+        if view != self._settled_view or now - self._settled_at >= RECONSIDER_ALL_S:
+            self._settled.clear()
+            self._settled_view, self._settled_at = view, now
+        with self._lock:
+            again, self._reconsider = self._reconsider, set()
+        for request_id in again:
+            self._settled.pop(request_id, None)
+
     def _consider(self, item: _Open) -> None:
         req = item.request
+        if item.kind == "sign" and req.id in self._settled and self._settled[req.id] == self._plan_view(req):
+            return  # planned for this attempt already, and nothing it depends on has changed
         tag = (item.kind, req.id)
         self._key_types[tag] = metrics.key_type_label(req.key_type)
         if self.journal.get(item.kind, req.id) is None:
@@ -390,6 +428,7 @@ class Controller:
         key = self._key(req.key_ids[0]) if len(req.key_ids) == 1 and not req.child_req_ids else None
         plan = plan_sign(req, key, self.keyring, self.height, c.start_margin_blocks, mpc_btl=deadline)
         if plan.decision is Decision.SKIP:
+            self._settled[req.id] = self._plan_view(req)
             return
         if plan.decision is Decision.REJECT:
             self._reject("sign", req.id, plan.reason)
@@ -399,7 +438,8 @@ class Controller:
             return
         if self._admitted is not None and req.id not in self._admitted:
             self._shed_by_admission(req.id)
-            return
+            return  # not settled: the next height's admission may take it
+        self._settled[req.id] = self._plan_view(req)  # whatever follows holds for this attempt
         attempt = self._attempt(deadline)
         self.presign.note_sign(key.id, req.key_type, public_key)  # a hot key: its pools are kept warm
         members = self.members.of(public_key)  # the key's own holders and threshold (members.py)
@@ -473,6 +513,7 @@ class Controller:
         for request_id, signature in found:
             self._joined[request_id] = signature
             self._joined.move_to_end(request_id)
+            self._settled.pop(request_id, None)  # planned again this tick: posted as the session's partner
         while len(self._joined) > JOINED_KEPT:
             self._joined.popitem(last=False)
 
@@ -581,6 +622,8 @@ class Controller:
         (its `_started` tag stays, so this attempt is not queued again every tick)."""
         with self._lock:
             self._running.discard((queued.job.kind, queued.job.request_id))
+            if queued.job.kind == "sign":
+                self._reconsider.add(queued.job.request_id)
 
     def _stale_job(self, queued: _QueuedJob) -> str | None:
         """Just before a queued job starts: will the parties still accept its attempt? They take the
@@ -600,6 +643,8 @@ class Controller:
         finally:
             with self._lock:
                 self._running.discard((job.kind, job.request_id))
+                if job.kind == "sign":
+                    self._reconsider.add(job.request_id)  # a failed session: the next live set at once
 
     def _run_job_once(self, job: KeygenJob | SignJob, key_type: str, sign_ctx: tuple[bytes, bytes] | None) -> bool:
         """Run one job on the party and journal its verified result; True if it produced one (only

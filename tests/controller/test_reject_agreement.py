@@ -63,6 +63,7 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller._eager, controller._started, controller._running = set(), set(), set()
     controller._lock = threading.Lock()
     controller._admitted = None  # keyring-wide admission off (the default)
+    controller._settled = {}  # no plan cached yet (Controller._expire_settled)
     controller._joined = {}  # no joined-session signature from the party (Controller._read_joined)
     controller.quorum = QuorumPicker(me, PARTIES, 2)  # every party live: no liveness view needed here
     controller.members = SimpleNamespace(of=lambda _public_key: (tuple(PARTIES), 2))  # every key: all hold it

@@ -1,0 +1,92 @@
+"""A sign request's plan is made once per attempt, not once per tick (Controller `_settled`).
+
+Under a 3x backlog the controller planned each of hundreds of open requests afresh every tick; a
+profile of one controller under overload had 73 % of its CPU in `_consider` (docs/performance.md,
+"Planned once per attempt"). A plan now holds until something it depends on changes: the request's
+attempt, status or signatures on chain, its job ending, the live parties, the keyring's membership
+or drain mode, and at most RECONSIDER_ALL_S."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+from appliance.controller import service
+from appliance.controller.journal import Journal
+from appliance.controller.service import RECONSIDER_ALL_S, Controller, ControllerSection, _Open
+
+BTL = 100
+
+
+def controller(tmp_path) -> Controller:
+    c = Controller.__new__(Controller)
+    c.config = SimpleNamespace(controller=ControllerSection(index=1, roster="", party_socket="",
+                                                            data_dir=str(tmp_path), default_btl=BTL))
+    c.height = 10
+    c.deadlines = SimpleNamespace(of=lambda kind, req: req.mpc_btl)
+    c.journal = Journal(tmp_path / "journal.sqlite")
+    c._key_types, c._settled, c._reconsider, c._lock = {}, {}, set(), threading.Lock()
+    c.address = "zen1us"
+    c.planned = []
+    c._consider_sign = lambda req: (c.planned.append(req.id), c._settled.__setitem__(req.id, c._plan_view(req)))
+    c.quorum = SimpleNamespace(live={1, 2, 3})
+    c.membership, c.drain = None, SimpleNamespace(on=False)
+    c._settled_view, c._settled_at = (), float("-inf")
+    return c
+
+
+def request(request_id: int = 7, status: str = "SIGN_REQUEST_STATUS_PENDING", signed: int = 0, posts: int = 0):
+    return SimpleNamespace(id=request_id, key_type="KEY_TYPE_ECDSA_SECP256K1", mpc_btl=10 + BTL, status=status,
+                           signed_data=[b"s"] * signed,
+                           keyring_party_sigs=[SimpleNamespace(creator="zen1them")] * posts)
+
+
+def consider(c: Controller, req) -> None:
+    c._expire_settled()
+    c._consider(_Open("sign", req))
+
+
+def test_a_planned_request_is_not_planned_again_in_the_same_attempt(tmp_path) -> None:
+    c = controller(tmp_path)
+    for _ in range(5):
+        consider(c, request())
+    assert c.planned == [7]
+
+
+def test_a_new_attempt_a_new_status_or_a_signature_on_chain_plans_it_again(tmp_path) -> None:
+    c = controller(tmp_path)
+    consider(c, request())
+    c.height += c.config.controller.attempt_blocks  # the quorum rotates
+    consider(c, request())
+    consider(c, request(status="SIGN_REQUEST_STATUS_PARTIAL", signed=1, posts=1))
+    consider(c, request(status="SIGN_REQUEST_STATUS_PARTIAL", signed=1, posts=1))
+    assert c.planned == [7, 7, 7]
+
+
+def test_a_job_that_ended_plans_its_request_again_at_once(tmp_path) -> None:
+    c = controller(tmp_path)
+    consider(c, request())
+    with c._lock:
+        c._reconsider.add(7)  # what _run_job and _job_shed do when a job ends or is shed
+    consider(c, request())
+    consider(c, request())
+    assert c.planned == [7, 7]
+
+
+def test_live_parties_membership_drain_and_time_plan_everything_again(tmp_path, monkeypatch) -> None:
+    c = controller(tmp_path)
+    consider(c, request())
+    c.quorum.live = {1, 2}  # party 3 went down: other signer sets
+    consider(c, request())
+    c.drain.on = True
+    consider(c, request())
+    c.membership = ("parties", (1, 2, 3, 4))
+    consider(c, request())
+    assert c.planned == [7] * 4
+    now = [service.time.monotonic() + RECONSIDER_ALL_S]
+    monkeypatch.setattr(service.time, "monotonic", lambda: now[0])
+    consider(c, request())  # a second later
+    consider(c, request())
+    now[0] += RECONSIDER_ALL_S
+    consider(c, request())
+    assert c.planned == [7] * 6
