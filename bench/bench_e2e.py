@@ -66,6 +66,8 @@ POOL_SAMPLES = 20
 POOL_FILL_WAIT_S = 60.0
 # ZRKEYRING_BENCH_ADMISSION_PER_BLOCK: the controllers' keyring-wide admission rate (0: off, the default)
 ADMISSION_PER_BLOCK = float(os.environ.get("ZRKEYRING_BENCH_ADMISSION_PER_BLOCK", "0"))
+# ZRKEYRING_BENCH_WORKERS: the controllers' `workers` (default: the local keyring's, LocalSettings.workers)
+WORKERS = int(os.environ.get("ZRKEYRING_BENCH_WORKERS", str(LocalSettings.workers)))
 MAX_BATCH = 20  # MsgNewSignatureRequest per tx (~9k gas each; the client's 300k gas limit holds ~30)
 DRAIN_S = 20.0  # how long the tail may take after the window before what is left counts as lost
 LATENCY_TIMEOUT_S = 30.0
@@ -355,7 +357,7 @@ def _run(root: Path) -> list[Result]:
 
 
 def _run_main(root: Path) -> list[Result]:
-    settings = LocalSettings(block_time=BLOCK_TIME_S, admission_per_block=ADMISSION_PER_BLOCK)
+    settings = LocalSettings(block_time=BLOCK_TIME_S, admission_per_block=ADMISSION_PER_BLOCK, workers=WORKERS)
     return _on_keyring(root, settings, lambda bench, keyring: _measure(bench, keyring, settings))
 
 
@@ -425,7 +427,8 @@ def _pool_hits(keyring: LocalKeyring) -> float:
 
 
 def _measure(bench: Bench, keyring: LocalKeyring, settings: LocalSettings) -> list[Result]:
-    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s, admission "
+    how = (f"2-of-3, {BLOCK_TIME_S} s blocks, controller poll {settings.poll_interval_s} s, "
+           f"{settings.workers} job workers per controller, admission "
            f"{settings.admission_per_block or 'off'}; inclusion = block "
            f"time of the request's block, FULFILLED seen by a {POLL_S * 1000:.0f} ms poll")
     results: list[Result] = []

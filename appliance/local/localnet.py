@@ -70,6 +70,10 @@ class LocalSettings:
     chain_host: str = "127.0.0.1"
     listen_on_loopback: bool = False
     admission_per_block: float = 0.0  # [controller] admission_per_block (keyring-wide admission; 0: off)
+    # [controller] workers: jobs each controller runs at once. Here every party shares one host's cores
+    # (a party host of its own keeps the default 8): past capacity more sessions at once only made each
+    # slower and more of them late (docs/performance.md, "Fewer sessions at once on a shared host").
+    workers: int = 4
 
 
 @dataclass
@@ -193,7 +197,7 @@ class LocalKeyring:
             f"poll_interval_s = {s.poll_interval_s}\ndefault_btl = {s.default_btl}\n"
             f"attempt_blocks = {s.attempt_blocks}\njob_timeout_s = {s.round_timeout_s * 8}\n{_refresh_fields(s)}"
             f"presign_pool_per_key = {s.presign_pool_per_key}\n"
-            f"admission_per_block = {s.admission_per_block}\n\n"
+            f"admission_per_block = {s.admission_per_block}\nworkers = {s.workers}\n\n"
             f"{host.hsm_section}\n{chain}{_metrics_table()}")
 
     def party_port(self, index: int) -> int:
