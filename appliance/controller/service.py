@@ -148,6 +148,17 @@ def reject_label(reason: str) -> str:
     return "invalid_request"
 
 
+def signature_verifies(req: Any, public_key: bytes, data: bytes, signature: bytes, what: str) -> bool:
+    """Does `signature` verify under the request's key and data? One that does not is named in the log
+    (as `what`) and never posted."""
+    try:
+        check_signature(req.key_type, public_key, data, signature)
+    except ResultInvalid as exc:
+        log.warning("sign request %d: %s is invalid: %s", req.id, what, exc, extra={"request_id": req.id})
+        return False
+    return True
+
+
 class HsmChainSigner:
     """chain_client's Signer backed by the HSM chain account key (which never leaves the token)."""
 
@@ -477,11 +488,7 @@ class Controller:
         """A PARTIAL request carries the first party's signature: verify it and post the same."""
         for item in req.signed_data:
             signature = bytes(item.signed_data)
-            try:
-                check_signature(req.key_type, public_key, data, signature)
-            except ResultInvalid as exc:
-                log.warning("sign request %d: signature posted by another party is invalid: %s", req.id, exc,
-                            extra={"request_id": req.id})
+            if not signature_verifies(req, public_key, data, signature, "signature posted by another party"):
                 return False
             # Our party made this very signature (it was in the poster's session, often joined on the
             # poster's hello before our own job ran): we are that session's partner and complete the
@@ -521,13 +528,8 @@ class Controller:
         """Our party made this request's signature in a session a peer opened: verify it and post it
         with the next tx, as that session's partner (eager: the opener posts too, and nobody else)."""
         signature = self._joined.pop(req.id, None)
-        if signature is None:
-            return False
-        try:
-            check_signature(req.key_type, public_key, data, signature)
-        except ResultInvalid as exc:
-            log.error("sign request %d: our party's signature from a joined session is invalid: %s", req.id, exc,
-                      extra={"request_id": req.id})
+        if signature is None or not signature_verifies(req, public_key, data, signature,
+                                                   "our party's signature from a joined session"):
             return False
         log.info("sign request %d: our party signed it in a session a peer opened; posting it", req.id,
                  extra={"request_id": req.id})
