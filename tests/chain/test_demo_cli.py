@@ -61,7 +61,10 @@ def test_cli_owner_and_admin_flow(tmp_path):
         assert again.returncode == 0, again.stderr
         last = run_cli("keyring-admin", "remove", *common, "--keyring", keyring, "--admin", "owner", cwd=tmp_path)
         assert last.returncode == 1 and "is the last admin in keyring" in last.stderr
-        asked = run_cli("key-request", *common, "--workspace", workspace, "--keyring", keyring, cwd=tmp_path)
+        # 600 blocks (a minute): each CLI call is a fresh Python process, on a slow host seconds, and the
+        # chain's default 20 blocks of 0.1 s timed the request out before `show` read it (CI, 2 December)
+        asked = run_cli("key-request", *common, "--workspace", workspace, "--keyring", keyring, "--btl", "600",
+                        cwd=tmp_path)
         assert "key request: 1" in asked.stdout, asked.stderr
         shown = json.loads(run_cli("show", "--node", endpoint, "key-request", "1", cwd=tmp_path).stdout)
         assert shown["status"] == "KEY_REQUEST_STATUS_PENDING" and shown["keyring_addr"] == keyring

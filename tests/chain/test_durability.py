@@ -71,7 +71,9 @@ def test_client_retries_with_backoff_while_the_node_restarts(tmp_path):
         world.node.kill()
         restarter = threading.Timer(0.3, world.node.start)
         restarter.start()
-        with world.new_client(attempts=10, backoff_s=0.05, backoff_max_s=0.4, rpc_timeout_s=1.0) as client:
+        # about 15 s of retries: a node process starts in 1-3 s on a slow host (CI, 2 December: 10 attempts,
+        # under 3 s, ran out before the node listened)
+        with world.new_client(attempts=40, backoff_s=0.05, backoff_max_s=0.4, rpc_timeout_s=1.0) as client:
             started = time.monotonic()
             assert client.workspace(world.workspace) is not None  # UNAVAILABLE until the node is back
             assert time.monotonic() - started >= 0.2

@@ -61,6 +61,7 @@ def main(config_path: str, target: int, sid_hex: str, protocol: str, seconds: fl
     threads = [threading.Thread(target=flood, args=(w,)) for w in range(THREADS)]
     for t in threads:
         t.start()
+    print("knocking", flush=True)  # the caller opens the session only now (signing the above takes a while)
     # Meanwhile repeat the allowed set until the session is open and has taken it (session_not_open
     # before it opens; the session lasts well under a second, so the junk hits it from the start too).
     while time.monotonic() < deadline and acks["accepted"] == 0:

@@ -182,7 +182,11 @@ def flood_one_signing(net: LocalKeyring, key, pid: int) -> tuple[dict, int, int,
         text=True)
     fulfilled = threading.Event()
     try:
-        time.sleep(2.0)  # the attacker is up and knocking (session_not_open) before the session opens
+        # the attacker is up and knocking (session_not_open) before the session opens: it says so once its
+        # envelopes are signed, which took more than the 2 s this used to sleep on a slow host (CI)
+        assert attacker.stdout is not None and attacker.stdout.readline().strip() == "knocking", \
+            attacker.communicate(timeout=30)[1][-2000:]
+        time.sleep(0.3)
         target = net.request_signature(key.id, secrets.token_bytes(32))
         assert target == latest + 1
 
