@@ -50,6 +50,7 @@ from appliance.controller.scheduler import (
     OpenSign,
     ShedLog,
     admitted,
+    next_poll_wait,
 )
 from appliance.hsm import Hsm, HsmConfig
 from appliance.mpc_party.local_api import U64, JobFailed, KeygenJob, PartyClient, SignJob, job_log_fields
@@ -218,6 +219,7 @@ class Controller:
         self._not_admitted: set[int] = set()  # counted as shed (once per request)
         self._listing: tuple[int, dict[tuple[str, int], _Open]] | None = None  # (height, open requests)
         self._fresh = True  # this tick read a new listing (a new height)
+        self._block_unix: float | None = None  # the chain's time of the newest block seen (next_poll_wait)
         self._pending_counted = float("-inf")  # monotonic time of the last _count_pending
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list")
         # Sign requests whose plan for the current attempt is made (job queued, not ours, skipped), with the
@@ -261,6 +263,7 @@ class Controller:
     def tick(self) -> None:
         started = time.monotonic()
         _chain_id, self.height, block_time = self.chain.latest_block()
+        self._block_unix = block_time.timestamp() if block_time is not None else None
         metrics.CHAIN_HEIGHT.set(self.height)
         self.scheduler.observe(self.height, block_time.timestamp() if block_time is not None else None)
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
@@ -946,4 +949,5 @@ class Controller:
                 log.warning("chain unavailable: %s", exc)
             except Exception as exc:  # noqa: BLE001 - the loop must go on; one line, rate-limited
                 log_failure(log, "controller tick failed", exc)
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            stop.wait(next_poll_wait(interval, time.monotonic() - started, self._block_unix,
+                                     self.scheduler.queue.clock.block_s, time.time()))

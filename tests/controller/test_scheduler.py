@@ -9,9 +9,12 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import pytest
+
 from appliance.controller import metrics
 from appliance.controller.outbox import answers_to_post
 from appliance.controller.scheduler import (
+    BLOCK_READ_MARGIN_S,
     SHED_DEADLINE,
     SHED_QUEUE_FULL,
     SHED_STALE,
@@ -19,6 +22,7 @@ from appliance.controller.scheduler import (
     EdfQueue,
     JobScheduler,
     ShedLog,
+    next_poll_wait,
 )
 
 
@@ -213,3 +217,21 @@ def test_height_now_runs_ahead_of_the_last_height_seen() -> None:
         assert scheduler.height_now() == 112
     finally:
         scheduler.shutdown()
+
+
+def test_the_next_poll_comes_just_after_the_next_block_is_due() -> None:
+    """The controller ticks just after a block is due instead of on a fixed phase (a request was seen
+    half a poll interval late on average), and never later than the poll interval."""
+    block = 100.0  # the chain's time of the last block seen
+    # 80 ms after a 0.2 s block began, a 0.1 s interval would poll at +180 ms; the next block is due at
+    # +200 ms: 20 ms of interval are left, the block comes later, so the interval rules
+    assert next_poll_wait(0.1, 0.08, block, 0.2, block + 0.08) == pytest.approx(0.02)
+    # 150 ms after: the interval would wait 100 ms, the block is due in 50 ms (plus the read margin)
+    assert next_poll_wait(0.1, 0.0, block, 0.2, block + 0.15) == pytest.approx(0.05 + BLOCK_READ_MARGIN_S)
+    # the next block is late (we are past its due time): the one after, or the interval, whichever first
+    assert next_poll_wait(1.0, 0.0, block, 0.2, block + 0.25) == pytest.approx(0.15 + BLOCK_READ_MARGIN_S)
+    assert next_poll_wait(0.1, 0.0, block, 0.2, block + 0.25) == pytest.approx(0.1)
+    # no block time yet, or no interval measured: the plain interval
+    assert next_poll_wait(0.1, 0.03, None, 0.2, 0.0) == pytest.approx(0.07)
+    assert next_poll_wait(0.1, 0.03, block, 0.0, block) == pytest.approx(0.07)
+    assert next_poll_wait(0.1, 0.5, block, 0.2, block + 0.1) == 0.0  # a tick longer than the interval
