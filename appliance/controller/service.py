@@ -949,5 +949,11 @@ class Controller:
                 log.warning("chain unavailable: %s", exc)
             except Exception as exc:  # noqa: BLE001 - the loop must go on; one line, rate-limited
                 log_failure(log, "controller tick failed", exc)
-            stop.wait(next_poll_wait(interval, time.monotonic() - started, self._block_unix,
-                                     self.scheduler.queue.clock.block_s, time.time()))
+            stop.wait(self._poll_wait(interval, time.monotonic() - started))
+
+    def _poll_wait(self, interval: float, elapsed: float) -> float:
+        """Until the next tick: just after the next block is due, never later than the poll interval
+        (scheduler.next_poll_wait); the plain interval before the first block is seen."""
+        if self._block_unix is None:
+            return max(0.0, interval - elapsed)
+        return next_poll_wait(interval, elapsed, self._block_unix, self.scheduler.queue.clock.block_s, time.time())
