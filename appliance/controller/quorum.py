@@ -75,6 +75,16 @@ class QuorumPicker:
         key = tuple(sorted(signers))
         runs[key] = runs.get(key, 0) + 1
 
+    def unmark_tried(self, request_id: int, attempt: int, signers: tuple[int, ...]) -> None:
+        """A job marked tried was shed before its session started: the set was not tried after all, so
+        the next plan of this attempt still picks it (the quorum partner, planning alike, picks it too)."""
+        runs = self._runs.get((request_id, attempt), {})
+        key = tuple(sorted(signers))
+        if runs.get(key, 0) > 1:
+            runs[key] -= 1
+        else:
+            runs.pop(key, None)
+
     def eager(self, request_id: int, attempt: int) -> bool:
         """Whether this party is in the first live set: it posts at once, the others LATE_POST_BLOCKS
         later (for keygen and rejections, where every party has the answer)."""

@@ -229,6 +229,7 @@ class Controller:
         self._settled_view: tuple[Any, ...] = ()  # what every plan depends on beside the request itself
         self._settled_at = float("-inf")
         self._reconsider: set[int] = set()  # sign requests to plan again at once (their job ended; job threads)
+        self._shed_signs: list[SignJob] = []  # sign jobs shed unstarted, for the tick to unmark (`_job_shed`)
         self._joined_boot, self._joined_next = "", 0  # our party's joined-session log: its run and our cursor
         self._joined: OrderedDict[int, bytes] = OrderedDict()  # sign request id -> signature made on a peer's hello
         self._sent_height: dict[str, int] = {}  # tx hash -> height when we broadcast it (this run)
@@ -389,8 +390,11 @@ class Controller:
             self._settled_view, self._settled_at = view, now
         with self._lock:
             again, self._reconsider = self._reconsider, set()
+            shed, self._shed_signs = self._shed_signs, []
         for request_id in again:
             self._settled.pop(request_id, None)
+        for job in shed:
+            self.quorum.unmark_tried(job.request_id, job.attempt, tuple(job.signers))
 
     def _consider(self, item: _Open) -> None:
         req = item.request
@@ -623,12 +627,16 @@ class Controller:
         return self._run_job(queued.job, queued.key_type, queued.sign_ctx)
 
     def _job_shed(self, queued: _QueuedJob) -> None:
-        """A job the scheduler will not start: the request may be planned again at a later attempt
-        (its `_started` tag stays, so this attempt is not queued again every tick)."""
+        """A job the scheduler will not start (called from the tick or a job thread). Its request is
+        planned again at its next attempt, not at once: a plan made again in the same attempt found
+        the shed set marked tried and moved to another signer set or a rerun, queued that, had it shed
+        too, and so on every tick (under 3x, 17 sheds per request and quorum partners on different
+        sets). The set is unmarked by the tick thread, which owns the quorum picker (`_expire_settled`);
+        the `_started` tag stays, so this attempt's job is not queued again."""
         with self._lock:
             self._running.discard((queued.job.kind, queued.job.request_id))
-            if queued.job.kind == "sign":
-                self._reconsider.add(queued.job.request_id)
+            if isinstance(queued.job, SignJob):
+                self._shed_signs.append(queued.job)
 
     def _stale_job(self, queued: _QueuedJob) -> str | None:
         """Just before a queued job starts: will the parties still accept its attempt? They take the

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 from appliance.controller import service
 from appliance.controller.journal import Journal
-from appliance.controller.service import RECONSIDER_ALL_S, Controller, ControllerSection, _Open
+from appliance.controller.quorum import QuorumPicker
+from appliance.controller.service import RECONSIDER_ALL_S, Controller, ControllerSection, SignJob, _Open, _QueuedJob
 
 BTL = 100
 
@@ -26,10 +27,11 @@ def controller(tmp_path) -> Controller:
     c.deadlines = SimpleNamespace(of=lambda kind, req: req.mpc_btl)
     c.journal = Journal(tmp_path / "journal.sqlite")
     c._key_types, c._settled, c._reconsider, c._lock = {}, {}, set(), threading.Lock()
+    c._shed_signs, c._running = [], set()
     c.address = "zen1us"
     c.planned = []
     c._consider_sign = lambda req: (c.planned.append(req.id), c._settled.__setitem__(req.id, c._plan_view(req)))
-    c.quorum = SimpleNamespace(live={1, 2, 3})
+    c.quorum = QuorumPicker(1, [1, 2, 3], 2)
     c.membership, c.drain = None, SimpleNamespace(on=False)
     c._settled_view, c._settled_at = (), float("-inf")
     return c
@@ -67,7 +69,7 @@ def test_a_job_that_ended_plans_its_request_again_at_once(tmp_path) -> None:
     c = controller(tmp_path)
     consider(c, request())
     with c._lock:
-        c._reconsider.add(7)  # what _run_job and _job_shed do when a job ends or is shed
+        c._reconsider.add(7)  # what _run_job does when a job ends
     consider(c, request())
     consider(c, request())
     assert c.planned == [7, 7]
@@ -90,3 +92,22 @@ def test_live_parties_membership_drain_and_time_plan_everything_again(tmp_path, 
     now[0] += RECONSIDER_ALL_S
     consider(c, request())
     assert c.planned == [7] * 6
+
+
+def test_a_shed_job_is_not_planned_again_in_its_attempt_and_its_set_stays_first(tmp_path) -> None:
+    """Regression (issue 17): a job shed unstarted used to re-plan its request at the next tick. The
+    shed set counted as tried, so the plan moved to another set or a rerun, which was shed too: under
+    3x, 17 sheds per request, and quorum partners planning different sets."""
+    c = controller(tmp_path)
+    request_id = 7
+    first, retry = c.quorum.signers(request_id, 0)
+    c.quorum.mark_tried(request_id, 0, first)  # what _start does as it queues the job
+    consider(c, request(request_id))
+    job = SignJob(request_id, "KEY_TYPE_ECDSA_SECP256K1", 1, b"pk", b"data", first, 0, retry)
+    c._running.add(("sign", request_id))
+    c._job_shed(_QueuedJob(job, "ecdsa", None, 10 + BTL))  # from a job thread
+    assert c._running == set() and c._reconsider == set()
+    consider(c, request(request_id))
+    consider(c, request(request_id))
+    assert c.planned == [request_id]  # next planned at its next attempt
+    assert c.quorum.signers(request_id, 0) == (first, 0)  # the shed set was not tried after all
