@@ -206,11 +206,36 @@ class AnswerCache:
         self._prune_at = max(ANSWER_CACHE_MIN, 2 * len(self._answers))
 
 
+class ListingCache:
+    """Whole list-query answers, kept while the state they were read from stands (`Store.version`).
+
+    Every controller of a keyring lists its open requests after each block, and so do the parties and
+    the bench's watcher: the same request, the same answer. Under a backlog of a thousand open
+    requests, copying each cached request answer into every caller's response was the node's largest
+    query cost. Read and fill under the app lock; callers must not change a returned answer.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._version = -1
+        self._answers: dict[tuple[str, bytes], Message] = {}
+
+    def get(self, method: str, request: Message, build: Callable[[], Message]) -> Message:
+        if self._version != self.store.version:
+            self._version, self._answers = self.store.version, {}
+        key = (method, request.SerializeToString(deterministic=True))
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = build()
+        return answer
+
+
 class _Base:
     def __init__(self, app: App, answers: AnswerCache | None = None) -> None:
         self.app = app
         self.store = app.store
         self.answers = answers if answers is not None else AnswerCache(app.store)
+        self.listings = ListingCache(app.store)
 
     def _sign_answer(self, request: mpcsign_pb2.SignRequest) -> mpcsign_pb2.SignReqResponse:
         return self.answers.get("signreq", request, sign_request_response)
@@ -258,12 +283,15 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
     def KeyRequests(self, request, context):  # noqa: N802 (gRPC method names)
         workspace = request.workspace_addr
         keep = (lambda r: r.workspace_addr == workspace) if workspace else None
-        with self.app.lock:
-            self._height_header(context)
+        def build() -> Message:
             items, page = self._page("keyreq", request.status, request.keyring_addr, keep, request.pagination)
             return treasury_query.QueryKeyRequestsResponse(
                 key_requests=[self._key_request_answer(r, False) for r in items], pagination=page
             )
+
+        with self.app.lock:
+            self._height_header(context)
+            return self.listings.get("KeyRequests", request, build)
 
     def KeyRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:
@@ -271,12 +299,15 @@ class TreasuryQuery(_Base, treasury_grpc.QueryServicer):
             return treasury_query.QueryKeyRequestByIDResponse(key_request=self._key_request_answer(found, True))
 
     def SignatureRequests(self, request, context):  # noqa: N802
-        with self.app.lock:
-            self._height_header(context)
+        def build() -> Message:
             items, page = self._page("signreq", request.status, request.keyring_addr, None, request.pagination)
             return treasury_query.QuerySignatureRequestsResponse(
                 sign_requests=[self._sign_answer(r) for r in items], pagination=page
             )
+
+        with self.app.lock:
+            self._height_header(context)
+            return self.listings.get("SignatureRequests", request, build)
 
     def SignatureRequestByID(self, request, context):  # noqa: N802
         with self.app.lock:

@@ -96,6 +96,7 @@ class Store:
         self.open_index: dict[tuple[str, str, int], list[int]] = {}
         self._bucket: dict[tuple[str, int], tuple[str, str, int]] = {}
         self.dirty: set[tuple[str, Any]] = set()
+        self.version = 0  # bumped by every change: answers built from the state are exact while it stands
         self._load()
 
     def _load(self) -> None:
@@ -110,6 +111,7 @@ class Store:
 
     def _put(self, ns: str, key: Any, value: Any) -> None:
         self.data[ns][key] = value
+        self.version += 1
         if ns in self.open:
             if value.status in OPEN_STATUSES:
                 self.open[ns].add(key)

@@ -438,17 +438,21 @@ def _complete_sign_request(ctx: Context, request: SignRequest, keyring: Keyring)
 
 
 def expire_requests(ctx: Context, store: Store) -> int:
-    """Reject every open request whose mpc_btl height has passed; returns how many."""
+    """Reject every open request whose mpc_btl height has passed; returns how many.
+
+    The open requests are looked at in the committed store (read only, `ctx.store` is a fresh overlay
+    at the start of a block) and only the expiring ones are copied into the overlay: copying every
+    open request each block was a quarter of the node's CPU under a backlog of a thousand."""
     count = 0
     for ns, what, reject in (
         ("keyreq", "key request", reject_key_request),
         ("signreq", "sign request", reject_sign_request),
     ):
-        for request_id in sorted(store.open[ns]):
-            request = ctx.store.get(ns, request_id)
-            if request.status in OPEN_STATUSES and ctx.height > request.mpc_btl:
-                reject(ctx, request, f"{what} {request_id} timed out", refund=True)
-                count += 1
+        due = sorted(i for i in store.open[ns] if ctx.height > (r := store.get(ns, i)).mpc_btl
+                     and r.status in OPEN_STATUSES)
+        for request_id in due:
+            reject(ctx, ctx.store.get(ns, request_id), f"{what} {request_id} timed out", refund=True)
+            count += 1
     return count
 
 

@@ -61,3 +61,58 @@ def test_variants_are_kept_apart_and_replaced_objects_pruned(tmp_path, monkeypat
     cache.prune()
     assert len(cache._answers) == 2  # only request 7's two answers still match their objects
     store.close()
+
+
+def test_a_listing_is_reused_while_the_state_stands_and_rebuilt_after_any_change(tmp_path) -> None:
+    """ListingCache: the controllers, parties and watchers all list the same open requests after a
+    block; one answer serves them until the store changes (any change: a request created, answered,
+    timed out), and the request bytes key it (another keyring, status or page is another answer)."""
+    from chain_client.proto_gen.zrchain.treasury import query_pb2
+    from chain_node.server import ListingCache
+
+    store = _store(tmp_path)
+    cache = ListingCache(store)
+    built: list[str] = []
+
+    def build(tag: str):
+        def make():
+            built.append(tag)
+            return query_pb2.QuerySignatureRequestsResponse()
+        return make
+
+    ask = query_pb2.QuerySignatureRequestsRequest(keyring_addr="kr", status=PENDING)
+    other = query_pb2.QuerySignatureRequestsRequest(keyring_addr="kr", status=PARTIAL)
+    first = cache.get("SignatureRequests", ask, build("a"))
+    assert cache.get("SignatureRequests", ask, build("a")) is first
+    assert cache.get("SignatureRequests", other, build("b")) is not first
+    assert cache.get("KeyRequests", ask, build("c")) is not first  # another method, another answer
+    assert built == ["a", "b", "c"]
+    store.set("signreq", 8, SignRequest(id=8, key_ids=[1], status=PENDING, mpc_btl=30))
+    assert cache.get("SignatureRequests", ask, build("a")) is not first
+    assert built == ["a", "b", "c", "a"]
+    store.close()
+
+
+def test_expiry_copies_only_the_requests_it_rejects(tmp_path, monkeypatch) -> None:
+    """A backlog of open requests is looked at in place each block; only the overdue ones are copied
+    into the block's overlay and rejected (the others stay untouched objects: their cached answers
+    live on)."""
+    from chain_node import store as store_module
+    from chain_node import treasury
+    from chain_node.context import Context
+    from chain_node.genesis import Params
+
+    store = _store(tmp_path)
+    for i in range(8, 108):
+        store.set("signreq", i, SignRequest(id=i, key_ids=[1], status=PENDING, mpc_btl=1000))
+    copies: list[int] = []
+    real_copy = store_module._copy
+    monkeypatch.setattr(store_module, "_copy", lambda v: (copies.append(getattr(v, "id", -1)), real_copy(v))[1])
+    untouched = store.get("signreq", 50)
+    ctx = Context(store=Overlay(store), height=31, params=Params())
+    assert treasury.expire_requests(ctx, store) == 1  # request 7 (mpc_btl 30)
+    ctx.store.commit()
+    assert copies == [7]
+    assert store.get("signreq", 7).status == 4  # REJECTED
+    assert store.get("signreq", 50) is untouched
+    store.close()
