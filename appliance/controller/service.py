@@ -212,6 +212,7 @@ class Controller:
         self.drain = Drain(c.data_dir)
         self._eager: set[tuple[str, int]] = set()  # answers this party posts at once (it was in the quorum)
         self._ready_height: dict[tuple[str, int], int] = {}  # when a late poster first had its answer
+        self._job_answered: dict[tuple[str, int], int] = {}  # height when our own job's answer was ready
         self._first_seen: dict[tuple[str, int], float] = {}  # open requests: when first seen (metrics)
         self._keys: dict[int, Any] = {}
         self._expiring: set[tuple[str, int]] = set()  # answers counted as shed: expiring before a tx lands
@@ -270,6 +271,9 @@ class Controller:
         self._follow_txs()  # settle in-flight txs first, so the requests read next reflect them
         opened = self._open_requests()
         self.deadlines.forget(set(opened))
+        with self._lock:
+            for tag in [t for t in self._job_answered if t not in opened]:
+                del self._job_answered[tag]
         self.quorum.refresh(self.party)
         self._read_membership()
         self.quorum.forget({request_id for kind, request_id in opened if kind == "sign"})
@@ -689,6 +693,8 @@ class Controller:
         entry = self.journal.get(job.kind, job.request_id)
         if entry is not None and entry.state is State.SEEN:
             self.journal.record_result(job.kind, job.request_id, result)
+            with self._lock:  # the posting delay the scheduler leaves room for is measured from here
+                self._job_answered[(job.kind, job.request_id)] = self.scheduler.height_now()
         log.info("%s request %d: result ready in %.3f s", job.kind, job.request_id,
                  time.monotonic() - started, extra=extra)
         return True
@@ -919,6 +925,10 @@ class Controller:
             answered = self.journal.items_of_tx(tx.tx_hash)
             for kind, request_id in answered:
                 self._count_answer(kind, request_id)
+                with self._lock:
+                    ready = self._job_answered.pop((kind, request_id), None)
+                if ready is not None:
+                    self.scheduler.observe_answer(max(0, response.height - ready))
             self.journal.mark_all_done(answered, f"included at height {response.height}")
             self.last_fulfilment = time.time()
             metrics.LAST_FULFILMENT.set(self.last_fulfilment)

@@ -12,6 +12,7 @@ two sessions and no id is ever run twice. Why this needs no agreement protocol: 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import struct
@@ -46,12 +47,18 @@ def session_id(chain_id: str, keyring: str, kind: str, request_id: int, attempt:
     )
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _rotation_seed(request_id: int) -> int:
+    """The request's place in the rotation. Cached: a controller plans a backlog of hundreds of open
+    requests again at every attempt, and the hash was a visible part of its CPU under overload."""
+    return int.from_bytes(hashlib.sha256(struct.pack(">Q", request_id)).digest()[:8], "big")
+
+
 def rotation_order(parties: Iterable[int], request_id: int, attempt: int) -> list[int]:
     """Every party once, starting at a position derived from the request id, advanced by one per
     attempt (load spreads across parties; a silent party moves to the back within n attempts)."""
     ordered = sorted(parties)
-    seed = int.from_bytes(hashlib.sha256(struct.pack(">Q", request_id)).digest()[:8], "big")
-    start = (seed + attempt) % len(ordered)
+    start = (_rotation_seed(request_id) + attempt) % len(ordered)
     return [ordered[(start + k) % len(ordered)] for k in range(len(ordered))]
 
 

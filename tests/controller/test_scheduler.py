@@ -235,3 +235,29 @@ def test_the_next_poll_comes_just_after_the_next_block_is_due() -> None:
     assert next_poll_wait(0.1, 0.03, None, 0.2, 0.0) == pytest.approx(0.07)
     assert next_poll_wait(0.1, 0.03, block, 0.0, block) == pytest.approx(0.07)
     assert next_poll_wait(0.1, 0.5, block, 0.2, block + 0.1) == 0.0  # a tick longer than the interval
+
+
+def test_a_job_starts_only_if_a_slow_one_would_finish_and_its_answer_be_posted() -> None:
+    """Regression (issue 17): under 3x overload 16 % of signing sessions were started with the mean job
+    time to spare and ended too late to be posted. A job now needs a slow job's time (the 90th
+    percentile of recent ones) and the blocks our answers have recently taken to be included."""
+    q, _ = queue(height=100)
+    for _ in range(45):
+        q.observe_duration("signature", 0.4)  # 2 blocks
+    for _ in range(5):
+        q.observe_duration("signature", 1.6)  # 8 blocks: one job in ten
+    assert q.estimate_s("signature") == 1.6 and abs(q.mean_s("signature") - 0.52) < 1e-9
+    assert not q.feasible("signature", 109, 0.0) and q.feasible("signature", 110, 0.0)  # 8 + 2
+    for _ in range(10):
+        q.observe_answer_blocks(5)  # txs wait for the one in flight, then take blocks to land
+    assert q.post_blocks() == 5
+    assert not q.feasible("signature", 112, 0.0) and q.feasible("signature", 113, 0.0)  # 8 + 5
+
+
+def test_jobs_queued_ahead_count_at_their_average_length() -> None:
+    q, _ = queue(height=100)
+    q.workers = 2
+    for duration in (0.2, 0.2, 0.2, 1.0):
+        q.observe_duration("signature", duration)  # mean 0.4 s; 90th percentile 1.0 s
+    # 1.0 s for the job itself + 4 jobs ahead / 2 workers x 0.4 s = 1.8 s = 9 blocks, + 2 to post
+    assert not q.feasible("signature", 110, 0.0, ahead=4) and q.feasible("signature", 111, 0.0, ahead=4)
