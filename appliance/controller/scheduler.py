@@ -296,6 +296,11 @@ class JobScheduler:
         with self._cond:
             return self.queue.clock.now_height(self._now())
 
+    def could_finish(self, kind: str, deadline: int) -> bool:
+        """Could a job of `kind` started now (nothing queued ahead) finish and be posted by `deadline`?"""
+        with self._cond:
+            return self.queue.feasible(kind, deadline, self._now())
+
     def observe_answer(self, blocks: float) -> None:
         """One of our answers was included `blocks` after its job ended (EdfQueue.post_blocks)."""
         with self._cond:

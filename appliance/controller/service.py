@@ -43,6 +43,7 @@ from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
 from appliance.controller.scheduler import (
     SHED_ADMISSION,
+    SHED_DEADLINE,
     SHED_EXPIRING_ANSWER,
     BlockClock,
     EdfQueue,
@@ -227,6 +228,11 @@ class Controller:
         # request's view then (attempt, status, signatures on chain): under a backlog of hundreds of
         # open requests, planning every one of them afresh every tick was most of the controller's CPU.
         self._settled: dict[int, tuple[int, str, int, int]] = {}
+        # Sign requests no job of ours can finish any more (their deadline is too close), with their view
+        # then (status, signatures on chain): under overload most of the open backlog, which was planned
+        # and shed again at every attempt. Planned again only when that view changes, our party signs
+        # one in a peer's session, or every plan is (`_expire_settled`).
+        self._doomed: dict[int, tuple[str, int, int]] = {}
         self._settled_view: tuple[Any, ...] = ()  # what every plan depends on beside the request itself
         self._settled_at = float("-inf")
         self._reconsider: set[int] = set()  # sign requests to plan again at once (their job ended; job threads)
@@ -380,8 +386,12 @@ class Controller:
     def _plan_view(self, req: Any) -> tuple[int, str, int, int]:
         """What a sign request's plan depends on that can change while it is open: its attempt (from
         the height), its status and the signatures on chain."""
-        attempt = self._attempt(self.deadlines.of("sign", req))
-        return attempt, req.status, len(req.signed_data), len(req.keyring_party_sigs)
+        return self._attempt(self.deadlines.of("sign", req)), *self._chain_view(req)
+
+    @staticmethod
+    def _chain_view(req: Any) -> tuple[str, int, int]:
+        """A sign request's status and the signatures on chain: what the parties have done with it."""
+        return req.status, len(req.signed_data), len(req.keyring_party_sigs)
 
     def _expire_settled(self) -> None:
         """Plans hold until their request's view changes, or their job ends (`_reconsider`), or what every
@@ -391,19 +401,24 @@ class Controller:
         now = time.monotonic()
         if view != self._settled_view or now - self._settled_at >= RECONSIDER_ALL_S:
             self._settled.clear()
+            self._doomed.clear()  # the job estimates may have come down since
             self._settled_view, self._settled_at = view, now
         with self._lock:
             again, self._reconsider = self._reconsider, set()
             shed, self._shed_signs = self._shed_signs, []
         for request_id in again:
             self._settled.pop(request_id, None)
+            self._doomed.pop(request_id, None)
         for job in shed:
             self.quorum.unmark_tried(job.request_id, job.attempt, tuple(job.signers))
 
     def _consider(self, item: _Open) -> None:
         req = item.request
-        if item.kind == "sign" and req.id in self._settled and self._settled[req.id] == self._plan_view(req):
-            return  # planned for this attempt already, and nothing it depends on has changed
+        if item.kind == "sign":
+            if req.id in self._doomed and self._doomed[req.id] == self._chain_view(req):
+                return  # no job of ours can finish it, and nobody has signed it since
+            if req.id in self._settled and self._settled[req.id] == self._plan_view(req):
+                return  # planned for this attempt already, and nothing it depends on has changed
         tag = (item.kind, req.id)
         self._key_types[tag] = metrics.key_type_label(req.key_type)
         if self.journal.get(item.kind, req.id) is None:
@@ -461,6 +476,9 @@ class Controller:
         if self._admitted is not None and req.id not in self._admitted:
             self._shed_by_admission(req.id)
             return  # not settled: the next height's admission may take it
+        if deadline and not self.scheduler.could_finish(KIND_LABELS["sign"], deadline):
+            self._doom(req)
+            return
         self._settled[req.id] = self._plan_view(req)  # whatever follows holds for this attempt
         attempt = self._attempt(deadline)
         self.presign.note_sign(key.id, req.key_type, public_key)  # a hot key: its pools are kept warm
@@ -486,6 +504,14 @@ class Controller:
                  for (kind, _), item in opened.items() if kind == "sign" for req in (item.request,)]
         self._not_admitted &= {s.request_id for s in signs}
         return admitted(signs, self.height, c.admission_per_block, c.post_margin_blocks)
+
+    def _doom(self, req: Any) -> None:
+        """No job of ours could finish this request and have its answer posted before its deadline
+        (the scheduler's own test): shed it once, and plan it again only when its view changes."""
+        self._doomed[req.id] = self._chain_view(req)
+        self.scheduler.queue.shed_log.shed(KIND_LABELS["sign"], SHED_DEADLINE, time.monotonic())
+        log.debug("sign request %d: too close to its deadline for a job of ours", req.id,
+                  extra={"request_id": req.id})
 
     def _shed_by_admission(self, request_id: int) -> None:
         if request_id in self._not_admitted:
@@ -532,6 +558,7 @@ class Controller:
             self._joined[request_id] = signature
             self._joined.move_to_end(request_id)
             self._settled.pop(request_id, None)  # planned again this tick: posted as the session's partner
+            self._doomed.pop(request_id, None)
         while len(self._joined) > JOINED_KEPT:
             self._joined.popitem(last=False)
 

@@ -21,6 +21,7 @@ from appliance.controller.deadlines import Deadlines
 from appliance.controller.journal import Journal, State
 from appliance.controller.presign import PoolFiller
 from appliance.controller.quorum import QuorumPicker
+from appliance.controller.scheduler import ShedLog
 from appliance.controller.service import Controller, ControllerSection, _Open
 from appliance.mpc_party.local_api import JobFailed, SignJob
 from chain_client.crypto import SoftwareSigner
@@ -63,7 +64,10 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller._eager, controller._started, controller._running = set(), set(), set()
     controller._lock = threading.Lock()
     controller._admitted = None  # keyring-wide admission off (the default)
-    controller._settled = {}  # no plan cached yet (Controller._expire_settled)
+    controller._settled, controller._doomed = {}, {}  # no plan cached yet (Controller._expire_settled)
+    controller.finishable = True  # what the scheduler says of a job started now (Controller._doom)
+    controller.scheduler = SimpleNamespace(could_finish=lambda _kind, _deadline: controller.finishable,
+                                           queue=SimpleNamespace(shed_log=ShedLog(60.0)))
     controller._joined = {}  # no joined-session signature from the party (Controller._read_joined)
     controller.quorum = QuorumPicker(me, PARTIES, 2)  # every party live: no liveness view needed here
     controller.members = SimpleNamespace(of=lambda _public_key: (tuple(PARTIES), 2))  # every key: all hold it
@@ -184,3 +188,36 @@ def test_a_party_without_its_share_or_with_a_failed_session_never_rejects(world,
         controller._run_job_once(job, ok.key_type, (public, data))
         controller._consider(_Open("sign", ok))
         assert controller.journal.get("sign", ok.id).state is State.SEEN
+
+
+def test_a_request_no_job_can_finish_is_not_planned_again_until_someone_signs_it(world, chain_data, tmp_path):
+    """Regression (issue 17): under overload most open requests are past saving, and each controller
+    planned (and shed) every one of them again at every attempt: most of its CPU. Such a request is now
+    shed once and left alone until its view on chain changes (a peer's signature posted: it is adopted)."""
+    keyring, _ = chain_data
+    key_id, private = new_key(world, keyring)
+    data = digest("doomed")
+    pending = _request(120, ECDSA, [key_id], [data])
+    controller = _controller(world, tmp_path, 1, keyring)
+    controller.party = SimpleNamespace(signature=lambda _request_id: None)  # not our party's signature
+    controller.finishable = False
+    controller._consider(_Open("sign", pending))
+    assert controller.started_jobs == [] and pending.id in controller._doomed
+    controller.finishable = True  # even so: nothing about the request has changed, it is not planned
+    controller._consider(_Open("sign", pending))
+    assert controller.started_jobs == []
+    partial = SignReqResponse()
+    partial.CopyFrom(pending)
+    partial.status = "SIGN_REQUEST_STATUS_PARTIAL"
+    partial.signed_data.add(sign_request_id=pending.id, signed_data=private.sign_recoverable(data, hasher=None)[:64])
+    partial.keyring_party_sigs.add(creator="zen1party2", signature=b"\x01" * 64)
+    controller._consider(_Open("sign", partial))  # a peer posted: planned again, its signature adopted
+    assert controller.journal.get("sign", pending.id).state is State.RESULT
+    (tmp_path / "other").mkdir()
+    other = _controller(world, tmp_path / "other", 1, keyring)
+    other.finishable = False
+    other._consider(_Open("sign", pending))
+    other._doomed.clear()  # every plan made afresh (live parties changed, or RECONSIDER_ALL_S passed)
+    other.finishable = True
+    other._consider(_Open("sign", pending))
+    assert other.started_jobs == [pending.id]

@@ -27,7 +27,7 @@ def controller(tmp_path) -> Controller:
     c.deadlines = SimpleNamespace(of=lambda kind, req: req.mpc_btl)
     c.journal = Journal(tmp_path / "journal.sqlite")
     c._key_types, c._settled, c._reconsider, c._lock = {}, {}, set(), threading.Lock()
-    c._shed_signs, c._running = [], set()
+    c._shed_signs, c._running, c._doomed = [], set(), {}
     c.address = "zen1us"
     c.planned = []
     c._consider_sign = lambda req: (c.planned.append(req.id), c._settled.__setitem__(req.id, c._plan_view(req)))
