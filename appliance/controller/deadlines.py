@@ -25,7 +25,8 @@ class Deadlines:
         """The request's deadline height; 0 only if the chain itself reports none."""
         tag = (kind, request.id)
         if request.mpc_btl:
-            self._known[tag] = request.mpc_btl  # so `known` can answer for jobs of this request
+            if tag not in self._known:
+                self._known[tag] = request.mpc_btl  # so `known` can answer for jobs of this request
             return request.mpc_btl
         if tag not in self._known:
             found = self.chain.key_request(request.id) if kind == "key" else self.chain.sign_request(request.id)

@@ -55,9 +55,11 @@ class Recent:
 
     def __init__(self) -> None:
         self._values: deque[float] = deque(maxlen=RECENT_SAMPLES)
+        self._sorted: list[float] | None = None  # sorted once per new sample: read for every plan
 
     def add(self, value: float) -> None:
         self._values.append(value)
+        self._sorted = None
 
     def __len__(self) -> int:
         return len(self._values)
@@ -68,8 +70,9 @@ class Recent:
     def quantile(self, q: float, default: float) -> float:
         if not self._values:
             return default
-        ordered = sorted(self._values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        if self._sorted is None:
+            self._sorted = sorted(self._values)
+        return self._sorted[min(len(self._sorted) - 1, int(q * len(self._sorted)))]
 
 
 @dataclass

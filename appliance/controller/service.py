@@ -234,6 +234,7 @@ class Controller:
         # one in a peer's session, or every plan is (`_expire_settled`).
         self._doomed: dict[int, tuple[str, int, int]] = {}
         self._settled_view: tuple[Any, ...] = ()  # what every plan depends on beside the request itself
+        self._attempts: tuple[int, dict[int, int]] = (-1, {})  # (height, mpc_btl -> attempt then): `_attempt`
         self._settled_at = float("-inf")
         self._reconsider: set[int] = set()  # sign requests to plan again at once (their job ended; job threads)
         self._shed_signs: list[SignJob] = []  # sign jobs shed unstarted, for the tick to unmark (`_job_shed`)
@@ -414,10 +415,13 @@ class Controller:
 
     def _consider(self, item: _Open) -> None:
         req = item.request
-        if item.kind == "sign":
-            if req.id in self._doomed and self._doomed[req.id] == self._chain_view(req):
+        if item.kind == "sign" and (req.id in self._doomed or req.id in self._settled):
+            view = self._chain_view(req)
+            if self._doomed.get(req.id) == view:
                 return  # no job of ours can finish it, and nobody has signed it since
-            if req.id in self._settled and self._settled[req.id] == self._plan_view(req):
+            settled = self._settled.get(req.id)
+            if settled is not None and settled[1:] == view and settled[0] == self._attempt(
+                    self.deadlines.of("sign", req)):
                 return  # planned for this attempt already, and nothing it depends on has changed
         tag = (item.kind, req.id)
         self._key_types[tag] = metrics.key_type_label(req.key_type)
@@ -437,7 +441,14 @@ class Controller:
             self._consider_sign(req)
 
     def _attempt(self, mpc_btl: int) -> int:
-        return self._attempt_at(self.height, mpc_btl)
+        """The attempt in force now; one computation per deadline and height (requests created in one
+        block share it, and a tick asks for hundreds)."""
+        if self._attempts[0] != self.height:
+            self._attempts = (self.height, {})
+        found = self._attempts[1].get(mpc_btl)
+        if found is None:
+            found = self._attempts[1][mpc_btl] = self._attempt_at(self.height, mpc_btl)
+        return found
 
     def _attempt_at(self, height: int, mpc_btl: int) -> int:
         c = self.config.controller

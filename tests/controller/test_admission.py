@@ -83,6 +83,7 @@ def controller_at(height: int, per_block: float, deadlines: dict[int, int], defa
             admission_per_block=per_block, post_margin_blocks=2, default_btl=default_btl,
             attempt_blocks=attempt_blocks)),
         height=height, deadlines=SimpleNamespace(of=lambda kind, req: deadlines[req.id]), _not_admitted=set(),
+        _attempts=(-1, {}),
         scheduler=SimpleNamespace(queue=SimpleNamespace(shed_log=SimpleNamespace(
             shed=lambda kind, reason, now: shed.append(reason)))))
     for name in ("_attempt", "_attempt_at", "_attempt_end"):

@@ -65,6 +65,7 @@ def _controller(world, tmp: Path, me: int, keyring: str) -> Controller:
     controller._lock = threading.Lock()
     controller._admitted = None  # keyring-wide admission off (the default)
     controller._settled, controller._doomed = {}, {}  # no plan cached yet (Controller._expire_settled)
+    controller._attempts = (-1, {})
     controller.finishable = True  # what the scheduler says of a job started now (Controller._doom)
     controller.scheduler = SimpleNamespace(could_finish=lambda _kind, _deadline: controller.finishable,
                                            queue=SimpleNamespace(shed_log=ShedLog(60.0)))

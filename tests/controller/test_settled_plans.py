@@ -33,7 +33,7 @@ def controller(tmp_path) -> Controller:
     c._consider_sign = lambda req: (c.planned.append(req.id), c._settled.__setitem__(req.id, c._plan_view(req)))
     c.quorum = QuorumPicker(1, [1, 2, 3], 2)
     c.membership, c.drain = None, SimpleNamespace(on=False)
-    c._settled_view, c._settled_at = (), float("-inf")
+    c._settled_view, c._settled_at, c._attempts = (), float("-inf"), (-1, {})
     return c
 
 
