@@ -69,7 +69,7 @@ class _Party:
 def controller(tmp_path, party: _Party):
     journal = Journal(tmp_path / "journal.sqlite")
     return SimpleNamespace(party=party, journal=journal, _joined_boot="", _joined_next=0, _joined=OrderedDict(),
-                           _settled={}, _eager=set())
+                           _settled={}, _doomed={}, _eager=set())
 
 
 def read(c) -> None:
