@@ -85,6 +85,7 @@ FUNDS_WARNING_INTERVAL_S = 60.0  # an account that cannot pay is warned about on
 RECONSIDER_ALL_S = 10.0  # every open request is planned afresh at least this often (`_settled` is a cache)
 PENDING_METRICS_S = 1.0  # the pending-request gauges are recounted at most this often (a pass over every one)
 JOINED_KEPT = 4096  # joined-session signatures held until their request is next considered
+STOP_CHECK_S = 0.1  # a paused loop looks at its stop event at least this often
 MEMBERSHIP_REFRESH_S = 5.0  # the chain keyring's parties and threshold (who makes new keys) are re-read this often
 
 
@@ -247,6 +248,7 @@ class Controller:
         self._membership_read = float("-inf")
         self.deadlines = Deadlines(chain)  # mpc_btl: the key request list leaves it empty
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # set by a job thread with an answer to post now (`_pause`)
         self.height = 0
         self.last_fulfilment = 0.0
         self._key_types: dict[tuple[str, int], str] = {}  # metrics labels of requests seen this run
@@ -733,6 +735,8 @@ class Controller:
             self.journal.record_result(job.kind, job.request_id, result)
             with self._lock:  # the posting delay the scheduler leaves room for is measured from here
                 self._job_answered[(job.kind, job.request_id)] = self.scheduler.height_now()
+            if not self.journal.open_txs():  # nothing in flight: tick now and post it (`_pause`)
+                self._wake.set()
         log.info("%s request %d: result ready in %.3f s", job.kind, job.request_id,
                  time.monotonic() - started, extra=extra)
         return True
@@ -1005,7 +1009,19 @@ class Controller:
                 log.warning("chain unavailable: %s", exc)
             except Exception as exc:  # noqa: BLE001 - the loop must go on; one line, rate-limited
                 log_failure(log, "controller tick failed", exc)
-            stop.wait(self._poll_wait(interval, time.monotonic() - started))
+            self._pause(stop, self._poll_wait(interval, time.monotonic() - started))
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Until the next tick: `seconds`, or sooner when a job's answer can be posted at once (`_wake`).
+        Why: ticks come just after each block, so an answer ready mid-block waited for the next tick
+        and missed the block it could have made; across 50 ms round trips a DKLs23 signature ready
+        130 ms into a 200 ms block was posted 70 ms later and landed a block late."""
+        end = time.monotonic() + seconds
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, STOP_CHECK_S)):
+                break
+        self._wake.clear()
 
     def _poll_wait(self, interval: float, elapsed: float) -> float:
         """Until the next tick: just after the next block is due, never later than the poll interval

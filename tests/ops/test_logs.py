@@ -190,6 +190,8 @@ def test_a_failing_controller_tick_logs_one_line_not_a_traceback_per_tick(tmp_pa
     loop = SimpleNamespace(recover=lambda: None, tick=tick, _block_unix=None,  # no block read: plain interval
                            config=SimpleNamespace(controller=SimpleNamespace(poll_interval_s=0.01)))
     loop._poll_wait = lambda interval, elapsed: Controller._poll_wait(loop, interval, elapsed)
+    loop._wake = threading.Event()
+    loop._pause = lambda stop, seconds: Controller._pause(loop, stop, seconds)
     logs.setup_logging("zrkeyring-controller", mode="text")
     stop = threading.Event()
     thread = threading.Thread(target=Controller.run_forever, args=(loop, stop))
