@@ -208,9 +208,14 @@ class EdfQueue:
         self._answer_blocks.add(blocks)
 
     def post_blocks(self) -> int:
-        """Blocks to leave for posting: `margin_blocks`, or more when our answers take longer."""
-        measured = self._answer_blocks.quantile(START_QUANTILE, 0.0)
-        return max(self.margin_blocks, math.ceil(measured))
+        """Blocks to leave for posting: `margin_blocks`, or more when our answers take longer, capped as
+        the job estimate is: learnt only from answers that were posted, an uncapped figure from one
+        stall (a chain node down, txs re-sent) could doom every request, and with no job run no new
+        sample would ever bring it down."""
+        measured = math.ceil(self._answer_blocks.quantile(START_QUANTILE, 0.0))
+        if self.max_job_blocks:
+            measured = min(measured, self.max_job_blocks)
+        return max(self.margin_blocks, measured)
 
     def feasible(self, kind: str, deadline: int, now: float, ahead: int = 0) -> bool:
         """Can a job of `kind`, behind `ahead` queued jobs, finish and have its answer included by

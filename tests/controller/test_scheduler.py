@@ -261,3 +261,14 @@ def test_jobs_queued_ahead_count_at_their_average_length() -> None:
         q.observe_duration("signature", duration)  # mean 0.4 s; 90th percentile 1.0 s
     # 1.0 s for the job itself + 4 jobs ahead / 2 workers x 0.4 s = 1.8 s = 9 blocks, + 2 to post
     assert not q.feasible("signature", 110, 0.0, ahead=4) and q.feasible("signature", 111, 0.0, ahead=4)
+
+
+def test_a_stall_in_posting_cannot_doom_every_job_for_good() -> None:
+    """The posting delay is learnt only from answers that were posted: capped like the job estimate,
+    one stall (txs re-sent after a chain outage) cannot make every job infeasible with no way back."""
+    shed: list = []
+    q = EdfQueue(clock_at(100), ShedLog(60.0, lambda k, r: shed.append(r)), margin_blocks=2, max_job_blocks=7)
+    for _ in range(50):
+        q.observe_answer_blocks(80)
+    assert q.post_blocks() == 7
+    assert q.feasible("signature", 110, 0.0)  # 0.5 s = 3 blocks of job, 7 to post
