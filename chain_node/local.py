@@ -8,6 +8,7 @@ brings the same node back in plaintext.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,10 +21,40 @@ from chain_node.genesis import Genesis
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
+LISTEN_PORTS_FROM = 10000  # chosen listen ports lie between this and the kernel's ephemeral range
+
+
+def ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (and to bind(0))."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(count: int = 1) -> int:
+    """A base port with `count` consecutive ports free on 127.0.0.1, below the ephemeral range.
+
+    Why below: a port is chosen here and bound by a daemon seconds later. A port from the ephemeral
+    range (what bind(0) returns) can meanwhile be taken as the source port of any outgoing connection
+    on the machine, and the test suite's parallel workers make gRPC connections all the time: a party
+    daemon then failed to start with "Address already in use". The kernel never hands out ports below
+    its ephemeral range by itself, so there only another chooser like this one can collide."""
+    high = ephemeral_low() - count
+    for _ in range(200):
+        base = LISTEN_PORTS_FROM + secrets.randbelow(max(1, high - LISTEN_PORTS_FROM))
+        if all(port_free(p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 below {high + count}")
 
 
 @dataclass(frozen=True)

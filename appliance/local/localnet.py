@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -450,18 +449,5 @@ def _field(text: str, pattern: str) -> str:
 
 
 def free_port_range(count: int) -> int:
-    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding each)."""
-    for _ in range(100):
-        base = free_port()
-        if base + count < 65535 and all(_port_free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """A base port with `count` consecutive free ports on 127.0.0.1 (chain_node.local.free_port)."""
+    return free_port(count)
