@@ -61,9 +61,6 @@ class Recent:
         self._values.append(value)
         self._sorted = None
 
-    def __len__(self) -> int:
-        return len(self._values)
-
     def mean(self, default: float) -> float:
         return sum(self._values) / len(self._values) if self._values else default
 
@@ -192,12 +189,12 @@ class EdfQueue:
     def estimate_s(self, kind: str) -> float:
         """How long a job of `kind` may take: START_QUANTILE of the recent ones (capped, below)."""
         recent = self._durations.get(kind)
-        return recent.quantile(START_QUANTILE, DEFAULT_JOB_ESTIMATE_S) if recent else DEFAULT_JOB_ESTIMATE_S
+        return DEFAULT_JOB_ESTIMATE_S if recent is None else recent.quantile(START_QUANTILE, DEFAULT_JOB_ESTIMATE_S)
 
     def mean_s(self, kind: str) -> float:
         """How long a job of `kind` takes on average (what a queue of them ahead drains at)."""
         recent = self._durations.get(kind)
-        return recent.mean(DEFAULT_JOB_ESTIMATE_S) if recent else DEFAULT_JOB_ESTIMATE_S
+        return DEFAULT_JOB_ESTIMATE_S if recent is None else recent.mean(DEFAULT_JOB_ESTIMATE_S)
 
     def observe_duration(self, kind: str, seconds: float) -> None:
         """A job of `kind` took `seconds`: it joins the samples the feasibility test reads."""

@@ -417,13 +417,10 @@ class Controller:
 
     def _consider(self, item: _Open) -> None:
         req = item.request
-        if item.kind == "sign" and (req.id in self._doomed or req.id in self._settled):
-            view = self._chain_view(req)
-            if self._doomed.get(req.id) == view:
+        if item.kind == "sign":
+            if req.id in self._doomed and self._doomed[req.id] == self._chain_view(req):
                 return  # no job of ours can finish it, and nobody has signed it since
-            settled = self._settled.get(req.id)
-            if settled is not None and settled[1:] == view and settled[0] == self._attempt(
-                    self.deadlines.of("sign", req)):
+            if req.id in self._settled and self._settled[req.id] == self._plan_view(req):
                 return  # planned for this attempt already, and nothing it depends on has changed
         tag = (item.kind, req.id)
         self._key_types[tag] = metrics.key_type_label(req.key_type)

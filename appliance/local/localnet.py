@@ -120,7 +120,7 @@ class LocalKeyring:
         for i in range(1, s.parties + 1):
             self.hosts.append(self._provision_host(i))
         bundle = self.root / "cluster"
-        self.base_port = free_port_range(s.parties)
+        self.base_port = free_port(s.parties)
         init_cluster(bundle, s.parties, s.threshold, list(s.party_hosts) or "127.0.0.1", self.base_port,
                      name="local")
         for host in self.hosts:
@@ -309,7 +309,7 @@ class LocalKeyring:
         host = self._provision_host(index)
         self.hosts.append(host)
         self._zrkeyring(host, "cluster", "add-party", "--bundle", str(bundle), "--party", str(index),
-                        "--host", "127.0.0.1", "--port", str(free_port_range(1)))
+                        "--host", "127.0.0.1", "--port", str(free_port()))
         self._zrkeyring(host, "cluster", "roster", "--bundle", str(bundle), "--party", str(index),
                         "--identity-key", host.identity_key, "--chain-address", host.chain_address)
         self._zrkeyring(host, "cluster", "seal-key", "--bundle-dir", str(bundle / f"party-{index}"),
@@ -446,8 +446,3 @@ def _field(text: str, pattern: str) -> str:
     if match is None:
         raise RuntimeError(f"unexpected `hsm init` output: {text!r}")
     return match.group(1)
-
-
-def free_port_range(count: int) -> int:
-    """A base port with `count` consecutive free ports on 127.0.0.1 (chain_node.local.free_port)."""
-    return free_port(count)

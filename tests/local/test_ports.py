@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 
-from appliance.local.localnet import free_port_range
 from chain_node.local import LISTEN_PORTS_FROM, ephemeral_low, free_port
 
 
@@ -20,7 +19,6 @@ def test_chosen_ports_are_free_and_below_the_ephemeral_range() -> None:
         for port in range(base, base + count):
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", port))  # raises if it were taken
-    assert free_port_range(4) + 4 <= ephemeral_low()
 
 
 def test_a_taken_port_is_never_chosen(monkeypatch) -> None:

@@ -13,11 +13,11 @@ import pytest
 from nacl.signing import SigningKey
 
 from appliance.cluster.bundle import ClusterBundle, fill_roster, init_cluster
-from appliance.local.localnet import free_port_range
 from appliance.mpc_party.envelope import Gate, Outbox
 from appliance.mpc_party.transport import PeerClient, PeerServer, TlsCredentials
 from appliance.rules.roster import Roster
 from chain_client.address import account_address
+from chain_node.local import free_port
 
 BUNDLE_PARTIES = 4
 ROSTER_PARTIES = 3
@@ -25,7 +25,7 @@ ROSTER_PARTIES = 3
 
 def free_base_port(count: int) -> int:
     """A base port with `count` consecutive free ports on 127.0.0.1."""
-    return free_port_range(count)
+    return free_port(count)
 
 
 @dataclass

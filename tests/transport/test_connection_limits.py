@@ -99,6 +99,6 @@ def test_server_limits_must_be_positive():
 
 
 def _free_port() -> int:
-    from appliance.local.localnet import free_port_range
+    from chain_node.local import free_port
 
-    return free_port_range(1)
+    return free_port()
